@@ -1,0 +1,129 @@
+"""``medseg evaluate``: predict held-out subjects, map back to native space, score in 3D.
+
+Dice and HD95 are computed per foreground class on the whole volume in the source file's own
+voxel grid (the prediction is resampled back from the prepared grid), against the source
+label file, then averaged over classes and subjects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from medseg.models import build_network
+from medseg.native import save_native_label, to_native
+from segcore.checkpoints import read_checkpoint
+from segcore.cli import resolved_args
+from segcore.errors import InputError
+from segcore.metrics import dice_per_class_3d, hd95_per_class_3d
+from segcore.outputs import atomic_dir, write_json, write_yaml
+from segcore.prepared import PreparedData
+
+log = logging.getLogger(__name__)
+
+
+def add_evaluate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="prepared data folder")
+    p.add_argument("--model", type=Path, required=True, help="fine-tuned model checkpoint (model.pt)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (metrics.json, predictions/)")
+    p.add_argument("--split", default="test", help="which subjects to score: test or val")
+    p.add_argument("--save-predictions", action=argparse.BooleanOptionalAction, default=True, help="write native-space NIfTI predictions")
+    p.add_argument("--batch-size", type=int, default=32, help="slices per inference batch")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
+
+
+@torch.no_grad()
+def predict_group_probs(net: torch.nn.Module, data: PreparedData, group: str, batch_size: int) -> np.ndarray:
+    """Softmax probabilities of one subject in prepared space: (K, S, H, W), slices in order."""
+    idx = data.sample_indices([group])
+    idx = idx[np.argsort(data.index[idx])]
+    device = next(net.parameters()).device
+    probs = []
+    for start in range(0, len(idx), batch_size):
+        x = torch.from_numpy(np.stack([data.image(int(i)) for i in idx[start : start + batch_size]])).to(device)
+        probs.append(torch.softmax(net(x), dim=1).float().cpu())  # (b, K, H, W)
+    return torch.cat(probs).permute(1, 0, 2, 3).numpy()  # (K, S, H, W)
+
+
+def load_model(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    ckpt = read_checkpoint(path)
+    net = build_network(ckpt["network"])
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval()
+    return net, ckpt
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    data = PreparedData(args.data)
+    net, ckpt = load_model(args.model)
+    if ckpt["network"]["num_classes"] != data.num_classes:
+        raise InputError(args.model, f"model predicts {ckpt['network']['num_classes']} classes, data has {data.num_classes}")
+    classes = list(data.manifest["classes"])
+    groups = data.split_groups(args.split)
+    if not groups:
+        raise InputError(args.data, f"split '{args.split}' is empty")
+    subjects = []
+    with atomic_dir(args.out) as tmp:
+        for group in groups:
+            rec = data.manifest["groups"][group]
+            if not rec.get("label"):
+                raise InputError(args.data, f"subject {group} in split '{args.split}' has no label file")
+            probs = predict_group_probs(net, data, group, args.batch_size)
+            pred = to_native(probs, rec, order=1).argmax(0).astype(np.uint8)  # native voxel grid
+            truth_img = nib.load(rec["label"])
+            truth = np.rint(np.asarray(truth_img.dataobj)).astype(np.int64)
+            if truth.shape != pred.shape:
+                raise InputError(rec["label"], f"label shape {truth.shape} differs from the mapped-back prediction {pred.shape}")
+            spacing = tuple(float(z) for z in truth_img.header.get_zooms()[:3])
+            dice = dice_per_class_3d(pred, truth, len(classes))
+            hd95 = hd95_per_class_3d(pred, truth, len(classes), spacing)
+            subjects.append({
+                "subject": group,
+                "dice": {classes[k]: _num(dice.get(k)) for k in range(1, len(classes))},
+                "hd95": {classes[k]: _num(hd95.get(k)) for k in range(1, len(classes))},
+            })
+            if args.save_predictions:
+                save_native_label(pred, rec, tmp / "predictions" / f"{group}.nii.gz")
+        summary = _summarise(subjects, classes[1:])
+        run = ckpt.get("run", {})
+        write_json(tmp / "metrics.json", {
+            "domain": "mri", "dataset": data.manifest.get("dataset", Path(args.data).name), "split": args.split,
+            "method": run.get("method", ckpt.get("method", "none")), "budget": run.get("budget"), "seed": run.get("seed"),
+            "classes": classes[1:], "summary": summary, "subjects": subjects,
+        })
+        write_yaml(tmp / "config.yaml", resolved_args(args))
+    log.info("Dice %.4f (per class %s) over %d subjects", summary["dice_mean"], summary["dice_per_class"], len(subjects))
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) or math.isinf(v) else v
+
+
+def _mean(vals: list[float | None]) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _summarise(subjects: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Mean over classes per subject, then over subjects (METHODS §3)."""
+    dice_subject = [_mean(list(s["dice"].values())) for s in subjects]
+    hd_subject = [_mean(list(s["hd95"].values())) for s in subjects]
+    return {
+        "dice_mean": _mean(dice_subject),
+        "hd95_mean": _mean(hd_subject),
+        "dice_per_class": {n: _mean([s["dice"][n] for s in subjects]) for n in names},
+        "hd95_per_class": {n: _mean([s["hd95"][n] for s in subjects]) for n in names},
+        "n_subjects": len(subjects),
+    }

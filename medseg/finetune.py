@@ -1,0 +1,107 @@
+"""``medseg finetune``: a 2D U-Net on N labeled volumes chosen from (N, seed)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from medseg.models import build_network, network_spec, parse_channels
+from segcore.budget import select_count
+from segcore.checkpoints import load_pretrained, read_checkpoint, save_checkpoint
+from segcore.cli import resolved_args
+from segcore.errors import InputError
+from segcore.outputs import atomic_dir, write_json, write_yaml
+from segcore.prepared import PreparedData, PreparedDataset
+from segcore.tasks import SegmentationTask
+from segcore.training import configure_runtime, eval_loader, make_trainer, step_loader
+from segcore.transforms import mri_train_transform, with_strip
+
+log = logging.getLogger(__name__)
+
+
+def add_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int, lr: float) -> None:
+    """Options shared by the MRI training stages (finetune, pretrain)."""
+    p.add_argument("--data", type=Path, required=True, help="prepared data folder (from `medseg preprocess`)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (model.pt, train.json, config.yaml, logs/)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (also picks the labeled volumes)")
+    p.add_argument("--steps", type=int, default=steps, help="optimisation steps")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="slices per batch")
+    p.add_argument("--lr", type=float, default=lr, help="learning rate (AdamW)")
+    p.add_argument("--channels", default="16,32,64,128,128", help="U-Net encoder widths, comma-separated (ignored with --init: taken from the checkpoint)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    p.add_argument("--devices", default="1", help="Lightning devices (count or list)")
+
+
+def add_finetune_options(p: argparse.ArgumentParser) -> None:
+    add_training_options(p, steps=300, batch_size=8, lr=1e-3)
+    p.add_argument("--budget", default="all", help="labeled volumes: an integer or 'all' (the whole labeled pool)")
+    p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (pretrained or fine-tuned); none = random init")
+    p.add_argument("--method", default=None, help="name of the pretraining method, recorded for the report (default: from --init, or 'none')")
+    p.add_argument("--val-every", type=int, default=50, help="validate (whole-volume Dice) every N steps; best weights kept")
+    p.add_argument("--val-batch-size", type=int, default=32, help="slices per validation batch")
+
+
+def run_finetune(args: argparse.Namespace) -> None:
+    configure_runtime(args.threads, args.seed)
+    data = PreparedData(args.data)
+    if data.manifest.get("domain") != "mri":
+        raise InputError(args.data, f"expected MRI prepared data, found domain {data.manifest.get('domain')!r}")
+    pool = data.split_groups("labeled")
+    try:
+        chosen = select_count(pool, args.budget, args.seed)
+    except ValueError as err:
+        raise InputError(args.data, str(err)) from err
+    val_groups = data.split_groups("val")
+    if not val_groups:
+        raise InputError(args.data, "no validation subjects in the prepared data (preprocess with --n-val >= 1)")
+
+    method = args.method
+    pretrained: list[str] = []
+    if args.init is not None:
+        init = read_checkpoint(args.init)
+        spec = init["network"]
+        if spec.get("in_channels") != data.in_channels or spec.get("num_classes") != data.num_classes:
+            raise InputError(args.init, f"checkpoint is for {spec.get('in_channels')} channels / {spec.get('num_classes')} classes, data has {data.in_channels} / {data.num_classes}")
+        net = build_network(spec)
+        pretrained = load_pretrained(net, init, args.init)
+        method = method or init.get("method", "pretrained")
+    else:
+        spec = network_spec(data.in_channels, data.num_classes, parse_channels(args.channels))
+        net = build_network(spec)
+        method = method or "none"
+
+    train_ds = PreparedDataset(data, data.sample_indices(chosen), transform=with_strip(mri_train_transform()))
+    val_ds = PreparedDataset(data, data.sample_indices(val_groups))
+    task = SegmentationTask(net, data.num_classes, ignore_index=data.ignore_index, lr=args.lr, val_metric="dice", max_steps=args.steps)
+    t0 = time.perf_counter()
+    with atomic_dir(args.out) as tmp:
+        trainer = make_trainer(tmp, args.steps, val_every=min(args.val_every, args.steps), accelerator=args.accelerator, devices=_devices(args.devices))
+        trainer.fit(task, step_loader(train_ds, args.batch_size, args.steps, args.seed, args.workers), eval_loader(val_ds, args.val_batch_size))
+        if task.best_state is None:
+            raise RuntimeError("validation never produced a score; check the validation subjects")
+        net.load_state_dict(task.best_state)
+        run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "labeled": chosen, "init": None if args.init is None else str(args.init)}
+        save_checkpoint(
+            tmp / "model.pt", net, spec, stage="finetune", method=method, pretrained=[], run=run,
+            data={"classes": data.manifest["classes"], "channels": data.manifest["channels"], "image_size": data.manifest["image_size"]},
+        )
+        write_json(tmp / "train.json", {
+            **run, "domain": "mri", "best_val_dice": task.best_score, "best_step": task.best_step, "steps": args.steps,
+            "train_slices": len(train_ds), "initialised_tensors": len(pretrained), "history": task.history,
+            "wall_seconds": time.perf_counter() - t0,
+        })
+        write_yaml(tmp / "config.yaml", resolved_args(args))
+    log.info("best validation Dice %.4f at step %d; wrote %s", task.best_score, task.best_step, args.out)
+
+
+def _devices(text: str) -> int | str | list[int]:
+    text = str(text)
+    if text.isdigit():
+        return int(text)
+    if "," in text:
+        return [int(t) for t in text.split(",") if t]
+    return text

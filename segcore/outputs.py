@@ -1,0 +1,85 @@
+"""Atomic stage outputs: write under a temporary name, rename when complete.
+
+A stage that fails leaves nothing that looks complete: the temporary file or folder is removed
+and the final path is never created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``final``; rename it to ``final`` on success.
+
+    An existing ``final`` is replaced only after the new one is complete.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+
+
+@contextmanager
+def atomic_file(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final`` (same suffix); ``os.replace`` it on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.tmp-", suffix="".join(final.suffixes), dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, final)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return obj.tolist()
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def write_yaml(path: str | Path, data: Any) -> None:
+    """Write ``data`` as YAML (the resolved arguments of a stage), atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(yaml.safe_dump(_jsonable(data), sort_keys=False))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,85 @@
+# MRI rules: each calls one `medseg <stage>` with explicit inputs and outputs.
+
+
+wildcard_constraints:
+    method=r"[A-Za-z0-9+\-]+",
+    budget=r"[0-9]+|all",
+    seed=r"[0-9]+",
+
+
+rule mri_demo_data:
+    output:
+        directory(f"{RESULTS}/mri/raw"),
+    params:
+        n=mri_cfg()["demo"]["n_subjects"],
+        slices=mri_cfg()["demo"]["n_slices"],
+        size=mri_cfg()["demo"]["size"],
+        seed=mri_cfg()["demo"]["seed"],
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/mri_demo_data.log",
+    shell:
+        "medseg demo-data --out {output} --n-subjects {params.n} --n-slices {params.slices} "
+        "--size {params.size} --seed {params.seed} > {log} 2>&1"
+
+
+rule mri_preprocess:
+    input:
+        mri_raw_input(),
+    output:
+        directory(f"{RESULTS}/mri/prepared"),
+    params:
+        layout=mri_cfg()["layout"],
+        spacing=space_list(mri_cfg()["preprocess"]["target_spacing"]),
+        size=space_list(mri_cfg()["preprocess"]["image_size"]),
+        p=mri_cfg()["preprocess"],
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/mri_preprocess.log",
+    shell:
+        "medseg preprocess --input {input} --out {output} --layout {params.layout} "
+        "--target-spacing {params.spacing} --image-size {params.size} "
+        "--partitions {params.p[partitions]} --n-test {params.p[n_test]} --n-val {params.p[n_val]} "
+        "--n-labeled {params.p[n_labeled]} --seed {params.p[seed]} > {log} 2>&1"
+
+
+rule mri_finetune:
+    input:
+        data=f"{RESULTS}/mri/prepared",
+    output:
+        model=f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}/seed_{{seed}}/model.pt",
+        train=f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}/seed_{{seed}}/train.json",
+    params:
+        init=mri_init_args,
+        ft=mri_cfg()["finetune"],
+        channels=comma_list(mri_cfg()["network"]["channels"]),
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/mri_finetune/{{method}}_budget_{{budget}}_seed_{{seed}}.log",
+    shell:
+        "medseg finetune --data {input.data} --out $(dirname {output.model}) --budget {wildcards.budget} "
+        "--seed {wildcards.seed} --method {wildcards.method} {params.init} --channels {params.channels} "
+        "--steps {params.ft[steps]} --batch-size {params.ft[batch_size]} --lr {params.ft[lr]} "
+        "--val-every {params.ft[val_every]} --threads {threads} > {log} 2>&1"
+
+
+rule mri_evaluate:
+    input:
+        data=f"{RESULTS}/mri/prepared",
+        model=f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}/seed_{{seed}}/model.pt",
+    output:
+        f"{RESULTS}/mri/evaluate/{{method}}/budget_{{budget}}/seed_{{seed}}/metrics.json",
+    threads: config["threads"]
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/mri_evaluate/{{method}}_budget_{{budget}}_seed_{{seed}}.log",
+    shell:
+        "medseg evaluate --data {input.data} --model {input.model} --out $(dirname {output}) "
+        "--threads {threads} > {log} 2>&1"

@@ -1,0 +1,5 @@
+# Remote-sensing rules: each calls one `rs <stage>`.
+
+
+def rs_metrics_files():
+    return []
