@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from segcore.losses import SoftDiceCELoss
+from segcore.views import crop_resize, intensity_jitter
 
 
 def class_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
@@ -119,3 +120,122 @@ class SegmentationTask(L.LightningModule):
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_steps), eta_min=self.lr * 0.05)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def group_ids(groups: list[str], device: torch.device) -> torch.Tensor:
+    """Map group (volume) names of a batch to consecutive integer ids: (B,) long."""
+    names = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+    return torch.tensor([names[g] for g in groups], device=device, dtype=torch.long)
+
+
+class GlobalContrastiveTask(L.LightningModule):
+    """Stage 1 (METHODS §1): encoder + g1 trained with G^R, G^D- or G^D on two views per slice."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        head: nn.Module,
+        loss: nn.Module,
+        lr: float = 1e-3,
+        crop_scale: tuple[float, float] = (0.5, 0.75),
+        brightness: float = 0.3,
+        contrast: tuple[float, float] = (0.7, 1.3),
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.net, self.head, self.loss = net, head, loss
+        self.lr = lr
+        self.crop_scale, self.brightness, self.contrast = crop_scale, brightness, contrast
+        self.seed = seed
+        self.losses: list[float] = []
+        self._gen: torch.Generator | None = None
+
+    def _generator(self) -> torch.Generator:
+        if self._gen is None:
+            self._gen = torch.Generator().manual_seed(self.seed + 1000 * self.global_rank)
+        return self._gen
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        g = self._generator()
+        return intensity_jitter(crop_resize(x, self.crop_scale, g), g, brightness=self.brightness, contrast=self.contrast)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        x = batch["image"]  # (B, C, H, W)
+        b = x.shape[0]
+        views = torch.cat([self.view(x), self.view(x)])  # (2B, C, H, W): view 1 then view 2
+        z = self.head(self.net.encode(views)[-1])  # (2B, D), unit norm
+        meta = batch["meta"]
+        volume = group_ids(meta["group"], x.device).repeat(2)  # (2B,)
+        partition = torch.as_tensor(meta["partition"], device=x.device).repeat(2)
+        slice_uid = torch.as_tensor(meta["sample"], device=x.device).repeat(2)
+        loss = self.loss(z, volume, partition, slice_uid)
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=b)
+        self.losses.append(float(loss.detach()))
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        params = list(self.net.encoder.parameters()) + list(self.head.parameters())
+        return torch.optim.Adam(params, lr=self.lr)
+
+
+class LocalContrastiveTask(L.LightningModule):
+    """Stage 2 (METHODS §2): frozen encoder; the first ``n_blocks`` decoder blocks + g2 are trained
+    with L^R or L^D on two intensity-only views (pixels stay aligned between views)."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        n_blocks: int,
+        head: nn.Module,
+        loss: nn.Module,
+        lr: float = 1e-3,
+        brightness: float = 0.3,
+        contrast: tuple[float, float] = (0.7, 1.3),
+        noise_std: float = 0.05,
+        gamma: tuple[float, float] | None = (0.7, 1.5),
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.net, self.head, self.loss = net, head, loss
+        self.n_blocks = n_blocks
+        self.lr = lr
+        self.brightness, self.contrast, self.noise_std, self.gamma = brightness, contrast, noise_std, gamma
+        self.seed = seed
+        self.losses: list[float] = []
+        self._gen: torch.Generator | None = None
+        for p in self.net.encoder.parameters():
+            p.requires_grad_(False)
+
+    def on_train_epoch_start(self) -> None:
+        # BatchNorm statistics of the frozen encoder must not drift either
+        self.net.encoder.eval()
+
+    def _generator(self) -> torch.Generator:
+        if self._gen is None:
+            self._gen = torch.Generator().manual_seed(self.seed + 1000 * self.global_rank)
+        return self._gen
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        return intensity_jitter(
+            x, self._generator(), brightness=self.brightness, contrast=self.contrast, noise_std=self.noise_std, gamma=self.gamma
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        x = batch["image"]  # (B, C, H, W)
+        b = x.shape[0]
+        with torch.no_grad():
+            feats = self.net.encode(torch.cat([self.view(x), self.view(x)]))  # levels of (2B, C_i, h_i, w_i)
+        f = self.head(self.net.decode(feats, self.n_blocks)[-1])  # (2B, C, h, w)
+        f1, f2 = f[:b], f[b:]
+        meta = batch["meta"]
+        volume = group_ids(meta["group"], x.device)
+        partition = torch.as_tensor(meta["partition"], device=x.device)
+        loss = self.loss(f1, f2, volume, partition)
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=b)
+        self.losses.append(float(loss.detach()))
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        params = [p for blk in list(self.net.decoder)[: self.n_blocks] for p in blk.parameters()]
+        params += list(self.head.parameters()) + list(self.loss.parameters())
+        return torch.optim.Adam(params, lr=self.lr)

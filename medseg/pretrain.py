@@ -1,0 +1,104 @@
+"""``medseg pretrain``: global (encoder) and local (decoder) contrastive stages on MRI slices.
+
+``--stage global`` trains encoder + g1 with ``--strategy`` GR, GD- or GD on partition-aware
+batches (m volumes × S partitions). ``--stage local`` loads a global checkpoint (``--init``),
+freezes the encoder and trains the first l decoder blocks + g2 with LR or LD. The checkpoint
+records in ``pretrained`` which modules were trained, and keeps g1/g2 apart under ``heads`` so
+that ``medseg finetune --init`` drops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from torch.utils.data import DataLoader
+
+from medseg.finetune import _devices, add_training_options
+from medseg.models import build_network, network_spec, parse_channels
+from medseg.sampling import PartitionBatchSampler
+from segcore.checkpoints import read_checkpoint, save_checkpoint
+from segcore.cli import resolved_args
+from segcore.errors import InputError
+from segcore.heads import GlobalProjectionHead, LocalProjectionHead
+from segcore.losses import GlobalContrastiveLoss, LocalContrastiveLoss
+from segcore.outputs import atomic_dir, write_json, write_yaml
+from segcore.prepared import PreparedData, PreparedDataset
+from segcore.tasks import GlobalContrastiveTask, LocalContrastiveTask
+from segcore.training import collate_samples, configure_runtime, make_trainer
+
+log = logging.getLogger(__name__)
+
+
+def add_pretrain_options(p: argparse.ArgumentParser) -> None:
+    add_training_options(p, steps=300, batch_size=0, lr=1e-3)
+    p.add_argument("--stage", choices=["global", "local"], default="global", help="global: encoder + g1; local: decoder blocks + g2 (needs --init)")
+    p.add_argument("--strategy", default=None, help="global: GR, GD- or GD (default GD); local: LR or LD (default LR)")
+    p.add_argument("--init", default=None, help="checkpoint to start from (the local stage needs the global stage's)")
+    p.add_argument("--volumes-per-batch", type=int, default=4, help="m: volumes per batch (batch = m × S partitions slices)")
+    p.add_argument("--temperature", type=float, default=0.1, help="T of the InfoNCE similarities")
+    p.add_argument("--crop-scale", type=float, nargs=2, default=(0.5, 0.75), help="global views: crop side as a fraction of the image side (min max)")
+    p.add_argument("--local-blocks", type=int, default=None, help="l: decoder blocks trained by the local stage (default: those up to the H/4 map)")
+    p.add_argument("--local-negatives", choices=["neighbours", "all"], default="all", help="local negatives: the reference's 5 neighbouring regions, or all other regions")
+    p.add_argument("--noise-std", type=float, default=0.05, help="local views: max std of added Gaussian noise")
+
+
+def _pretrain_groups(data: PreparedData) -> list[str]:
+    groups = data.split_groups("unlabeled") + data.split_groups("labeled")
+    if not groups:
+        raise InputError(data.folder, "no unlabeled or labeled-pool subjects to pretrain on")
+    return groups
+
+
+def run_pretrain(args: argparse.Namespace) -> None:
+    configure_runtime(args.threads, args.seed)
+    data = PreparedData(args.data)
+    groups = _pretrain_groups(data)
+    sampler = PartitionBatchSampler(data, groups, args.volumes_per_batch, args.steps, args.seed)
+    loader = DataLoader(PreparedDataset(data, list(range(len(data))), with_label=False), batch_sampler=sampler, collate_fn=collate_samples, num_workers=args.workers)
+    t0 = time.perf_counter()
+    if args.stage == "global":
+        strategy = args.strategy or "GD"
+        spec = network_spec(data.in_channels, data.num_classes, parse_channels(args.channels))
+        net = build_network(spec)
+        c, h, w = net.bottleneck_shape(data.manifest["image_size"])
+        head = GlobalProjectionHead(c * h * w)
+        loss = GlobalContrastiveLoss(strategy, temperature=args.temperature)
+        task = GlobalContrastiveTask(net, head, loss, lr=args.lr, crop_scale=tuple(args.crop_scale), seed=args.seed)
+        pretrained = ["encoder."]
+        method = strategy
+        heads = {"g1": head}
+    else:
+        if not args.init:
+            raise InputError(None, "--stage local needs --init (the global stage's checkpoint)")
+        strategy = args.strategy or "LR"
+        init = read_checkpoint(args.init)
+        spec = init["network"]
+        net = build_network(spec)
+        net.load_state_dict(init["state_dict"])
+        n_blocks = args.local_blocks or max(1, len(spec["channels"]) - 3)
+        if not 1 <= n_blocks <= len(net.decoder):
+            raise InputError(None, f"--local-blocks must be in 1..{len(net.decoder)}")
+        width = spec["channels"][::-1][n_blocks]
+        head = LocalProjectionHead(width)
+        loss = LocalContrastiveLoss(strategy, temperature=args.temperature, negatives=args.local_negatives, in_channels=width)
+        task = LocalContrastiveTask(net, n_blocks, head, loss, lr=args.lr, noise_std=args.noise_std, seed=args.seed)
+        pretrained = sorted(set(init.get("pretrained", [])) | {f"decoder.{i}." for i in range(n_blocks)})
+        method = f"{init.get('method', 'pretrained')}+{strategy}"
+        heads = {**init.get("heads", {}), "g2": head, "g2_region": loss}
+    with atomic_dir(args.out) as tmp:
+        trainer = make_trainer(tmp, args.steps, val_every=None, accelerator=args.accelerator, devices=_devices(args.devices))
+        trainer.fit(task, loader)
+        heads = {k: {n: t.detach().cpu() for n, t in (v.state_dict() if hasattr(v, "state_dict") else v).items()} for k, v in heads.items()}
+        save_checkpoint(
+            tmp / "model.pt", net, spec, stage=f"pretrain-{args.stage}", method=method, pretrained=pretrained, heads=heads,
+            data={"classes": data.manifest["classes"], "channels": data.manifest["channels"], "image_size": data.manifest["image_size"]},
+        )
+        write_json(tmp / "train.json", {
+            "stage": args.stage, "method": method, "strategy": strategy, "steps": args.steps, "seed": args.seed,
+            "batch": args.volumes_per_batch * len(sampler.partitions), "loss_first": task.losses[0], "loss_last": task.losses[-1],
+            "loss_history": task.losses, "wall_seconds": time.perf_counter() - t0,
+        })
+        write_yaml(tmp / "config.yaml", resolved_args(args))
+    log.info("%s stage %s: loss %.4f -> %.4f in %.1fs", args.stage, method, task.losses[0], task.losses[-1], time.perf_counter() - t0)
