@@ -58,8 +58,9 @@ def _load_config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[st
 
 def parse_stage_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Parse ``argv`` with ``--config`` YAML values as defaults beneath the command line."""
-    pre, _ = parser.parse_known_args(argv)
-    cfg = getattr(pre, "config", None)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    cfg = pre.parse_known_args(argv)[0].config
     if cfg:
         defaults = _load_config_defaults(parser, cfg)
         parser.set_defaults(**defaults)

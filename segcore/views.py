@@ -26,7 +26,7 @@ def crop_resize(x: torch.Tensor, scale: tuple[float, float], g: torch.Generator)
     y0 = torch.rand(b, generator=g).to(x.device) * (h - bh)
     x0 = torch.rand(b, generator=g).to(x.device) * (w - bw)
     boxes = torch.stack([torch.arange(b, device=x.device, dtype=x.dtype), x0, y0, x0 + bw, y0 + bh], dim=1)  # (B, 5)
-    return roi_align(x, boxes.to(x.dtype), output_size=(h, w), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return roi_align(x, boxes.to(x.dtype), output_size=(h, w), spatial_scale=1.0, sampling_ratio=1, aligned=True)
 
 
 def intensity_jitter(

@@ -1,0 +1,469 @@
+"""Synthetic landslide scenes (``rs demo-data``): imagery, a DEM in another CRS, and labels.
+
+What a scene contains and why (METHODS §6; §4 on what makes it hard enough):
+
+* Terrain: a spectral-synthesis fractal surface whose lowlands are flattened into plains, and a
+  meandering river that carves a flat floodplain. Truth lives on a fine grid at the image pixel
+  size in UTM zone 33N (EPSG:32633), with a margin around the image.
+* Land cover on that terrain: forest and meadows on slopes, agricultural parcels (crops,
+  meadow, bare tilled soil) on flat ground, bare rock and scree high up, forest clear-cuts on
+  moderate slopes, roads, and a braided river (gravel bars around a water thread).
+* Landslides: placed where the slope is steep (weight rising from 12° to 32°, so some sit on
+  moderate slopes), elongated downslope along the local aspect, with a depression below the
+  head scarp and a deposit bulge at the toe written into the terrain; spectra drawn from the
+  same bare soil/rock family as the tilled fields, with rougher texture; older ones are partly
+  revegetated (30-75% of pixels).
+* Look-alikes that only the terrain (or shape and context) tells apart: bare fields, roads and
+  river gravel on flat ground share the landslide spectra; clear-cuts and rock on slopes make
+  slope alone an imperfect cue.
+* The DEM is partial evidence: it is sampled from the terrain at a coarser resolution
+  (``dem_resolution``, 25 m by default against 10 m pixels) in another CRS (EPSG:4326 for even
+  scenes, EPSG:3035 for odd ones) over a slightly larger extent, with correlated and white
+  height errors, and it predates most fresh landslides (their scarp and deposit are missing from
+  it; older landslides are in it).
+* Nodata: the second scene has a slanted swath-edge strip of nodata (image value 0, declared in
+  the profile) wide enough to make whole tiles empty; the third scene's DEM has a void (nodata
+  -9999).
+
+Images are uint16 reflectance x 10000 (nodata 0), bands B, G, R, NIR; labels uint8 0/1 on the
+image grid; DEMs float32 metres. Everything is a function of ``seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.warp import transform as transform_points
+from rasterio.warp import transform_bounds
+from scipy import ndimage
+
+from rs.geotiff import RasterGrid, write_geotiff
+from rs.terrain import hillshade, slope_aspect
+from segcore.cli import resolved_args
+from segcore.outputs import atomic_dir, write_json, write_yaml
+
+log = logging.getLogger(__name__)
+
+BAND_NAMES = ("B", "G", "R", "NIR")
+IMAGE_CRS = "EPSG:32633"
+DEM_CRS = ("EPSG:4326", "EPSG:3035")
+IMAGE_NODATA = 0
+DEM_NODATA = -9999.0
+REFLECTANCE_SCALE = 10000.0
+
+# surface reflectance (B, G, R, NIR) of the cover types
+FOREST = np.array([0.025, 0.045, 0.030, 0.30])
+GRASS = np.array([0.040, 0.080, 0.060, 0.38])
+CROP_GREEN = np.array([0.035, 0.075, 0.045, 0.45])
+CROP_RIPE = np.array([0.070, 0.100, 0.120, 0.28])
+SHRUB = np.array([0.035, 0.065, 0.045, 0.33])
+DRY_SOIL = np.array([0.120, 0.160, 0.210, 0.280])
+ROCK = np.array([0.140, 0.170, 0.190, 0.240])
+GRAVEL = np.array([0.120, 0.150, 0.170, 0.220])
+ROAD = np.array([0.110, 0.130, 0.150, 0.190])
+WATER = np.array([0.060, 0.050, 0.030, 0.015])
+HAZE = np.array([0.012, 0.008, 0.004, 0.0])
+
+
+def fractal_noise(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
+    """Zero-mean, unit-variance noise with power spectrum ~ 1/k^beta, (H, W) float64."""
+    h, w = shape
+    ky = np.fft.fftfreq(h)[:, None]
+    kx = np.fft.rfftfreq(w)[None, :]
+    k = np.hypot(ky, kx)
+    k[0, 0] = 1.0
+    amp = k ** (-beta / 2.0)
+    amp[0, 0] = 0.0
+    spectrum = amp * (rng.normal(size=k.shape) + 1j * rng.normal(size=k.shape))
+    field = np.fft.irfft2(spectrum, s=shape)
+    return (field - field.mean()) / field.std()
+
+
+def _rank_uniform(field: np.ndarray) -> np.ndarray:
+    """Map values to their rank in (0, 1): a uniform field with the spatial structure of ``field``."""
+    flat = field.ravel()
+    ranks = np.empty(flat.size)
+    ranks[np.argsort(flat)] = (np.arange(flat.size) + 0.5) / flat.size
+    return ranks.reshape(field.shape)
+
+
+def _polyline_distance(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Distance in pixels from every pixel to a polyline through ``points`` ((K, 2) row, col)."""
+    line = np.zeros(shape, dtype=bool)
+    for (r0, c0), (r1, c1) in zip(points[:-1], points[1:], strict=True):
+        n = int(max(abs(r1 - r0), abs(c1 - c0)) * 2) + 2
+        rr = np.clip(np.round(np.linspace(r0, r1, n)).astype(int), 0, shape[0] - 1)
+        cc = np.clip(np.round(np.linspace(c0, c1, n)).astype(int), 0, shape[1] - 1)
+        line[rr, cc] = True
+    return ndimage.distance_transform_edt(~line)
+
+
+def _meander(rng: np.random.Generator, size: int, horizontal: bool) -> np.ndarray:
+    """A smooth random curve crossing a ``size`` grid from one side to the other, (K, 2) row, col."""
+    t = np.linspace(-0.05, 1.05, 80) * size
+    base = rng.uniform(0.3, 0.7) * size
+    wander = np.zeros_like(t)
+    for k in range(1, 4):
+        wander += rng.uniform(0.02, 0.08) / k * size * np.sin(2 * np.pi * k * t / size * rng.uniform(0.8, 1.6) + rng.uniform(0, 2 * np.pi))
+    across = base + wander + rng.uniform(-0.15, 0.15) * (t - size / 2)
+    return np.stack([across, t], axis=1) if horizontal else np.stack([t, across], axis=1)
+
+
+def _soil(rng: np.random.Generator) -> np.ndarray:
+    """A bare-soil spectrum: dry soil darkened by moisture and scaled by brightness."""
+    moisture = rng.uniform(0.0, 1.0)
+    brightness = rng.normal(1.0, 0.1)
+    return DRY_SOIL * (1.0 - 0.45 * moisture) * brightness * rng.normal(1.0, 0.03, size=4)
+
+
+def _jitter(rng: np.random.Generator, spectrum: np.ndarray, bright: float = 0.08, band: float = 0.03) -> np.ndarray:
+    return spectrum * rng.normal(1.0, bright) * rng.normal(1.0, band, size=4)
+
+
+class _Painter:
+    """Reflectance (4, H, W) painted object by object, with per-pixel texture."""
+
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, int]) -> None:
+        self.refl = np.zeros((4, *shape))
+        self.texture = ndimage.gaussian_filter(rng.normal(size=shape), 0.7)
+        self.texture /= self.texture.std()
+        self.band_noise = rng.normal(size=(4, *shape))
+
+    def paint(self, mask: np.ndarray, spectrum: np.ndarray, texture: float) -> None:
+        if not mask.any():
+            return
+        tex = 1.0 + texture * self.texture[mask]
+        self.refl[:, mask] = spectrum[:, None] * tex[None] * (1.0 + 0.25 * texture * self.band_noise[:, mask])
+
+
+def _dem_grid(image_grid: RasterGrid, dem_crs: str, dem_resolution: float, margin_fraction: float) -> RasterGrid:
+    """A north-up grid in ``dem_crs`` covering the image footprint plus a margin on every side."""
+    left, bottom, right, top = image_grid.bounds
+    pad = margin_fraction * max(right - left, top - bottom)
+    l2, b2, r2, t2 = transform_bounds(image_grid.crs, dem_crs, left - pad, bottom - pad, right + pad, top + pad, densify_pts=21)
+    crs = CRS.from_user_input(dem_crs)
+    if crs.is_geographic:
+        lat = math.radians(0.5 * (b2 + t2))
+        yres = dem_resolution / 111_320.0
+        xres = dem_resolution / (111_320.0 * math.cos(lat))
+    else:
+        xres = yres = dem_resolution
+    left0 = math.floor(l2 / xres) * xres
+    top0 = math.ceil(t2 / yres) * yres
+    width = int(math.ceil((r2 - left0) / xres))
+    height = int(math.ceil((top0 - b2) / yres))
+    return RasterGrid(crs, Affine(xres, 0.0, left0, 0.0, -yres, top0), height, width)
+
+
+def _sample_dem(
+    terrain: np.ndarray, fine_transform: Affine, fine_crs: str, dem_grid: RasterGrid, pixel_size: float, dem_resolution: float
+) -> np.ndarray:
+    """Elevation at every DEM pixel centre: the fine terrain smoothed to the DEM footprint, then
+    interpolated at the centre's position in the fine (image CRS) grid. (Hd, Wd) float64."""
+    smooth = ndimage.gaussian_filter(terrain, 0.45 * dem_resolution / pixel_size)
+    rows, cols = np.mgrid[0 : dem_grid.height, 0 : dem_grid.width]
+    xs, ys = dem_grid.transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    ex, ny = transform_points(dem_grid.crs, fine_crs, xs, ys)
+    inv = ~fine_transform
+    fc, fr = inv * (np.asarray(ex), np.asarray(ny))
+    # map_coordinates indexes pixel centres at integer positions
+    coords = np.stack([np.asarray(fr) - 0.5, np.asarray(fc) - 0.5])
+    values = ndimage.map_coordinates(smooth, coords, order=1, mode="nearest")
+    return values.reshape(dem_grid.height, dem_grid.width)
+
+
+def _landslide(
+    rng: np.random.Generator,
+    center: tuple[int, int],
+    aspect_deg: float,
+    shape: tuple[int, int],
+    boundary_noise: np.ndarray,
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+    """Footprint and height change of one landslide around ``center`` (row, col).
+
+    Returns (box slices, mask (h, w) bool, dz (h, w) metres) or None if it leaves the grid.
+    The long axis points downslope (``aspect_deg``); the head scarp is a depression in the upper
+    third, the deposit a bulge over the lower part, and the toe is wider than the head.
+    """
+    length = float(np.clip(rng.lognormal(math.log(20.0), 0.45), 7.0, 55.0))
+    width = max(4.0, length * rng.uniform(0.3, 0.7))
+    depth = rng.uniform(2.0, 7.0) * (length / 25.0) ** 0.7
+    r0, c0 = center
+    half = int(math.ceil(0.6 * length + width)) + 2
+    if r0 - half < 0 or c0 - half < 0 or r0 + half >= shape[0] or c0 + half >= shape[1]:
+        return None
+    box = (slice(r0 - half, r0 + half + 1), slice(c0 - half, c0 + half + 1))
+    rr, cc = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
+    dx, dy = cc, -rr  # east, north
+    a = math.radians(aspect_deg)
+    u = dx * math.sin(a) + dy * math.cos(a)  # downslope distance from the centre
+    v = -dx * math.cos(a) + dy * math.sin(a)
+    s = (u + length / 2) / length  # 0 at the head, 1 at the toe
+    spread = 0.65 + 0.7 * np.clip(s, 0, 1)  # the deposit spreads out
+    inside = ((u / (length / 2)) ** 2 + (v / (width / 2 * spread)) ** 2) < 1.0 + 0.35 * boundary_noise[box]
+    mask = ndimage.binary_opening(inside, iterations=1)
+    mask = ndimage.binary_fill_holes(mask)
+    if mask.sum() < 12:
+        return None
+    scarp = np.exp(-(((s - 0.18) / 0.14) ** 2))
+    deposit = np.exp(-(((s - 0.78) / 0.2) ** 2))
+    dz = depth * (0.8 * deposit - scarp) * np.exp(-((v / (width * 0.6 * spread)) ** 2))
+    dz = ndimage.gaussian_filter(np.where(ndimage.binary_dilation(mask, iterations=2), dz, 0.0), 1.0)
+    return box, mask, dz
+
+
+def generate_scene(
+    index: int,
+    size: int = 512,
+    seed: int = 0,
+    pixel_size: float = 10.0,
+    dem_resolution: float = 25.0,
+    landslides_per_km2: float = 0.8,
+    nodata_strip: bool = False,
+    dem_void: bool = False,
+) -> dict[str, Any]:
+    """One scene in memory: image (4, S, S) uint16, label (S, S) uint8, DEM and both grids."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 0x5CE7E]))
+    margin = int(0.14 * size) + 8
+    g = size + 2 * margin
+    shape = (g, g)
+    x0 = 400_000.0 + 12_000.0 * index
+    y0 = 5_110_000.0 - 9_000.0 * (index % 3)
+    image_transform = Affine(pixel_size, 0, x0, 0, -pixel_size, y0)
+    fine_transform = Affine(pixel_size, 0, x0 - margin * pixel_size, 0, -pixel_size, y0 + margin * pixel_size)
+
+    # --- terrain: fractal mountains over flattened plains, a floodplain along the river
+    n = fractal_noise(rng, shape, beta=3.4)
+    n = (n - n.min()) / (n.max() - n.min())
+    plain = rng.uniform(0.35, 0.5)
+    h = np.clip((n - plain) / (1 - plain), 0, None)
+    relief = rng.uniform(900.0, 1400.0) * (size * pixel_size / 5120.0) ** 0.5
+    z = relief * h**1.25 + 25.0 * n
+    river = _meander(rng, g, horizontal=bool(rng.integers(2)))
+    d_river = _polyline_distance(river, shape)
+    valley = rng.uniform(25.0, 45.0) * (size / 512.0)
+    z = z * (1 - np.exp(-((d_river / valley) ** 2))) + 300.0
+    z += 0.004 * pixel_size * (np.arange(g)[None, :] - g / 2)  # regional gradient of the valley floor
+    slope, _ = slope_aspect(z, pixel_size, pixel_size)
+    smooth_slope, smooth_aspect = slope_aspect(ndimage.gaussian_filter(z, 3.0), pixel_size, pixel_size)
+    znorm = (z - z.min()) / (z.max() - z.min())
+
+    paint = _Painter(rng, shape)
+    taken = np.zeros(shape, dtype=bool)  # pixels of man-made/water cover, no landslides there
+
+    # --- natural cover
+    cover = fractal_noise(rng, shape, beta=3.0)
+    forest = cover > -0.4 + 2.5 * np.clip(znorm - 0.55, 0, None)
+    paint.paint(forest, _jitter(rng, FOREST, 0.05), 0.14)
+    paint.paint(~forest, _jitter(rng, GRASS, 0.05), 0.06)
+
+    # --- agricultural parcels on flat ground: crops, meadows and bare tilled soil
+    flat = (ndimage.gaussian_filter(slope, 3.0) < rng.uniform(5.0, 7.0)) & (znorm < 0.5)
+    theta = rng.uniform(0, np.pi)
+    rows, cols = np.mgrid[0:g, 0:g].astype(float)
+    pu = cols * math.cos(theta) + rows * math.sin(theta)
+    pv = -cols * math.sin(theta) + rows * math.cos(theta)
+    cuts_u = np.cumsum(rng.uniform(12, 40, size=200)) - 2 * g
+    cuts_v = np.cumsum(rng.uniform(15, 50, size=200)) - 2 * g
+    parcel = np.searchsorted(cuts_u, pu) * 1000 + np.searchsorted(cuts_v, pv)
+    ids, inverse = np.unique(parcel[flat], return_inverse=True)
+    kinds = rng.choice(3, size=len(ids), p=[0.45, 0.25, 0.30])  # crop, meadow, bare
+    parcel_masks = np.zeros(shape, dtype=np.int64)
+    parcel_masks[flat] = inverse + 1
+    for k in range(len(ids)):
+        m = parcel_masks == k + 1
+        if kinds[k] == 0:
+            spec = CROP_GREEN + (CROP_RIPE - CROP_GREEN) * rng.uniform(0, 1)
+            paint.paint(m, _jitter(rng, spec), 0.04)
+        elif kinds[k] == 1:
+            paint.paint(m, _jitter(rng, GRASS), 0.05)
+        else:
+            paint.paint(m, _soil(rng), 0.05)
+    # field margins (hedges/tracks) stay natural: a one-pixel ring between parcels
+    edges = (ndimage.maximum_filter(parcel_masks, 3) != ndimage.minimum_filter(parcel_masks, 3)) & flat
+    paint.paint(edges, _jitter(rng, GRASS), 0.08)
+    taken |= flat
+
+    # --- bare rock and scree on high steep ground
+    rock = (znorm > rng.uniform(0.6, 0.75)) & (smooth_slope > 30) & (fractal_noise(rng, shape, 2.6) > 0.3)
+    paint.paint(rock, _jitter(rng, ROCK, 0.08), 0.10)
+
+    # --- clear-cuts: bare, partly regrowing rectangles in forest on moderate slopes
+    regrow = _rank_uniform(fractal_noise(rng, shape, 1.6))
+    n_cuts = rng.poisson(5 * (size / 512.0) ** 2)
+    cand = np.flatnonzero((forest & (smooth_slope > 8) & (smooth_slope < 28)).ravel())
+    for _ in range(n_cuts if cand.size else 0):
+        r, c = divmod(int(rng.choice(cand)), g)
+        phi = rng.uniform(0, np.pi)
+        a, b = rng.uniform(6, 18), rng.uniform(5, 12)
+        du, dv = (cols - c) * math.cos(phi) + (rows - r) * math.sin(phi), -(cols - c) * math.sin(phi) + (rows - r) * math.cos(phi)
+        m = (np.abs(du) < a) & (np.abs(dv) < b)
+        veg = m & (regrow < rng.uniform(0.1, 0.5))
+        paint.paint(m & ~veg, _soil(rng), 0.08)
+        paint.paint(veg, _jitter(rng, SHRUB), 0.08)
+
+    # --- braided river: gravel bars around a meandering water thread
+    bed_half = rng.uniform(2.0, 5.0) * (size / 512.0) ** 0.5 + 1.0
+    bed = d_river < bed_half * (1 + 0.3 * fractal_noise(rng, shape, 2.0))
+    thread = _polyline_distance(river + rng.normal(0, 1.0, size=river.shape), shape) < rng.uniform(0.8, 1.8)
+    paint.paint(bed, _jitter(rng, GRAVEL), 0.07)
+    paint.paint(thread & bed, _jitter(rng, WATER, 0.05), 0.03)
+    taken |= bed
+
+    # --- roads: polylines through random waypoints, across plains and hills
+    for _ in range(rng.integers(2, 5)):
+        pts = rng.uniform(0, g, size=(rng.integers(3, 6), 2))
+        road = _polyline_distance(pts, shape) < rng.uniform(0.6, 1.1)
+        paint.paint(road, _jitter(rng, ROAD), 0.05)
+        taken |= road
+
+    # --- landslides on steep slopes
+    boundary = fractal_noise(rng, shape, 2.2)
+    inner = np.zeros(shape, dtype=bool)
+    inner[margin:-margin, margin:-margin] = True
+    weight = np.clip((smooth_slope - 12.0) / 20.0, 0, 1) ** 1.5 * inner * ~ndimage.binary_dilation(taken, iterations=3)
+    label = np.zeros(shape, dtype=bool)
+    dz_post = np.zeros(shape)
+    dz_dem = np.zeros(shape)
+    area_km2 = (size * pixel_size / 1000.0) ** 2
+    target = rng.poisson(landslides_per_km2 * area_km2)
+    cdf = np.cumsum(weight.ravel())
+    placed, tries = 0, 0
+    while cdf[-1] > 0 and placed < target and tries < 20 * target:
+        tries += 1
+        r, c = divmod(int(np.searchsorted(cdf, rng.uniform(0, cdf[-1]), side="right")), g)
+        made = _landslide(rng, (r, c), float(smooth_aspect[r, c]), shape, boundary)
+        if made is None:
+            continue
+        box, m, dz = made
+        if (label[box] & ndimage.binary_dilation(m, iterations=2)).any() or (taken[box] & m).any():
+            continue
+        placed += 1
+        full = np.zeros(shape, dtype=bool)
+        full[box] = m
+        label |= full
+        dz_post[box] += dz
+        fresh = rng.uniform() < 0.5
+        if not fresh or rng.uniform() < 0.3:  # the DEM predates most fresh landslides
+            dz_dem[box] += dz
+        bare = _soil(rng) * (1 - (f := rng.uniform(0, 0.5))) + _jitter(rng, ROCK) * f
+        r_veg = rng.uniform(0.0, 0.15) if fresh else rng.uniform(0.3, 0.75)
+        veg = full & (regrow < r_veg)
+        paint.paint(full & ~veg, bare, 0.11)
+        paint.paint(veg, _jitter(rng, SHRUB if rng.uniform() < 0.5 else GRASS), 0.08)
+
+    # --- observation: shading under the acquisition sun, atmosphere, sensor blur and noise
+    z_post = z + dz_post
+    sun_az, sun_alt = rng.uniform(130, 170), rng.uniform(35, 55)
+    illum = hillshade(z_post, pixel_size, pixel_size, sun_az, sun_alt) / math.sin(math.radians(sun_alt))
+    refl = paint.refl * (0.3 + 0.7 * np.clip(illum, 0, 1.6))[None]
+    refl = refl * rng.uniform(0.9, 1.1) + (HAZE * rng.uniform(0.3, 1.5))[:, None, None]
+    refl = ndimage.gaussian_filter(refl, (0, 0.6, 0.6))
+    refl += rng.normal(0, 0.004, size=refl.shape)
+    crop = (slice(margin, margin + size), slice(margin, margin + size))
+    dn = np.clip(np.round(refl[:, crop[0], crop[1]] * REFLECTANCE_SCALE), 1, 65535).astype(np.uint16)
+    lab = label[crop].astype(np.uint8)
+    if nodata_strip:
+        rr, cc = np.mgrid[0:size, 0:size]
+        edge = 0.14 * size + 0.1 * rr + 4 * np.sin(rr / 17.0)
+        dn[:, cc < edge] = IMAGE_NODATA
+
+    image_grid = RasterGrid(CRS.from_user_input(IMAGE_CRS), image_transform, size, size)
+    dem_crs = DEM_CRS[index % 2]
+    dem_grid = _dem_grid(image_grid, dem_crs, dem_resolution, margin_fraction=0.06)
+    dem = _sample_dem(z + dz_dem, fine_transform, IMAGE_CRS, dem_grid, pixel_size, dem_resolution)
+    dem += 1.5 * fractal_noise(rng, dem.shape, 2.4) + rng.normal(0, 0.5, size=dem.shape)
+    dem = dem.astype(np.float32)
+    if dem_void:
+        vr, vc = dem_grid.height // 2, dem_grid.width // 3
+        dem[vr - 3 : vr + 4, vc - 4 : vc + 5] = DEM_NODATA
+    return {
+        "image": dn,
+        "label": lab,
+        "dem": dem,
+        "image_grid": image_grid,
+        "dem_grid": dem_grid,
+        "n_landslides": placed,
+        "sun": (sun_az, sun_alt),
+    }
+
+
+def generate_scenes(
+    out: str | Path,
+    n_scenes: int = 4,
+    size: int = 512,
+    seed: int = 0,
+    pixel_size: float = 10.0,
+    dem_resolution: float = 25.0,
+    landslides_per_km2: float = 0.8,
+) -> dict[str, Any]:
+    """Write ``n_scenes`` scenes under ``out/scenes/`` and the index ``out/scenes.json``.
+
+    Files per scene: ``scene_XX_image.tif`` (4 bands uint16), ``scene_XX_dem.tif`` (float32,
+    other CRS, coarser, larger), ``scene_XX_label.tif`` (uint8 0/1 on the image grid). Writes
+    into ``out`` directly (the CLI wraps it in an atomic folder). Returns the index.
+    """
+    if n_scenes < 1 or size < 32:
+        raise ValueError(f"need n_scenes >= 1 and size >= 32, got {n_scenes}, {size}")
+    out = Path(out)
+    (out / "scenes").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i in range(n_scenes):
+        sid = f"scene_{i:02d}"
+        sc = generate_scene(
+            i, size, seed, pixel_size, dem_resolution, landslides_per_km2,
+            nodata_strip=(i == 1 % n_scenes), dem_void=(n_scenes > 2 and i == 2),
+        )
+        files = {k: f"scenes/{sid}_{k}.tif" for k in ("image", "dem", "label")}
+        write_geotiff(out / files["image"], sc["image"], sc["image_grid"], nodata=IMAGE_NODATA, descriptions=BAND_NAMES,
+                      tags={"scale_factor": 1 / REFLECTANCE_SCALE, "units": "reflectance x 10000"})
+        write_geotiff(out / files["dem"], sc["dem"], sc["dem_grid"], nodata=DEM_NODATA, descriptions=["elevation"],
+                      tags={"units": "metre"})
+        write_geotiff(out / files["label"], sc["label"], sc["image_grid"], descriptions=["landslide"],
+                      tags={"classes": "0 background, 1 landslide"})
+        entries.append({
+            "id": sid, **files,
+            "image_crs": IMAGE_CRS, "dem_crs": DEM_CRS[i % 2],
+            "n_landslides": sc["n_landslides"],
+            "landslide_fraction": float(sc["label"].mean()),
+            "nodata_strip": i == 1 % n_scenes, "dem_void": n_scenes > 2 and i == 2,
+        })
+        log.info("%s: %d landslides (%.1f%% of pixels)", sid, sc["n_landslides"], 100 * sc["label"].mean())
+    index = {
+        "kind": "rs-demo",
+        "seed": seed,
+        "size": size,
+        "pixel_size": pixel_size,
+        "dem_resolution": dem_resolution,
+        "bands": list(BAND_NAMES),
+        "image_nodata": IMAGE_NODATA,
+        "dem_nodata": DEM_NODATA,
+        "classes": ["background", "landslide"],
+        "scenes": entries,
+    }
+    write_json(out / "scenes.json", index)
+    return index
+
+
+def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output folder (scenes/ and scenes.json)")
+    parser.add_argument("--n-scenes", type=int, default=4, help="number of scenes")
+    parser.add_argument("--size", type=int, default=512, help="scene width and height in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the scenes are a function of it")
+    parser.add_argument("--pixel-size", type=float, default=10.0, help="image pixel size in metres")
+    parser.add_argument("--dem-resolution", type=float, default=25.0, help="DEM pixel size in metres (coarser than the image)")
+    parser.add_argument("--landslides-per-km2", type=float, default=0.8, help="mean landslide count per square kilometre")
+
+
+def run_demo_data(args: argparse.Namespace) -> None:
+    with atomic_dir(args.out) as tmp:
+        generate_scenes(tmp, args.n_scenes, args.size, args.seed, args.pixel_size, args.dem_resolution, args.landslides_per_km2)
+        write_yaml(tmp / "config.yaml", resolved_args(args))
+    log.info("wrote %d scenes to %s", args.n_scenes, args.out)
