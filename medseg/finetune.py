@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 from medseg.models import build_network, network_spec, parse_channels
 from segcore.budget import select_count
-from segcore.checkpoints import load_pretrained, read_checkpoint, save_checkpoint
-from segcore.cli import resolved_args
+from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
-from segcore.outputs import atomic_dir, write_json, write_yaml
 from segcore.prepared import PreparedData, PreparedDataset
-from segcore.tasks import SegmentationTask
-from segcore.training import configure_runtime, eval_loader, make_trainer, step_loader
+from segcore.training import configure_runtime, fit_segmentation
 from segcore.transforms import mri_train_transform, with_strip
 
 log = logging.getLogger(__name__)
@@ -76,32 +72,8 @@ def run_finetune(args: argparse.Namespace) -> None:
 
     train_ds = PreparedDataset(data, data.sample_indices(chosen), transform=with_strip(mri_train_transform()))
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
-    task = SegmentationTask(net, data.num_classes, ignore_index=data.ignore_index, lr=args.lr, val_metric="dice", max_steps=args.steps)
-    t0 = time.perf_counter()
-    with atomic_dir(args.out) as tmp:
-        trainer = make_trainer(tmp, args.steps, val_every=min(args.val_every, args.steps), accelerator=args.accelerator, devices=_devices(args.devices))
-        trainer.fit(task, step_loader(train_ds, args.batch_size, args.steps, args.seed, args.workers), eval_loader(val_ds, args.val_batch_size))
-        if task.best_state is None:
-            raise RuntimeError("validation never produced a score; check the validation subjects")
-        net.load_state_dict(task.best_state)
-        run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "labeled": chosen, "init": None if args.init is None else str(args.init)}
-        save_checkpoint(
-            tmp / "model.pt", net, spec, stage="finetune", method=method, pretrained=[], run=run,
-            data={"classes": data.manifest["classes"], "channels": data.manifest["channels"], "image_size": data.manifest["image_size"]},
-        )
-        write_json(tmp / "train.json", {
-            **run, "domain": "mri", "best_val_dice": task.best_score, "best_step": task.best_step, "steps": args.steps,
-            "train_slices": len(train_ds), "initialised_tensors": len(pretrained), "history": task.history,
-            "wall_seconds": time.perf_counter() - t0,
-        })
-        write_yaml(tmp / "config.yaml", resolved_args(args))
-    log.info("best validation Dice %.4f at step %d; wrote %s", task.best_score, task.best_step, args.out)
+    run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "labeled": chosen,
+           "init": None if args.init is None else str(args.init), "initialised_tensors": len(pretrained)}
+    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="dice", run=run, args=args)
 
 
-def _devices(text: str) -> int | str | list[int]:
-    text = str(text)
-    if text.isdigit():
-        return int(text)
-    if "," in text:
-        return [int(t) for t in text.split(",") if t]
-    return text

@@ -15,7 +15,7 @@ import time
 
 from torch.utils.data import DataLoader
 
-from medseg.finetune import _devices, add_training_options
+from medseg.finetune import add_training_options
 from medseg.models import build_network, network_spec, parse_channels
 from medseg.sampling import PartitionBatchSampler
 from segcore.checkpoints import read_checkpoint, save_checkpoint
@@ -26,7 +26,7 @@ from segcore.losses import GlobalContrastiveLoss, LocalContrastiveLoss
 from segcore.outputs import atomic_dir, write_json, write_yaml
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.tasks import GlobalContrastiveTask, LocalContrastiveTask
-from segcore.training import collate_samples, configure_runtime, make_trainer
+from segcore.training import collate_samples, configure_runtime, make_trainer, parse_devices
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
         method = f"{init.get('method', 'pretrained')}+{strategy}"
         heads = {**init.get("heads", {}), "g2": head, "g2_region": loss}
     with atomic_dir(args.out) as tmp:
-        trainer = make_trainer(tmp, args.steps, val_every=None, accelerator=args.accelerator, devices=_devices(args.devices))
+        trainer = make_trainer(tmp, args.steps, val_every=None, accelerator=args.accelerator, devices=parse_devices(args.devices))
         trainer.fit(task, loader)
         heads = {k: {n: t.detach().cpu() for n, t in (v.state_dict() if hasattr(v, "state_dict") else v).items()} for k, v in heads.items()}
         save_checkpoint(

@@ -128,19 +128,35 @@ def _jitter(rng: np.random.Generator, spectrum: np.ndarray, bright: float = 0.08
 
 
 class _Painter:
-    """Reflectance (4, H, W) painted object by object, with per-pixel texture."""
+    """Cover map painted object by object: each pixel points to a spectrum and a texture
+    strength; :meth:`render` turns it into reflectance (4, H, W) with per-pixel texture."""
 
     def __init__(self, rng: np.random.Generator, shape: tuple[int, int]) -> None:
-        self.refl = np.zeros((4, *shape))
-        self.texture = ndimage.gaussian_filter(rng.normal(size=shape), 0.7)
-        self.texture /= self.texture.std()
-        self.band_noise = rng.normal(size=(4, *shape))
+        self.index = np.zeros(shape, dtype=np.int32)
+        self.spectra: list[np.ndarray] = [np.zeros(4)]
+        self.textures: list[float] = [0.0]
+        self.rng = rng
 
     def paint(self, mask: np.ndarray, spectrum: np.ndarray, texture: float) -> None:
-        if not mask.any():
-            return
-        tex = 1.0 + texture * self.texture[mask]
-        self.refl[:, mask] = spectrum[:, None] * tex[None] * (1.0 + 0.25 * texture * self.band_noise[:, mask])
+        self.index[mask] = len(self.spectra)
+        self.spectra.append(np.asarray(spectrum, dtype=float))
+        self.textures.append(float(texture))
+
+    def paint_many(self, mask: np.ndarray, which: np.ndarray, spectra: np.ndarray, textures: np.ndarray) -> None:
+        """Paint object ``which[i]`` (0..n-1, one per pixel of ``mask``) with ``spectra[which]``."""
+        self.index[mask] = len(self.spectra) + which
+        self.spectra.extend(np.asarray(spectra, dtype=float))
+        self.textures.extend(float(t) for t in textures)
+
+    def render(self) -> np.ndarray:
+        shape = self.index.shape
+        texture = ndimage.gaussian_filter(self.rng.normal(size=shape), 0.7)
+        texture /= texture.std()
+        band_noise = self.rng.normal(size=(4, *shape))
+        spectra = np.stack(self.spectra)[self.index]  # (H, W, 4)
+        strength = np.asarray(self.textures)[self.index]  # (H, W)
+        tex = 1.0 + strength * texture
+        return np.moveaxis(spectra, -1, 0) * tex[None] * (1.0 + 0.25 * strength[None] * band_noise)  # (4, H, W)
 
 
 def _dem_grid(image_grid: RasterGrid, dem_crs: str, dem_resolution: float, margin_fraction: float) -> RasterGrid:
@@ -225,7 +241,7 @@ def generate_scene(
     seed: int = 0,
     pixel_size: float = 10.0,
     dem_resolution: float = 25.0,
-    landslides_per_km2: float = 0.8,
+    landslides_per_km2: float = 1.5,
     nodata_strip: bool = False,
     dem_void: bool = False,
 ) -> dict[str, Any]:
@@ -245,7 +261,9 @@ def generate_scene(
     plain = rng.uniform(0.35, 0.5)
     h = np.clip((n - plain) / (1 - plain), 0, None)
     relief = rng.uniform(900.0, 1400.0) * (size * pixel_size / 5120.0) ** 0.5
-    z = relief * h**1.25 + 25.0 * n
+    hills = fractal_noise(rng, shape, beta=3.0)
+    hills = ndimage.gaussian_filter(hills, 4.0)
+    z = relief * h**1.25 + 25.0 * n + rng.uniform(40.0, 90.0) * hills / hills.std()  # rolling foothills
     river = _meander(rng, g, horizontal=bool(rng.integers(2)))
     d_river = _polyline_distance(river, shape)
     valley = rng.uniform(25.0, 45.0) * (size / 512.0)
@@ -265,7 +283,7 @@ def generate_scene(
     paint.paint(~forest, _jitter(rng, GRASS, 0.05), 0.06)
 
     # --- agricultural parcels on flat ground: crops, meadows and bare tilled soil
-    flat = (ndimage.gaussian_filter(slope, 3.0) < rng.uniform(5.0, 7.0)) & (znorm < 0.5)
+    flat = (ndimage.gaussian_filter(slope, 3.0) < rng.uniform(9.0, 13.0)) & (znorm < 0.5)
     theta = rng.uniform(0, np.pi)
     rows, cols = np.mgrid[0:g, 0:g].astype(float)
     pu = cols * math.cos(theta) + rows * math.sin(theta)
@@ -275,17 +293,14 @@ def generate_scene(
     parcel = np.searchsorted(cuts_u, pu) * 1000 + np.searchsorted(cuts_v, pv)
     ids, inverse = np.unique(parcel[flat], return_inverse=True)
     kinds = rng.choice(3, size=len(ids), p=[0.45, 0.25, 0.30])  # crop, meadow, bare
+    spectra = np.stack([
+        _jitter(rng, CROP_GREEN + (CROP_RIPE - CROP_GREEN) * rng.uniform(0, 1)) if kind == 0
+        else (_jitter(rng, GRASS) if kind == 1 else _soil(rng))
+        for kind in kinds
+    ]) if len(ids) else np.zeros((0, 4))
+    paint.paint_many(flat, inverse, spectra, np.where(kinds == 0, 0.04, 0.05))
     parcel_masks = np.zeros(shape, dtype=np.int64)
     parcel_masks[flat] = inverse + 1
-    for k in range(len(ids)):
-        m = parcel_masks == k + 1
-        if kinds[k] == 0:
-            spec = CROP_GREEN + (CROP_RIPE - CROP_GREEN) * rng.uniform(0, 1)
-            paint.paint(m, _jitter(rng, spec), 0.04)
-        elif kinds[k] == 1:
-            paint.paint(m, _jitter(rng, GRASS), 0.05)
-        else:
-            paint.paint(m, _soil(rng), 0.05)
     # field margins (hedges/tracks) stay natural: a one-pixel ring between parcels
     edges = (ndimage.maximum_filter(parcel_masks, 3) != ndimage.minimum_filter(parcel_masks, 3)) & flat
     paint.paint(edges, _jitter(rng, GRASS), 0.08)
@@ -297,14 +312,20 @@ def generate_scene(
 
     # --- clear-cuts: bare, partly regrowing rectangles in forest on moderate slopes
     regrow = _rank_uniform(fractal_noise(rng, shape, 1.6))
-    n_cuts = rng.poisson(5 * (size / 512.0) ** 2)
-    cand = np.flatnonzero((forest & (smooth_slope > 8) & (smooth_slope < 28)).ravel())
+    n_cuts = rng.poisson(12 * (size / 512.0) ** 2)
+    cand = np.flatnonzero((forest & ~flat & (smooth_slope > 8) & (smooth_slope < 35)).ravel())
+    edge_noise = fractal_noise(rng, shape, 2.2)
     for _ in range(n_cuts if cand.size else 0):
         r, c = divmod(int(rng.choice(cand)), g)
         phi = rng.uniform(0, np.pi)
-        a, b = rng.uniform(6, 18), rng.uniform(5, 12)
-        du, dv = (cols - c) * math.cos(phi) + (rows - r) * math.sin(phi), -(cols - c) * math.sin(phi) + (rows - r) * math.cos(phi)
-        m = (np.abs(du) < a) & (np.abs(dv) < b)
+        a, b = rng.uniform(5, 16), rng.uniform(4, 11)
+        box = (slice(max(r - 25, 0), r + 26), slice(max(c - 25, 0), c + 26))
+        du = (cols[box] - c) * math.cos(phi) + (rows[box] - r) * math.sin(phi)
+        dv = -(cols[box] - c) * math.sin(phi) + (rows[box] - r) * math.cos(phi)
+        # some cuts are crisp rectangles, others irregular patches
+        rough = rng.uniform(0.0, 0.5)
+        m = np.zeros(shape, dtype=bool)
+        m[box] = (np.abs(du) / a) ** 4 + (np.abs(dv) / b) ** 4 < 1 + rough * edge_noise[box]
         veg = m & (regrow < rng.uniform(0.1, 0.5))
         paint.paint(m & ~veg, _soil(rng), 0.08)
         paint.paint(veg, _jitter(rng, SHRUB), 0.08)
@@ -363,7 +384,7 @@ def generate_scene(
     z_post = z + dz_post
     sun_az, sun_alt = rng.uniform(130, 170), rng.uniform(35, 55)
     illum = hillshade(z_post, pixel_size, pixel_size, sun_az, sun_alt) / math.sin(math.radians(sun_alt))
-    refl = paint.refl * (0.3 + 0.7 * np.clip(illum, 0, 1.6))[None]
+    refl = paint.render() * (0.3 + 0.7 * np.clip(illum, 0, 1.6))[None]
     refl = refl * rng.uniform(0.9, 1.1) + (HAZE * rng.uniform(0.3, 1.5))[:, None, None]
     refl = ndimage.gaussian_filter(refl, (0, 0.6, 0.6))
     refl += rng.normal(0, 0.004, size=refl.shape)
@@ -402,7 +423,7 @@ def generate_scenes(
     seed: int = 0,
     pixel_size: float = 10.0,
     dem_resolution: float = 25.0,
-    landslides_per_km2: float = 0.8,
+    landslides_per_km2: float = 1.5,
 ) -> dict[str, Any]:
     """Write ``n_scenes`` scenes under ``out/scenes/`` and the index ``out/scenes.json``.
 
@@ -459,7 +480,7 @@ def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed: the scenes are a function of it")
     parser.add_argument("--pixel-size", type=float, default=10.0, help="image pixel size in metres")
     parser.add_argument("--dem-resolution", type=float, default=25.0, help="DEM pixel size in metres (coarser than the image)")
-    parser.add_argument("--landslides-per-km2", type=float, default=0.8, help="mean landslide count per square kilometre")
+    parser.add_argument("--landslides-per-km2", type=float, default=1.5, help="mean landslide count per square kilometre")
 
 
 def run_demo_data(args: argparse.Namespace) -> None:

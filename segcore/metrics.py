@@ -150,22 +150,25 @@ def json_float(value: float) -> float | None:
 def summarise_segmentation(
     cm: ArrayLike, class_names: Sequence[str] | None = None, positive_class: int = 1
 ) -> dict[str, Any]:
-    """metrics.json-ready remote-sensing scores: per-class IoU by name, mIoU, positive-class
-    precision/recall/F1/IoU, overall accuracy, and the confusion matrix (nested lists)."""
+    """metrics.json-ready remote-sensing scores from a ``(K, K)`` confusion matrix.
+
+    Returns ``{"summary": {...}, "class_names": [...], "n_pixels": int,
+    "confusion_matrix": [[...]]}``. ``summary`` holds only scalars (what ``segcore.report``
+    tables): ``miou``, ``iou_<name>`` per class (e.g. ``iou_landslide``), ``precision``,
+    ``recall``, ``f1`` (of ``positive_class``) and ``overall_accuracy``; NaN becomes ``None``.
+    """
     cm_np = cm.detach().cpu().numpy() if isinstance(cm, torch.Tensor) else np.asarray(cm)
-    names = [str(c) for c in range(cm_np.shape[0])] if class_names is None else list(class_names)
+    names = [str(c) for c in range(cm_np.shape[0])] if class_names is None else [str(n) for n in class_names]
     if len(names) != cm_np.shape[0]:
         raise ValueError(f"{len(names)} class names for a {cm_np.shape[0]}-class confusion matrix")
     scores = segmentation_scores(cm_np, positive_class)
+    summary: dict[str, float | None] = {"miou": json_float(scores["miou"])}
+    summary.update({f"iou_{n}": json_float(v) for n, v in zip(names, scores["iou"], strict=True)})
+    for key in ("precision", "recall", "f1", "overall_accuracy"):
+        summary[key] = json_float(scores[key])
     return {
-        "iou_per_class": {n: json_float(v) for n, v in zip(names, scores["iou"], strict=True)},
-        "miou": json_float(scores["miou"]),
-        "positive_class": names[positive_class],
-        "iou_positive": json_float(scores["iou_positive"]),
-        "precision": json_float(scores["precision"]),
-        "recall": json_float(scores["recall"]),
-        "f1": json_float(scores["f1"]),
-        "overall_accuracy": json_float(scores["overall_accuracy"]),
+        "summary": summary,
+        "class_names": names,
         "n_pixels": int(cm_np.sum()),
         "confusion_matrix": cm_np.astype(np.int64).tolist(),
     }
@@ -280,9 +283,13 @@ def summarise_mri(subject_scores: Mapping[str, Mapping[str, Mapping[str, float]]
     """metrics.json-ready summary of :func:`score_volume` results keyed by subject id.
 
     Per subject: each metric's mean over its classes (NaN left out; for HD95 inf left out too,
-    and counted). Overall ``mean_dice`` / ``mean_hd95``: mean over subjects of those subject
-    means (the paper's order: over classes, then over subjects), with sample SD. Per class:
-    mean over subjects. Every number is a plain float or ``None``.
+    and counted per class). ``dice_mean`` / ``hd95_mean``: mean over subjects of those subject
+    means (the paper's order: over classes, then over subjects), ``dice_std`` / ``hd95_std``
+    their sample SD (ddof=1; ``None`` for one subject). ``dice_<class>`` / ``hd95_<class>``:
+    per-class means over subjects; ``dice_per_class`` / ``hd95_per_class``: per-class
+    ``{mean, std, n, n_nan, n_inf}``. Returns ``{"summary": {...}, "n_subjects": N,
+    "per_subject": {id: {"dice": {...}, "hd95": {...}, "dice_mean": .., "hd95_mean": ..}}}``;
+    every number is a plain float or ``None``.
     """
     if not subject_scores:
         raise ValueError("summarise_mri needs at least one subject")
@@ -298,15 +305,16 @@ def summarise_mri(subject_scores: Mapping[str, Mapping[str, Mapping[str, float]]
             mean = float(np.mean(finite)) if finite else math.nan
             subject_means[m].append(mean)
             entry[m] = {c: json_float(v) for c, v in values.items()}
-            entry[f"mean_{m}"] = json_float(mean)
+            entry[f"{m}_mean"] = json_float(mean)
             for c, v in values.items():
                 per_class[m].setdefault(c, []).append(v)
         per_subject[str(subject)] = entry
-    summary: dict[str, Any] = {"n_subjects": len(subject_scores)}
+    summary: dict[str, Any] = {}
     for m in metrics:
         overall = _stats(subject_means[m])
-        summary[f"mean_{m}"] = overall["mean"]
-        summary[f"std_{m}"] = overall["std"]
-        summary[f"{m}_per_class"] = {c: _stats(v) for c, v in per_class[m].items()}
-    summary["per_subject"] = per_subject
-    return summary
+        summary[f"{m}_mean"] = overall["mean"]
+        summary[f"{m}_std"] = overall["std"]
+        class_stats = {c: _stats(v) for c, v in per_class[m].items()}
+        summary.update({f"{m}_{c}": s["mean"] for c, s in class_stats.items()})
+        summary[f"{m}_per_class"] = class_stats
+    return {"summary": summary, "n_subjects": len(subject_scores), "per_subject": per_subject}
