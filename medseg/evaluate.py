@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from medseg.native import save_native_label, to_native
 from segcore.checkpoints import read_checkpoint
 from segcore.cli import resolved_args
 from segcore.errors import InputError
-from segcore.metrics import dice_per_class_3d, hd95_per_class_3d
+from segcore.metrics import score_volume, summarise_mri
 from segcore.outputs import atomic_dir, write_json, write_yaml
 from segcore.prepared import PreparedData
 
@@ -71,7 +70,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     groups = data.split_groups(args.split)
     if not groups:
         raise InputError(args.data, f"split '{args.split}' is empty")
-    subjects = []
+    scores: dict[str, Any] = {}
     with atomic_dir(args.out) as tmp:
         for group in groups:
             rec = data.manifest["groups"][group]
@@ -84,46 +83,15 @@ def run_evaluate(args: argparse.Namespace) -> None:
             if truth.shape != pred.shape:
                 raise InputError(rec["label"], f"label shape {truth.shape} differs from the mapped-back prediction {pred.shape}")
             spacing = tuple(float(z) for z in truth_img.header.get_zooms()[:3])
-            dice = dice_per_class_3d(pred, truth, len(classes))
-            hd95 = hd95_per_class_3d(pred, truth, len(classes), spacing)
-            subjects.append({
-                "subject": group,
-                "dice": {classes[k]: _num(dice.get(k)) for k in range(1, len(classes))},
-                "hd95": {classes[k]: _num(hd95.get(k)) for k in range(1, len(classes))},
-            })
+            scores[group] = score_volume(pred, truth, len(classes), spacing, class_names=classes)
             if args.save_predictions:
                 save_native_label(pred, rec, tmp / "predictions" / f"{group}.nii.gz")
-        summary = _summarise(subjects, classes[1:])
+        summary = summarise_mri(scores)
         run = ckpt.get("run", {})
         write_json(tmp / "metrics.json", {
             "domain": "mri", "dataset": data.manifest.get("dataset", Path(args.data).name), "split": args.split,
             "method": run.get("method", ckpt.get("method", "none")), "budget": run.get("budget"), "seed": run.get("seed"),
-            "classes": classes[1:], "summary": summary, "subjects": subjects,
+            "classes": classes[1:], **summary,
         })
         write_yaml(tmp / "config.yaml", resolved_args(args))
-    log.info("Dice %.4f (per class %s) over %d subjects", summary["dice_mean"], summary["dice_per_class"], len(subjects))
-
-
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return None if math.isnan(v) or math.isinf(v) else v
-
-
-def _mean(vals: list[float | None]) -> float | None:
-    vals = [v for v in vals if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-def _summarise(subjects: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    """Mean over classes per subject, then over subjects (METHODS §3)."""
-    dice_subject = [_mean(list(s["dice"].values())) for s in subjects]
-    hd_subject = [_mean(list(s["hd95"].values())) for s in subjects]
-    return {
-        "dice_mean": _mean(dice_subject),
-        "hd95_mean": _mean(hd_subject),
-        "dice_per_class": {n: _mean([s["dice"][n] for s in subjects]) for n in names},
-        "hd95_per_class": {n: _mean([s["hd95"][n] for s in subjects]) for n in names},
-        "n_subjects": len(subjects),
-    }
+    log.info("Dice %s over %d subjects", summary["summary"]["dice_mean"], len(scores))

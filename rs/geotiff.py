@@ -94,8 +94,10 @@ def read_raster(
     expected_bands: int | None = None,
     require_crs: bool = True,
     what: str = "raster",
+    read_data: bool = True,
 ) -> Raster:
-    """Read all bands of ``path``.
+    """Read all bands of ``path`` (only the metadata when ``read_data`` is False: ``data`` is
+    then an empty (C, 0, 0) array).
 
     Raises InputError naming ``path`` if it is missing or unreadable, has no CRS (when
     ``require_crs``), has no geotransform, or does not have ``expected_bands`` bands. ``what``
@@ -110,7 +112,7 @@ def read_raster(
                 raise InputError(path, f"{what} has no geotransform (pixel grid is not georeferenced)")
             if expected_bands is not None and src.count != expected_bands:
                 raise InputError(path, f"{what} has {src.count} band(s), expected {expected_bands}")
-            data = src.read()
+            data = src.read() if read_data else np.empty((src.count, 0, 0), dtype=src.dtypes[0])
             grid = RasterGrid(src.crs, src.transform, src.height, src.width)
             profile = dict(src.profile)
             return Raster(path, data, grid, src.nodata, tuple(src.descriptions), profile)

@@ -121,7 +121,8 @@ class GlobalContrastiveLoss(nn.Module):
     def forward(
         self, z: torch.Tensor, volume: torch.Tensor, partition: torch.Tensor, slice_uid: torch.Tensor
     ) -> torch.Tensor:
-        pos, neg = global_masks(volume, partition, slice_uid, self.strategy)
+        dev = z.device
+        pos, neg = global_masks(volume.to(dev), partition.to(dev), slice_uid.to(dev), self.strategy)
         return info_nce_masked(F.normalize(z, dim=1), pos, neg, self.T)
 
 
@@ -146,7 +147,7 @@ REFERENCE_NEIGHBOURS = (
     (0, 2, 9, 10, 4),
     (1, 13, 10, 15, 5),
     (0, 9, 4, 6, 11),
-    (9, 10, 11, 12, 5),
+    (9, 10, 11, 12, 3),
     (2, 4, 8, 10, 12),
     (3, 14, 7, 11, 16),
     (4, 6, 8, 11, 12),
@@ -282,7 +283,8 @@ class LocalContrastiveLoss(nn.Module):
         if volume is None or partition is None:
             if self.strategy == "LD":
                 raise ValueError("L^D needs volume and partition ids per image")
-            volume = partition = torch.zeros(B, dtype=torch.long, device=f1.device)
+            volume = partition = torch.zeros(B, dtype=torch.long)
+        volume, partition = volume.to(f1.device), partition.to(f1.device)
         z = torch.stack([self.region_embeddings(f1), self.region_embeddings(f2)], dim=1)  # (B, 2, R, D)
         z = z.reshape(B * 2 * self.n_positions, -1)  # (E, D), ordered (image, view, position)
         pos, neg = local_masks(volume, partition, self.n_positions, self.strategy, self.negatives)

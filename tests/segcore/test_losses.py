@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 
 from segcore.heads import LocalProjectionHead
 from segcore.losses import (
+    _QUARTER_POSITIONS,
     REFERENCE_NEIGHBOURS,
     GlobalContrastiveLoss,
     HyperPixelContrastLoss,
@@ -28,6 +30,15 @@ from segcore.losses import (
 from segcore.queue import MomentumQueue
 
 T = 0.1
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only contend for the shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def unit(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -241,9 +252,11 @@ REF_NEIGHBOURS = [
 
 
 def test_neighbour_table_matches_reference() -> None:
+    assert list(_QUARTER_POSITIONS[:13]) == REF_POSITIONS
     assert len(REFERENCE_NEIGHBOURS) == 13
     for r in range(13):
-        assert len(set(REFERENCE_NEIGHBOURS[r])) == 5 and r not in REFERENCE_NEIGHBOURS[r]
+        assert {_QUARTER_POSITIONS[i] for i in REFERENCE_NEIGHBOURS[r]} == set(REF_NEIGHBOURS[r])
+        assert r not in REFERENCE_NEIGHBOURS[r]
 
 
 def brute_local(loss: LocalContrastiveLoss, f1, f2, vol, part, strategy, negatives) -> float:
