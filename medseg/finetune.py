@@ -7,12 +7,12 @@ import logging
 from pathlib import Path
 
 from medseg.models import build_network, network_spec, parse_channels
+from segcore.augment import BatchSpatialAugment
 from segcore.budget import select_count
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.training import configure_runtime, fit_segmentation
-from segcore.transforms import mri_train_transform, with_strip
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,11 @@ def run_finetune(args: argparse.Namespace) -> None:
         net = build_network(spec)
         method = method or "none"
 
-    train_ds = PreparedDataset(data, data.sample_indices(chosen), transform=with_strip(mri_train_transform()))
+    train_ds = PreparedDataset(data, data.sample_indices(chosen))
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
     run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "labeled": chosen,
            "init": None if args.init is None else str(args.init), "initialised_tensors": len(pretrained)}
-    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="dice", run=run, args=args)
+    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="dice", run=run, args=args,
+                     augment=BatchSpatialAugment(rotate_deg=15, scale=0.1, flip_axes=(0, 1), elastic_prob=0.3, ignore_index=data.ignore_index))
 
 

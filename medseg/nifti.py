@@ -48,7 +48,7 @@ def _open(path: Path) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
     except Exception as err:  # nibabel raises many types for a corrupt header
-        raise InputError(path, f"cannot read as NIfTI ({type(err).__name__}: {err})") from err
+        raise InputError(path, f"cannot read as NIfTI; the file is corrupt, truncated or not NIfTI ({type(err).__name__}: {err})") from err
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
     return img

@@ -187,6 +187,14 @@ def preprocess(
             samples["partition"] += [int(s * partitions // n) for s in range(n)]
             samples["labeled"] += [store_label] * n
             start += n
+        cut = {name: g["foreground_cropped"] for name, g in groups.items() if g["foreground_cropped"] > 0}
+        if cut:
+            worst = max(cut, key=cut.__getitem__)
+            log.warning(
+                "the crop to %s cut away foreground in %d of %d labeled volumes (up to %.1f%%, %s); "
+                "use a larger --image-size or a coarser --target-spacing", image_size, len(cut),
+                sum(g["labeled"] for g in groups.values()), 100 * cut[worst], worst,
+            )
         for arr in arrays.values():
             arr.flush()
         del arrays
@@ -201,6 +209,7 @@ def preprocess(
                 "target_spacing": target_spacing,
                 "percentiles": percentiles,
                 "layout": info["layout"],
+                "dataset": info.get("name") or input.name,
                 "source": str(input),
                 "seed": seed,
                 "samples": samples,
@@ -226,6 +235,7 @@ def _write_case(
 ) -> dict[str, Any]:
     """Read, validate and write one volume into ``arrays[start:start + n_slices]``; return its group record."""
     n = geometry["n_slices"]
+    cropped = 0.0  # fraction of the stored foreground that the crop cut away
     data, _, _ = load_volume(case.image, file_channel)
     stack, lo, hi = _percentile_scale(to_canonical_stack(data, geometry), percentiles)  # (S, H0, W0)
     if hi <= lo:
@@ -237,9 +247,8 @@ def _write_case(
             resampled = resize_inplane(to_canonical_stack(labels, geometry), geometry["resampled_shape"][1:], order=0)
             prepared = crop_or_pad(resampled, geometry["crop_offset"], geometry["image_size"], 0)
             arrays["labels"][start : start + n] = prepared
-            lost = np.count_nonzero(resampled) - np.count_nonzero(prepared)
-            if lost > 0:
-                log.warning("%s: the crop to %s cut away %.1f%% of the foreground", case.label, geometry["image_size"], 100 * lost / np.count_nonzero(resampled))
+            n_foreground = np.count_nonzero(resampled)
+            cropped = (n_foreground - np.count_nonzero(prepared)) / max(n_foreground, 1)
         else:
             arrays["labels"][start : start + n] = IGNORE_INDEX
     else:
@@ -253,6 +262,7 @@ def _write_case(
         "shape": list(header.shape),
         "spacing": list(header.zooms),
         "intensity_range": [lo, hi],
+        "foreground_cropped": cropped,
         **geometry,
     }
 

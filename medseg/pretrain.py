@@ -82,7 +82,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
             raise InputError(None, f"--local-blocks must be in 1..{len(net.decoder)}")
         width = spec["channels"][::-1][n_blocks]
         head = LocalProjectionHead(width)
-        loss = LocalContrastiveLoss(strategy, temperature=args.temperature, negatives=args.local_negatives, in_channels=width)
+        loss = LocalContrastiveLoss(in_channels=width, strategy=strategy, temperature=args.temperature, negatives=args.local_negatives)
         task = LocalContrastiveTask(net, n_blocks, head, loss, lr=args.lr, noise_std=args.noise_std, seed=args.seed)
         pretrained = sorted(set(init.get("pretrained", [])) | {f"decoder.{i}." for i in range(n_blocks)})
         method = f"{init.get('method', 'pretrained')}+{strategy}"

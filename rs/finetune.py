@@ -8,12 +8,12 @@ import logging
 from pathlib import Path
 
 from rs.models import build_from_spec, network_spec
+from segcore.augment import BatchSpatialAugment
 from segcore.budget import select_percent
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.training import configure_runtime, fit_segmentation
-from segcore.transforms import rs_train_transform, with_strip
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ def run_finetune(args: argparse.Namespace) -> None:
         spec = network_spec(data, args.fusion, args.encoder, args.encoder_depth, parse_widths(args.decoder_channels))
         net = build_from_spec(spec)
         method = method or "none"
-    train_ds = PreparedDataset(data, data.sample_indices(chosen), transform=with_strip(rs_train_transform()))
+    train_ds = PreparedDataset(data, data.sample_indices(chosen))
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
     run = {"method": method, "variant": spec["name"], "budget": f"{args.percent:g}", "seed": int(args.seed), "labeled": chosen,
            "init": None if args.init is None else str(args.init), "initialised_tensors": n_init}
-    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="miou", run=run, args=args)
+    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="miou", run=run, args=args,
+                     augment=BatchSpatialAugment(rotate_deg=0, scale=0, flip_axes=(0, 1), elastic_prob=0, rot90=True, ignore_index=data.ignore_index))

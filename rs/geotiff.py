@@ -50,7 +50,7 @@ class RasterGrid:
 def _bounds(transform: Affine, height: int, width: int) -> tuple[float, float, float, float]:
     xs, ys = [], []
     for r, c in ((0, 0), (0, width), (height, 0), (height, width)):
-        x, y = transform * (c, r)
+        x, y = transform @ (c, r)
         xs.append(x)
         ys.append(y)
     return (min(xs), min(ys), max(xs), max(ys))

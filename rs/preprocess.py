@@ -60,7 +60,13 @@ from rs import landslide4sense as l4s
 from rs.align import LABEL_NODATA, align_dem_to_image, align_label_to_image
 from rs.geotiff import RasterGrid, pixel_size_metres, read_raster, transform_to_list
 from rs.terrain import TERRAIN_CHANNELS, terrain_channels
-from rs.tiling import assign_blocks, spatial_block_split, tile_transform, tile_windows, window_to_list
+from rs.tiling import (
+    assign_blocks,
+    spatial_block_split,
+    tile_transform,
+    tile_windows,
+    window_to_list,
+)
 from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.outputs import atomic_dir, write_yaml

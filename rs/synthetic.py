@@ -185,10 +185,10 @@ def _sample_dem(
     interpolated at the centre's position in the fine (image CRS) grid. (Hd, Wd) float64."""
     smooth = ndimage.gaussian_filter(terrain, 0.45 * dem_resolution / pixel_size)
     rows, cols = np.mgrid[0 : dem_grid.height, 0 : dem_grid.width]
-    xs, ys = dem_grid.transform * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    xs, ys = dem_grid.transform @ (cols.ravel() + 0.5, rows.ravel() + 0.5)
     ex, ny = transform_points(dem_grid.crs, fine_crs, xs, ys)
     inv = ~fine_transform
-    fc, fr = inv * (np.asarray(ex), np.asarray(ny))
+    fc, fr = inv @ (np.asarray(ex), np.asarray(ny))
     # map_coordinates indexes pixel centres at integer positions
     coords = np.stack([np.asarray(fr) - 0.5, np.asarray(fc) - 0.5])
     values = ndimage.map_coordinates(smooth, coords, order=1, mode="nearest")

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import numpy as np
 from affine import Affine
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 
 SPLIT_PRIORITY = ("test", "val", "train")
 
@@ -54,8 +53,11 @@ def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[Windo
 
 
 def tile_transform(scene_transform: Affine, window: Window) -> Affine:
-    """Geotransform of a tile: maps the tile's pixel (col, row) to scene CRS coordinates."""
-    return window_transform(window, scene_transform)
+    """Geotransform of a tile: maps the tile's pixel (col, row) to scene CRS coordinates.
+
+    Equal to ``rasterio.windows.transform(window, scene_transform)``.
+    """
+    return scene_transform @ Affine.translation(float(window.col_off), float(window.row_off))
 
 
 def window_to_list(window: Window) -> list[int]:

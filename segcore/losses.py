@@ -119,7 +119,11 @@ class GlobalContrastiveLoss(nn.Module):
         self.strategy, self.T = strategy, temperature
 
     def forward(
-        self, z: torch.Tensor, volume: torch.Tensor, partition: torch.Tensor, slice_uid: torch.Tensor
+        self,
+        z: torch.Tensor,
+        volume: torch.Tensor,
+        partition: torch.Tensor,
+        slice_uid: torch.Tensor,
     ) -> torch.Tensor:
         dev = z.device
         pos, neg = global_masks(volume.to(dev), partition.to(dev), slice_uid.to(dev), self.strategy)
@@ -167,7 +171,8 @@ def _all_region_centres(h: int, w: int, window: int = 3) -> torch.Tensor:
     half = window // 2
     rows = [q * (h - window) // 4 + half for q in range(5)]
     cols = [q * (w - window) // 4 + half for q in range(5)]
-    return torch.tensor([(rows[r], cols[c]) for r, c in _QUARTER_POSITIONS], dtype=torch.long)  # (17, 2)
+    centres = [(rows[r], cols[c]) for r, c in _QUARTER_POSITIONS]
+    return torch.tensor(centres, dtype=torch.long)  # (17, 2)
 
 
 def region_centres(h: int, w: int, n: int = 13, window: int = 3) -> torch.Tensor:
@@ -254,7 +259,8 @@ class LocalContrastiveLoss(nn.Module):
             raise ValueError(f"strategy must be one of {LOCAL_STRATEGIES}, got {strategy!r}")
         if negatives not in LOCAL_NEGATIVES:
             raise ValueError(f"negatives must be one of {LOCAL_NEGATIVES}, got {negatives!r}")
-        self.strategy, self.T, self.negatives, self.window = strategy, temperature, negatives, window
+        self.strategy, self.T = strategy, temperature
+        self.negatives, self.window = negatives, window
         self.n_positions = len(_QUARTER_POSITIONS) if negatives == "neighbours" else N_REGIONS
         self.region_proj = nn.Linear(in_channels * window * window, out_dim, bias=False)
 
@@ -266,7 +272,7 @@ class LocalContrastiveLoss(nn.Module):
         rows = centres[:, 0, None] + offsets  # (R, window)
         cols = centres[:, 1, None] + offsets  # (R, window)
         patches = f[:, :, rows[:, :, None], cols[:, None, :]]  # (B, C, R, window, window)
-        flat = patches.permute(0, 2, 1, 3, 4).reshape(B, self.n_positions, -1)  # (B, R, C*window*window)
+        flat = patches.permute(0, 2, 1, 3, 4).flatten(2)  # (B, R, C * window * window)
         return F.normalize(self.region_proj(flat), dim=-1)  # (B, R, out_dim)
 
     def forward(
@@ -285,7 +291,8 @@ class LocalContrastiveLoss(nn.Module):
                 raise ValueError("L^D needs volume and partition ids per image")
             volume = partition = torch.zeros(B, dtype=torch.long)
         volume, partition = volume.to(f1.device), partition.to(f1.device)
-        z = torch.stack([self.region_embeddings(f1), self.region_embeddings(f2)], dim=1)  # (B, 2, R, D)
+        z1, z2 = self.region_embeddings(f1), self.region_embeddings(f2)  # (B, R, D) each
+        z = torch.stack([z1, z2], dim=1)  # (B, 2, R, D)
         z = z.reshape(B * 2 * self.n_positions, -1)  # (E, D), ordered (image, view, position)
         pos, neg = local_masks(volume, partition, self.n_positions, self.strategy, self.negatives)
         return info_nce_masked(z, pos, neg, self.T)
@@ -323,12 +330,20 @@ class SoftDiceCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         K = self.num_classes
-        if logits.shape[1] != K or logits.shape[2:] != target.shape[1:] or logits.shape[0] != target.shape[0]:
-            raise ValueError(f"logits {tuple(logits.shape)} do not match target {tuple(target.shape)} and K={K}")
+        if (
+            logits.shape[1] != K
+            or logits.shape[2:] != target.shape[1:]
+            or logits.shape[0] != target.shape[0]
+        ):
+            raise ValueError(
+                f"logits {tuple(logits.shape)} do not match target {tuple(target.shape)} and K={K}"
+            )
         target = target.long()
         valid = target != self.ignore_index  # (B, *spatial)
         if bool((valid & ((target < 0) | (target >= K))).any()):
-            raise ValueError(f"target has labels outside [0, {K}) that are not ignore_index={self.ignore_index}")
+            raise ValueError(
+                f"target has labels outside [0, {K}) that are not ignore_index={self.ignore_index}"
+            )
         t = torch.where(valid, target, 0)
         w = valid.unsqueeze(1).to(logits.dtype)  # (B, 1, *spatial)
         probs = logits.softmax(dim=1) * w  # (B, K, *spatial)
@@ -365,7 +380,12 @@ def hypercolumn_superpixel_embed(
     (all False without labels).
     """
     B, H, W = superpixels.shape
-    cols = [f if f.shape[-2:] == (H, W) else F.interpolate(f, size=(H, W), mode="bilinear", align_corners=False) for f in features]
+    cols = [
+        f
+        if f.shape[-2:] == (H, W)
+        else F.interpolate(f, size=(H, W), mode="bilinear", align_corners=False)
+        for f in features
+    ]
     hc = torch.cat(cols, dim=1)  # (B, C, H, W)
     dev = hc.device
     sp = superpixels.to(dev).long()
@@ -385,9 +405,11 @@ def hypercolumn_superpixel_embed(
     lab_ok = (lab != ignore_index) & (lab >= 0)  # (B, H, W)
     n_cls = int(lab[lab_ok].max()) + 1 if bool(lab_ok.any()) else 1
     ok = lab_ok[inside]  # (V,)
-    hist = torch.zeros(P * n_cls, device=dev).index_add_(
-        0, inv[ok] * n_cls + lab[inside][ok], torch.ones(int(ok.sum()), device=dev)
-    ).view(P, n_cls)
+    hist = (
+        torch.zeros(P * n_cls, device=dev)
+        .index_add_(0, inv[ok] * n_cls + lab[inside][ok], torch.ones(int(ok.sum()), device=dev))
+        .view(P, n_cls)
+    )
     majority = torch.where(hist.sum(1) > 0, hist.argmax(1), ignore_index)
     edge = torch.zeros_like(lab_ok)  # (B, H, W): pixel touches another valid label
     dv = lab_ok[:, 1:] & lab_ok[:, :-1] & (lab[:, 1:] != lab[:, :-1])  # (B, H-1, W)
@@ -401,7 +423,10 @@ def hypercolumn_superpixel_embed(
 
 
 def sample_anchors(
-    boundary: torch.Tensor, n: int, boundary_fraction: float = 0.5, generator: torch.Generator | None = None
+    boundary: torch.Tensor,
+    n: int,
+    boundary_fraction: float = 0.5,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Indices (min(n, P),) of anchors among P hyper-pixels, ``boundary_fraction`` of them on boundaries.
 
@@ -497,7 +522,9 @@ class HyperPixelContrastLoss(nn.Module):
     def _synthetic_logits(
         self, q: torch.Tensor, bank: torch.Tensor, neg_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        syn, valid = mochi_negatives(q, bank, neg_mask, self.mochi_hard, self.mochi_query, self.mochi_top)
+        syn, valid = mochi_negatives(
+            q, bank, neg_mask, self.mochi_hard, self.mochi_query, self.mochi_top
+        )
         return torch.einsum("nd,nsd->ns", q, syn) / self.T, valid  # (N, S), (N, S)
 
     def forward(

@@ -118,7 +118,7 @@ class PreparedData:
         return np.flatnonzero(np.isin(self.group, list(wanted)))
 
     def image(self, i: int) -> np.ndarray:
-        x = np.asarray(self.images[i], dtype=np.float32)  # (C, H, W), copied out of the memmap
+        x = np.array(self.images[i], dtype=np.float32)  # (C, H, W), copied out of the memmap
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return x

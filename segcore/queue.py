@@ -130,7 +130,7 @@ class ClassQueues(nn.Module):
                 f"keys must be (N, {self.D}) and labels (N,), got {tuple(keys.shape)} and {tuple(labels.shape)}"
             )
         keys = gather_across_processes(keys.detach())  # (N * world, D)
-        labels = gather_across_processes(labels.to(device=keys.device, dtype=torch.long))  # (N * world,)
+        labels = gather_across_processes(labels.to(keys.device).long())  # (N * world,)
         for c in range(self.num_classes):
             sel = keys[labels == c]  # (n_c, D)
             if sel.shape[0] == 0:

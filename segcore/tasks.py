@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from segcore.augment import BatchSpatialAugment
 from segcore.losses import SoftDiceCELoss
 from segcore.views import crop_resize, intensity_jitter
 
@@ -68,9 +69,14 @@ class SegmentationTask(L.LightningModule):
         dice_weight: float = 1.0,
         val_metric: str = "dice",
         max_steps: int = 1000,
+        augment: BatchSpatialAugment | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.net = net
+        self.augment = augment
+        self.seed = seed
+        self._gen: torch.Generator | None = None
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.lr = lr
@@ -88,8 +94,13 @@ class SegmentationTask(L.LightningModule):
         return self.net(x)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self.net(batch["image"])  # (B, K, H, W)
-        loss = self.loss(logits, batch["label"])
+        x, y = batch["image"], batch["label"]
+        if self.augment is not None:
+            if self._gen is None:
+                self._gen = torch.Generator().manual_seed(self.seed + 1000 * self.global_rank)
+            x, y = self.augment(x, y, self._gen)
+        logits = self.net(x)  # (B, K, H, W)
+        loss = self.loss(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(logits))
         return loss
 

@@ -92,6 +92,7 @@ def fit_segmentation(
     val_metric: str,
     run: dict[str, Any],
     args: Any,
+    augment: Any = None,
     extra_record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`~segcore.tasks.SegmentationTask`, keep the best validation weights and
@@ -107,7 +108,7 @@ def fit_segmentation(
     from segcore.outputs import atomic_dir, write_json, write_yaml
     from segcore.tasks import SegmentationTask
 
-    task = SegmentationTask(net, data.num_classes, ignore_index=data.ignore_index, lr=args.lr, val_metric=val_metric, max_steps=args.steps)
+    task = SegmentationTask(net, data.num_classes, ignore_index=data.ignore_index, lr=args.lr, val_metric=val_metric, max_steps=args.steps, augment=augment, seed=args.seed)
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         trainer = make_trainer(tmp, args.steps, val_every=min(args.val_every, args.steps), accelerator=args.accelerator, devices=parse_devices(args.devices))

@@ -43,6 +43,7 @@ def test_manifest_content(prepared, raw):
     m = prepared.manifest
     assert m["domain"] == "mri" and m["channels"] == ["MRI"]
     assert m["classes"] == ["background", "RV", "MYO", "LV"]
+    assert m["dataset"] == "CardiacPhantoms" and m["layout"] == "nnunet"
     assert m["image_size"] == [64, 64] and m["partitions"] == 4 and m["target_spacing"] == [1.5, 1.5]
     assert len(prepared) == N_SUBJECTS * N_SLICES
     assert sorted(m["groups"]) == [f"case_{i:03d}" for i in range(N_SUBJECTS)]
@@ -56,6 +57,7 @@ def test_manifest_content(prepared, raw):
     assert g["n_slices"] == N_SLICES and g["permutation"][0] == g["slice_axis"] == 2
     for key in ("orientation", "resampled_shape", "crop_offset", "inplane_shape", "first_sample"):
         assert key in g
+    assert g["crop_offset"] == [-8, -8] and g["foreground_cropped"] == 0.0  # 48 px padded to 64
     for name in m["groups"]:
         idx = prepared.sample_indices([name])
         assert idx.tolist() == list(range(m["groups"][name]["first_sample"], m["groups"][name]["first_sample"] + N_SLICES))
