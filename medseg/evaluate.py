@@ -36,6 +36,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-predictions", action=argparse.BooleanOptionalAction, default=True, help="write native-space NIfTI predictions")
     p.add_argument("--batch-size", type=int, default=32, help="slices per inference batch")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
+    p.add_argument("--overlay-subjects", type=int, default=3, help="subjects whose slices go into overlay.npz for the report")
 
 
 @torch.no_grad()
@@ -71,12 +72,15 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if not groups:
         raise InputError(args.data, f"split '{args.split}' is empty")
     scores: dict[str, Any] = {}
+    overlay: dict[str, list[np.ndarray]] = {"image": [], "truth": [], "pred": [], "subject": []}
     with atomic_dir(args.out) as tmp:
         for group in groups:
             rec = data.manifest["groups"][group]
             if not rec.get("label"):
                 raise InputError(args.data, f"subject {group} in split '{args.split}' has no label file")
             probs = predict_group_probs(net, data, group, args.batch_size)
+            if len(overlay["subject"]) < args.overlay_subjects:
+                _add_overlay(overlay, data, group, probs.argmax(0))
             pred = to_native(probs, rec, order=1).argmax(0).astype(np.uint8)  # native voxel grid
             truth_img = nib.load(rec["label"])
             truth = np.rint(np.asarray(truth_img.dataobj)).astype(np.int64)
@@ -86,6 +90,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
             scores[group] = score_volume(pred, truth, len(classes), spacing, class_names=classes)
             if args.save_predictions:
                 save_native_label(pred, rec, tmp / "predictions" / f"{group}.nii.gz")
+        if overlay["subject"]:
+            np.savez_compressed(tmp / "overlay.npz", **{k: np.stack(v) for k, v in overlay.items()})
         summary = summarise_mri(scores)
         run = ckpt.get("run", {})
         write_json(tmp / "metrics.json", {
@@ -95,3 +101,14 @@ def run_evaluate(args: argparse.Namespace) -> None:
         })
         write_yaml(tmp / "config.yaml", resolved_args(args))
     log.info("Dice %s over %d subjects", summary["summary"]["dice_mean"], len(scores))
+
+
+def _add_overlay(overlay: dict[str, list[np.ndarray]], data: PreparedData, group: str, pred: np.ndarray) -> None:
+    """Base, mid and apical slices (prepared space) of one subject: image, truth, prediction."""
+    idx = data.sample_indices([group])
+    idx = idx[np.argsort(data.index[idx])]
+    picks = np.linspace(0, len(idx) - 1, 3).round().astype(int)
+    overlay["image"].append(np.stack([data.image(int(idx[p]))[0] for p in picks]))  # (3, H, W)
+    overlay["truth"].append(np.stack([np.asarray(data.labels[int(idx[p])]) for p in picks]).astype(np.uint8))
+    overlay["pred"].append(pred[picks].astype(np.uint8))
+    overlay["subject"].append(np.array(group))

@@ -40,7 +40,7 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.1, help="T of the InfoNCE similarities")
     p.add_argument("--crop-scale", type=float, nargs=2, default=(0.5, 0.75), help="global views: crop side as a fraction of the image side (min max)")
     p.add_argument("--local-blocks", type=int, default=None, help="l: decoder blocks trained by the local stage (default: those up to the H/4 map)")
-    p.add_argument("--local-negatives", choices=["neighbours", "all"], default="all", help="local negatives: the reference's 5 neighbouring regions, or all other regions")
+    p.add_argument("--local-negatives", choices=["neighbours", "all", "batch"], default="all", help="local negatives: the reference's 5 neighbouring regions, all other regions of the image, or every other region of the batch")
     p.add_argument("--noise-std", type=float, default=0.05, help="local views: max std of added Gaussian noise")
 
 

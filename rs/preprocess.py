@@ -369,12 +369,12 @@ def prepare(
             splits = spatial_block_split(windows, tile, overlap, block_tiles, val_fraction, test_fraction, rng)
         train_windows = []
         for i, (win, split) in enumerate(zip(windows, splits, strict=True)):
-            if split is None:
-                buffer += 1
-                continue
             rs, cs = win.toslices()
             if not scene.valid[rs, cs].any():
                 skipped += 1
+                continue
+            if split is None:
+                buffer += 1
                 continue
             labeled = scene.label is not None and bool((scene.label[rs, cs] != LABEL_NODATA).any())
             records.append(TileRecord(src.id, i, win, tile_transform(scene.transform, win), split, labeled))

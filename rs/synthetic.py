@@ -256,11 +256,11 @@ def generate_scene(
     fine_transform = Affine(pixel_size, 0, x0 - margin * pixel_size, 0, -pixel_size, y0 + margin * pixel_size)
 
     # --- terrain: fractal mountains over flattened plains, a floodplain along the river
-    n = fractal_noise(rng, shape, beta=3.4)
+    n = fractal_noise(rng, shape, beta=3.6)
     n = (n - n.min()) / (n.max() - n.min())
     plain = rng.uniform(0.35, 0.5)
     h = np.clip((n - plain) / (1 - plain), 0, None)
-    relief = rng.uniform(900.0, 1400.0) * (size * pixel_size / 5120.0) ** 0.5
+    relief = rng.uniform(450.0, 750.0) * (size * pixel_size / 5120.0) ** 0.5
     hills = fractal_noise(rng, shape, beta=3.0)
     hills = ndimage.gaussian_filter(hills, 4.0)
     z = relief * h**1.25 + 25.0 * n + rng.uniform(40.0, 90.0) * hills / hills.std()  # rolling foothills
@@ -299,11 +299,14 @@ def generate_scene(
         for kind in kinds
     ]) if len(ids) else np.zeros((0, 4))
     paint.paint_many(flat, inverse, spectra, np.where(kinds == 0, 0.04, 0.05))
+    bare_field = np.zeros(shape, dtype=bool)
+    bare_field[flat] = kinds[inverse] == 2
     parcel_masks = np.zeros(shape, dtype=np.int64)
     parcel_masks[flat] = inverse + 1
     # field margins (hedges/tracks) stay natural: a one-pixel ring between parcels
     edges = (ndimage.maximum_filter(parcel_masks, 3) != ndimage.minimum_filter(parcel_masks, 3)) & flat
     paint.paint(edges, _jitter(rng, GRASS), 0.08)
+    bare_field &= ~edges
     taken |= flat
 
     # --- bare rock and scree on high steep ground
@@ -315,6 +318,7 @@ def generate_scene(
     n_cuts = rng.poisson(12 * (size / 512.0) ** 2)
     cand = np.flatnonzero((forest & ~flat & (smooth_slope > 8) & (smooth_slope < 35)).ravel())
     edge_noise = fractal_noise(rng, shape, 2.2)
+    clearcut = np.zeros(shape, dtype=bool)
     for _ in range(n_cuts if cand.size else 0):
         r, c = divmod(int(rng.choice(cand)), g)
         phi = rng.uniform(0, np.pi)
@@ -328,6 +332,7 @@ def generate_scene(
         m[box] = (np.abs(du) / a) ** 4 + (np.abs(dv) / b) ** 4 < 1 + rough * edge_noise[box]
         veg = m & (regrow < rng.uniform(0.1, 0.5))
         paint.paint(m & ~veg, _soil(rng), 0.08)
+        clearcut |= m & ~veg
         paint.paint(veg, _jitter(rng, SHRUB), 0.08)
 
     # --- braided river: gravel bars around a meandering water thread
@@ -339,11 +344,13 @@ def generate_scene(
     taken |= bed
 
     # --- roads: polylines through random waypoints, across plains and hills
+    roads = np.zeros(shape, dtype=bool)
     for _ in range(rng.integers(2, 5)):
         pts = rng.uniform(0, g, size=(rng.integers(3, 6), 2))
         road = _polyline_distance(pts, shape) < rng.uniform(0.6, 1.1)
         paint.paint(road, _jitter(rng, ROAD), 0.05)
-        taken |= road
+        roads |= road
+    taken |= roads
 
     # --- landslides on steep slopes
     boundary = fractal_noise(rng, shape, 2.2)
@@ -405,9 +412,18 @@ def generate_scene(
     if dem_void:
         vr, vc = dem_grid.height // 2, dem_grid.width // 3
         dem[vr - 3 : vr + 4, vc - 4 : vc + 5] = DEM_NODATA
+    lookalikes = {
+        "bare_field": bare_field & ~bed & ~roads,
+        "road": roads,
+        "river_gravel": bed & ~thread,
+        "clearcut": clearcut & ~roads & ~label,
+        "rock": rock & ~label & ~roads & ~clearcut,
+    }
     return {
         "image": dn,
         "label": lab,
+        "lookalikes": {k: v[crop] for k, v in lookalikes.items()},
+        "terrain": z_post[crop],
         "dem": dem,
         "image_grid": image_grid,
         "dem_grid": dem_grid,

@@ -10,7 +10,12 @@ import pytest
 import rasterio
 import yaml
 
-from rs.preprocess import ChannelStatistics, add_preprocess_options, load_scene_channels, run_preprocess
+from rs.preprocess import (
+    ChannelStatistics,
+    add_preprocess_options,
+    load_scene_channels,
+    run_preprocess,
+)
 from rs.tiling import split_cross_overlaps, window_from_list
 from segcore.budget import select_percent
 from segcore.prepared import PreparedData

@@ -14,18 +14,36 @@ def mri_raw_input():
     return f"{RESULTS}/mri/raw"
 
 
-def mri_init_args(wildcards, input):
-    return f"--init {input.init}" if getattr(input, "init", None) else ""
+def mri_init_checkpoint(wildcards):
+    """The pretrained checkpoint a fine-tuning cell starts from (none: random init)."""
+    if wildcards.method == "none":
+        return []
+    return f"{RESULTS}/mri/pretrain/{wildcards.method}/model.pt"
+
+
+def init_args(wildcards, input):
+    return f"--init {input.init}" if input.get("init") else ""
+
+
+def budgets_for(method, section):
+    """Label budgets of one method; the all-labels upper bound only where configured."""
+    ft = section["finetune"]
+    budgets = [str(b) for b in ft["budgets"]]
+    if method in ft.get("all_labels_methods", []):
+        budgets.append(str(ft.get("all_budget", "all")))
+    return budgets
 
 
 def mri_metrics_files():
     c = mri_cfg()
-    return expand(
-        f"{RESULTS}/mri/evaluate/{{method}}/budget_{{budget}}/seed_{{seed}}/metrics.json",
-        method=c["methods"],
-        budget=[str(b) for b in c["finetune"]["budgets"]],
-        seed=c["finetune"]["seeds"],
-    )
+    files = []
+    for method in c["methods"]:
+        files += expand(
+            f"{RESULTS}/mri/evaluate/{method}/budget_{{budget}}/seed_{{seed}}/metrics.json",
+            budget=budgets_for(method, c),
+            seed=c["finetune"]["seeds"],
+        )
+    return files
 
 
 def all_metrics_files():

@@ -45,14 +45,67 @@ rule mri_preprocess:
         "--n-labeled {params.p[n_labeled]} --seed {params.p[seed]} > {log} 2>&1"
 
 
+rule mri_pretrain_global:
+    input:
+        data=f"{RESULTS}/mri/prepared",
+    output:
+        model=f"{RESULTS}/mri/pretrain/{{gmethod}}/model.pt",
+    wildcard_constraints:
+        gmethod=r"GR|GD-|GD",
+    params:
+        p=mri_cfg()["pretrain"]["global"],
+        channels=comma_list(mri_cfg()["network"]["channels"]),
+        seed=mri_cfg()["pretrain"]["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/mri_pretrain/{{gmethod}}.log",
+    shell:
+        "medseg pretrain --stage global --strategy {wildcards.gmethod} --data {input.data} "
+        "--out $(dirname {output.model}) --channels {params.channels} --steps {params.p[steps]} "
+        "--volumes-per-batch {params.p[volumes_per_batch]} --lr {params.p[lr]} "
+        "--temperature {params.p[temperature]} --seed {params.seed} --threads {threads} > {log} 2>&1"
+
+
+rule mri_pretrain_local:
+    input:
+        data=f"{RESULTS}/mri/prepared",
+        init=f"{RESULTS}/mri/pretrain/{{gmethod}}/model.pt",
+    output:
+        model=f"{RESULTS}/mri/pretrain/{{gmethod}}+{{lmethod}}/model.pt",
+    wildcard_constraints:
+        gmethod=r"GR|GD-|GD",
+        lmethod=r"LR|LD",
+    params:
+        p=mri_cfg()["pretrain"]["local"],
+        seed=mri_cfg()["pretrain"]["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/mri_pretrain/{{gmethod}}+{{lmethod}}.log",
+    shell:
+        "medseg pretrain --stage local --strategy {wildcards.lmethod} --init {input.init} "
+        "--data {input.data} --out $(dirname {output.model}) --steps {params.p[steps]} "
+        "--volumes-per-batch {params.p[volumes_per_batch]} --lr {params.p[lr]} "
+        "--temperature {params.p[temperature]} --local-negatives {params.p[negatives]} "
+        "--noise-std {params.p[noise_std]} --seed {params.seed} --threads {threads} > {log} 2>&1"
+
+
 rule mri_finetune:
     input:
         data=f"{RESULTS}/mri/prepared",
+        init=mri_init_checkpoint,
     output:
         model=f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}/seed_{{seed}}/model.pt",
         train=f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}/seed_{{seed}}/train.json",
     params:
-        init=mri_init_args,
+        init=init_args,
         ft=mri_cfg()["finetune"],
         channels=comma_list(mri_cfg()["network"]["channels"]),
     threads: config["threads"]

@@ -100,7 +100,7 @@ def tiny_scene(
     write_dem(paths["dem"], dem_grid_around(grid, dem_crs, dem_res_m))
     if label:
         ref = img[min(3, bands - 1)].astype(float)
-        lab = (ref > np.quantile(ref[:, nodata_cols:], 0.8)).astype(np.uint8)
+        lab = (ref > np.quantile(ref[:, nodata_cols:] if nodata_cols < width else ref, 0.8)).astype(np.uint8)
         paths["label"] = folder / f"{name}_label.tif"
         write_geotiff(paths["label"], lab, grid)
     else:
@@ -116,7 +116,7 @@ def scene_folder(folder: str | Path, n: int = 3, height: int = 40, width: int = 
     entries = []
     for i in range(n):
         nd = nodata_cols[i] if i < len(nodata_cols) else 0
-        p = tiny_scene(folder / "scenes", f"s{i}", height, width, nodata_cols=nd,
+        tiny_scene(folder / "scenes", f"s{i}", height, width, nodata_cols=nd,
                        dem_crs=("EPSG:4326", "EPSG:3035")[i % 2], origin=(ORIGIN[0] + 2000 * i, ORIGIN[1]), seed=i)
         entries.append({"id": f"s{i}", "image": f"scenes/s{i}_image.tif", "dem": f"scenes/s{i}_dem.tif", "label": f"scenes/s{i}_label.tif"})
     (folder / "scenes.json").write_text(json.dumps({"scenes": entries}))
