@@ -13,12 +13,13 @@ so that a tile reprojected on its own equals the same pixels of the whole scene.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.errors import RasterioError
 from rasterio.warp import Resampling, reproject, transform_bounds
 
-from rs.geotiff import Raster, RasterGrid, read_raster
+from rs.geotiff import Raster, RasterGrid, as_grid, read_raster
 from segcore.errors import InputError
 
 LABEL_NODATA = 255
@@ -28,7 +29,10 @@ def _footprint_in(grid: RasterGrid, src: Raster) -> tuple[float, float, float, f
     try:
         return transform_bounds(src.grid.crs, grid.crs, *src.grid.bounds, densify_pts=21)
     except (RasterioError, ValueError) as err:
-        raise InputError(src.path, f"cannot transform its footprint from {src.grid.crs} to the image CRS {grid.crs} ({err})") from err
+        raise InputError(
+            src.path,
+            f"cannot transform its footprint from {src.grid.crs} to the image CRS {grid.crs} ({err})",
+        ) from err
 
 
 def overlap_fraction(grid: RasterGrid, src: Raster) -> float:
@@ -74,31 +78,38 @@ def reproject_dem(dem: Raster, grid: RasterGrid) -> tuple[np.ndarray, np.ndarray
     return out, valid
 
 
-def align_dem_to_image(dem_path: str | Path, grid: RasterGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Read the DEM at ``dem_path`` and reproject it onto the image ``grid``.
+def align_dem_to_image(
+    dem_path: str | Path, grid: RasterGrid | dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read the DEM at ``dem_path`` and reproject it onto the image ``grid`` (a RasterGrid or
+    the image's rasterio profile).
 
     Returns (elevation (H, W) float32 in the DEM's units, NaN outside the DEM or at its nodata;
     valid (H, W) bool). InputError naming the DEM if it cannot be read, has no CRS, or does not
     overlap the image.
     """
+    grid = as_grid(grid)
     dem = read_raster(dem_path, what="DEM")
     if dem.count < 1:
         raise InputError(dem_path, "DEM has no band")
     _check_overlap(grid, dem, "DEM")
     out, valid = reproject_dem(dem, grid)
     if not valid.any():
-        raise InputError(dem_path, "DEM has no valid elevation inside the image footprint (all nodata there)")
+        raise InputError(
+            dem_path, "DEM has no valid elevation inside the image footprint (all nodata there)"
+        )
     return out, valid
 
 
-def align_label_to_image(label_path: str | Path, grid: RasterGrid) -> np.ndarray:
-    """Labels on the image ``grid``: (H, W) uint8 with 0/1 classes and 255 where unknown.
+def align_label_to_image(label_path: str | Path, grid: RasterGrid | dict[str, Any]) -> np.ndarray:
+    """Labels on the image ``grid`` (RasterGrid or profile): (H, W) uint8, 0/1, 255 = unknown.
 
     A label raster already on the grid is used as is; otherwise it is reprojected with nearest
     neighbour. Pixels outside the label raster or at its nodata become 255. InputError naming the
     label file if it has more than one band, values other than 0/1 (besides its nodata), or does
     not overlap the image.
     """
+    grid = as_grid(grid)
     lab = read_raster(label_path, expected_bands=1, what="label")
     band = lab.data[0]
     valid = np.ones(band.shape, dtype=bool)
@@ -109,7 +120,10 @@ def align_label_to_image(label_path: str | Path, grid: RasterGrid) -> np.ndarray
     values = np.unique(band[valid])
     bad = values[~np.isin(values, [0, 1])]
     if bad.size:
-        raise InputError(label_path, f"label values must be 0 (background) or 1 (landslide), found {bad[:5].tolist()}")
+        raise InputError(
+            label_path,
+            f"label values must be 0 (background) or 1 (landslide), found {bad[:5].tolist()}",
+        )
     src = np.where(valid, band, LABEL_NODATA).astype(np.uint8)
     if lab.grid == grid:
         return src

@@ -47,6 +47,17 @@ class RasterGrid:
         return t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
 
 
+def as_grid(grid_or_profile: RasterGrid | dict[str, Any]) -> RasterGrid:
+    """A :class:`RasterGrid` from itself or from a rasterio profile (crs, transform, height, width)."""
+    if isinstance(grid_or_profile, RasterGrid):
+        return grid_or_profile
+    p = grid_or_profile
+    crs = (
+        p["crs"] if isinstance(p["crs"], CRS) or p["crs"] is None else CRS.from_user_input(p["crs"])
+    )
+    return RasterGrid(crs, p["transform"], int(p["height"]), int(p["width"]))
+
+
 def _bounds(transform: Affine, height: int, width: int) -> tuple[float, float, float, float]:
     xs, ys = [], []
     for r, c in ((0, 0), (0, width), (height, 0), (height, width)):
@@ -76,9 +87,21 @@ class Raster:
         valid = np.ones(self.data.shape[1:], dtype=bool)
         if np.issubdtype(self.data.dtype, np.floating):
             valid &= np.isfinite(self.data).all(axis=0)
-        if self.nodata is not None and not np.isnan(self.nodata):
-            valid &= ~(self.data == np.asarray(self.nodata, dtype=self.data.dtype)).any(axis=0)
+        if (
+            self.nodata is not None
+            and not np.isnan(self.nodata)
+            and _representable(self.nodata, self.data.dtype)
+        ):
+            valid &= ~(self.data == np.asarray(self.nodata).astype(self.data.dtype)).any(axis=0)
         return valid
+
+
+def _representable(value: float, dtype: np.dtype) -> bool:
+    """True if ``value`` is exactly a value of ``dtype`` (a nodata of -9999 in uint16 is not)."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
 
 
 def _open_error(path: Path, err: Exception) -> InputError:
@@ -107,9 +130,14 @@ def read_raster(
     try:
         with rasterio.open(path) as src:
             if src.crs is None and require_crs:
-                raise InputError(path, f"{what} has no coordinate reference system (CRS); georeference it first (e.g. gdal_edit.py -a_srs)")
+                raise InputError(
+                    path,
+                    f"{what} has no coordinate reference system (CRS); georeference it first (e.g. gdal_edit.py -a_srs)",
+                )
             if src.transform == Affine.identity() and require_crs:
-                raise InputError(path, f"{what} has no geotransform (pixel grid is not georeferenced)")
+                raise InputError(
+                    path, f"{what} has no geotransform (pixel grid is not georeferenced)"
+                )
             if expected_bands is not None and src.count != expected_bands:
                 raise InputError(path, f"{what} has {src.count} band(s), expected {expected_bands}")
             data = src.read() if read_data else np.empty((src.count, 0, 0), dtype=src.dtypes[0])
@@ -122,14 +150,24 @@ def read_raster(
         raise _open_error(path, err) from err
 
 
-def read_grid(path: str | Path, what: str = "raster") -> tuple[RasterGrid, int, float | None, dict[str, Any]]:
+def read_grid(
+    path: str | Path, what: str = "raster"
+) -> tuple[RasterGrid, int, float | None, dict[str, Any]]:
     """Metadata only: (grid, band count, nodata, profile); same errors as :func:`read_raster`."""
     path = Path(path)
     try:
         with rasterio.open(path) as src:
             if src.crs is None:
-                raise InputError(path, f"{what} has no coordinate reference system (CRS); georeference it first (e.g. gdal_edit.py -a_srs)")
-            return RasterGrid(src.crs, src.transform, src.height, src.width), src.count, src.nodata, dict(src.profile)
+                raise InputError(
+                    path,
+                    f"{what} has no coordinate reference system (CRS); georeference it first (e.g. gdal_edit.py -a_srs)",
+                )
+            return (
+                RasterGrid(src.crs, src.transform, src.height, src.width),
+                src.count,
+                src.nodata,
+                dict(src.profile),
+            )
     except InputError:
         raise
     except (RasterioError, OSError, ValueError) as err:

@@ -93,9 +93,14 @@ def read_image(path: str | Path, size: int = L4S_SIZE) -> np.ndarray:
     path = Path(path)
     img = _read_dataset(path, "img")
     if img.ndim != 3 or img.shape[-1] != len(L4S_CHANNELS):
-        raise InputError(path, f"dataset 'img' must be (H, W, {len(L4S_CHANNELS)}), got {img.shape}")
+        raise InputError(
+            path, f"dataset 'img' must be (H, W, {len(L4S_CHANNELS)}), got {img.shape}"
+        )
     if img.shape[0] != size or img.shape[1] != size:
-        raise InputError(path, f"patch is {img.shape[0]}x{img.shape[1]}, expected {size}x{size} like the other patches")
+        raise InputError(
+            path,
+            f"patch is {img.shape[0]}x{img.shape[1]}, expected {size}x{size} like the other patches",
+        )
     return np.ascontiguousarray(np.moveaxis(img.astype(np.float32), -1, 0))  # (14, H, W)
 
 
@@ -117,5 +122,7 @@ def patch_size(patches: list[L4SPatch]) -> int:
     """Height (= width) of the first patch: all patches must share it."""
     img = _read_dataset(patches[0].image, "img")
     if img.ndim != 3 or img.shape[0] != img.shape[1]:
-        raise InputError(patches[0].image, f"dataset 'img' must be square (H, W, 14), got {img.shape}")
+        raise InputError(
+            patches[0].image, f"dataset 'img' must be square (H, W, 14), got {img.shape}"
+        )
     return int(img.shape[0])

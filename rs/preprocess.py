@@ -111,7 +111,9 @@ def load_scene_channels(
     """
     image = read_raster(image_path, expected_bands=expected_bands, what="image")
     if not image.grid.is_north_up():
-        raise InputError(image_path, "image grid is rotated or not north-up; warp it to a north-up grid first")
+        raise InputError(
+            image_path, "image grid is rotated or not north-up; warp it to a north-up grid first"
+        )
     valid = image.valid_mask()
     dem, dem_valid = align_dem_to_image(dem_path, image.grid)
     xres, yres = pixel_size_metres(image.grid)
@@ -123,7 +125,11 @@ def load_scene_channels(
     if label_path is not None:
         label = align_label_to_image(label_path, image.grid)
         label = np.where(valid, label, LABEL_NODATA).astype(np.uint8)
-    return SceneChannels(channels, valid, label, image.grid.transform, names), image.grid, image.profile
+    return (
+        SceneChannels(channels, valid, label, image.grid.transform, names),
+        image.grid,
+        image.profile,
+    )
 
 
 def _pad_to(scene: SceneChannels, tile: int) -> SceneChannels:
@@ -176,14 +182,26 @@ def geotiff_sources(
     for sid, image, dem, label in scenes:
         meta = read_raster(image, what="image", read_data=False)
         if count is None:
-            count, names = meta.count, [d if d else f"band_{i + 1}" for i, d in enumerate(meta.descriptions)]
+            count, names = (
+                meta.count,
+                [d if d else f"band_{i + 1}" for i, d in enumerate(meta.descriptions)],
+            )
         elif meta.count != count:
-            raise InputError(image, f"image has {meta.count} bands but {scenes[0][1]} has {count}; all scenes need the same bands")
+            raise InputError(
+                image,
+                f"image has {meta.count} bands but {scenes[0][1]} has {count}; all scenes need the same bands",
+            )
         record = {
-            "image": str(image), "dem": str(dem), "label": None if label is None else str(label),
-            "crs": meta.grid.crs.to_wkt(), "transform": transform_to_list(meta.grid.transform),
-            "width": meta.grid.width, "height": meta.grid.height, "nodata": meta.nodata,
-            "pixel_size_m": list(pixel_size_metres(meta.grid)), "georeferenced": True,
+            "image": str(image),
+            "dem": str(dem),
+            "label": None if label is None else str(label),
+            "crs": meta.grid.crs.to_wkt(),
+            "transform": transform_to_list(meta.grid.transform),
+            "width": meta.grid.width,
+            "height": meta.grid.height,
+            "nodata": meta.nodata,
+            "pixel_size_m": list(pixel_size_metres(meta.grid)),
+            "georeferenced": True,
         }
 
         def load(image=image, dem=dem, label=label, count=count) -> SceneChannels:
@@ -201,19 +219,36 @@ def demo_scenes(folder: Path) -> list[tuple[str, Path, Path, Path | None]]:
         out = []
         for s in index["scenes"]:
             label = s.get("label")
-            out.append((str(s["id"]), folder / s["image"], folder / s["dem"], None if not label else folder / label))
+            out.append(
+                (
+                    str(s["id"]),
+                    folder / s["image"],
+                    folder / s["dem"],
+                    None if not label else folder / label,
+                )
+            )
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise InputError(index_path, f"not a valid scene index ({err}); expected {{'scenes': [{{'id', 'image', 'dem', 'label'}}]}}") from err
+        raise InputError(
+            index_path,
+            f"not a valid scene index ({err}); expected {{'scenes': [{{'id', 'image', 'dem', 'label'}}]}}",
+        ) from err
     if not out:
         raise InputError(index_path, "scene index lists no scene")
     return out
 
 
-def explicit_scenes(images: list[str], dems: list[str], labels: list[str]) -> list[tuple[str, Path, Path, Path | None]]:
+def explicit_scenes(
+    images: list[str], dems: list[str], labels: list[str]
+) -> list[tuple[str, Path, Path, Path | None]]:
     if len(dems) != len(images):
-        raise InputError(None, f"need one --dem per --image (got {len(images)} images, {len(dems)} DEMs)")
+        raise InputError(
+            None, f"need one --dem per --image (got {len(images)} images, {len(dems)} DEMs)"
+        )
     if labels and len(labels) != len(images):
-        raise InputError(None, f"need one --label per --image or none at all (got {len(images)} images, {len(labels)} labels; use 'none' for an unlabeled scene)")
+        raise InputError(
+            None,
+            f"need one --label per --image or none at all (got {len(images)} images, {len(labels)} labels; use 'none' for an unlabeled scene)",
+        )
     out = []
     seen: set[str] = set()
     for k, (img, dem) in enumerate(zip(images, dems, strict=True)):
@@ -222,7 +257,9 @@ def explicit_scenes(images: list[str], dems: list[str], labels: list[str]) -> li
         if sid in seen:
             sid = f"{sid}_{k}"
         seen.add(sid)
-        out.append((sid, Path(img), Path(dem), None if lab is None or lab.lower() == "none" else Path(lab)))
+        out.append(
+            (sid, Path(img), Path(dem), None if lab is None or lab.lower() == "none" else Path(lab))
+        )
     return out
 
 
@@ -232,9 +269,15 @@ def landslide4sense_sources(folder: Path) -> list[SceneSource]:
     sources = []
     for p in patches:
         record = {
-            "image": str(p.image), "dem": None, "label": None if p.mask is None else str(p.mask),
-            "crs": None, "transform": transform_to_list(Affine.identity()), "width": size, "height": size,
-            "nodata": None, "georeferenced": False,
+            "image": str(p.image),
+            "dem": None,
+            "label": None if p.mask is None else str(p.mask),
+            "crs": None,
+            "transform": transform_to_list(Affine.identity()),
+            "width": size,
+            "height": size,
+            "nodata": None,
+            "georeferenced": False,
         }
 
         def load(p=p) -> SceneChannels:
@@ -243,7 +286,9 @@ def landslide4sense_sources(folder: Path) -> list[SceneSource]:
             label = None
             if p.mask is not None:
                 label = np.where(valid, l4s.read_mask(p.mask, size), LABEL_NODATA).astype(np.uint8)
-            return SceneChannels(channels, valid, label, Affine.identity(), list(l4s.L4S_CHANNELS[:12]))
+            return SceneChannels(
+                channels, valid, label, Affine.identity(), list(l4s.L4S_CHANNELS[:12])
+            )
 
         sources.append(SceneSource(p.id, record, p.mask is not None, load))
     return sources
@@ -351,13 +396,17 @@ def prepare(
     if split_by == "scene":
         labeled_ids = [s.id for s in sources if s.labeled]
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5B17]))
-        by_block = assign_blocks([(k, 0) for k in range(len(labeled_ids))], val_fraction, test_fraction, rng)
+        by_block = assign_blocks(
+            [(k, 0) for k in range(len(labeled_ids))], val_fraction, test_fraction, rng
+        )
         scene_split = {sid: by_block[(k, 0)] for k, sid in enumerate(labeled_ids)}
 
     for k, src in enumerate(sources):
         scene = _pad_to(src.load(), tile)
         if scene.channels.shape[0] != c:
-            raise InputError(src.record["image"], f"scene has {scene.channels.shape[0]} channels, expected {c}")
+            raise InputError(
+                src.record["image"], f"scene has {scene.channels.shape[0]} channels, expected {c}"
+            )
         h, w = scene.valid.shape
         windows = tile_windows(h, w, tile, overlap)
         if not src.labeled:
@@ -366,7 +415,9 @@ def prepare(
             splits = [scene_split[src.id]] * len(windows)
         else:
             rng = np.random.default_rng(np.random.SeedSequence([int(seed), k, 0x5B17]))
-            splits = spatial_block_split(windows, tile, overlap, block_tiles, val_fraction, test_fraction, rng)
+            splits = spatial_block_split(
+                windows, tile, overlap, block_tiles, val_fraction, test_fraction, rng
+            )
         train_windows = []
         for i, (win, split) in enumerate(zip(windows, splits, strict=True)):
             rs, cs = win.toslices()
@@ -377,7 +428,9 @@ def prepare(
                 buffer += 1
                 continue
             labeled = scene.label is not None and bool((scene.label[rs, cs] != LABEL_NODATA).any())
-            records.append(TileRecord(src.id, i, win, tile_transform(scene.transform, win), split, labeled))
+            records.append(
+                TileRecord(src.id, i, win, tile_transform(scene.transform, win), split, labeled)
+            )
             if split == "train":
                 train_windows.append(win)
         stats.add(training_statistics(scene, train_windows))
@@ -387,15 +440,23 @@ def prepare(
             cached_bytes += nbytes
 
     if not records:
-        raise InputError(input_name, "no tile has a valid pixel (every tile is nodata); check the image nodata value and the DEM coverage")
+        raise InputError(
+            input_name,
+            "no tile has a valid pixel (every tile is nodata); check the image nodata value and the DEM coverage",
+        )
     if stats.n.min() == 0:
-        raise InputError(input_name, "no training tile with valid pixels; lower --val-fraction/--test-fraction or --block-tiles, or add scenes")
+        raise InputError(
+            input_name,
+            "no training tile with valid pixels; lower --val-fraction/--test-fraction or --block-tiles, or add scenes",
+        )
     mean, std = stats.mean_std()
     weights = np.ones(c, dtype=np.float32)
     weights[list(terrain)] = terrain_weight
 
     n = len(records)
-    arrays = create_arrays(out, n, c, tile, tile, extras={"superpixels": np.int32, "valid": np.uint8})
+    arrays = create_arrays(
+        out, n, c, tile, tile, extras={"superpixels": np.int32, "valid": np.uint8}
+    )
     by_scene: dict[str, list[int]] = {}
     for j, r in enumerate(records):
         by_scene.setdefault(r.scene, []).append(j)
@@ -422,9 +483,15 @@ def prepare(
     tile_ids = [f"{r.scene}/t{r.index:04d}" for r in records]
     splits_out = {
         "unlabeled": [t for t, r in zip(tile_ids, records, strict=True) if r.split == "train"],
-        "labeled": [t for t, r in zip(tile_ids, records, strict=True) if r.split == "train" and r.labeled],
-        "val": [t for t, r in zip(tile_ids, records, strict=True) if r.split == "val" and r.labeled],
-        "test": [t for t, r in zip(tile_ids, records, strict=True) if r.split == "test" and r.labeled],
+        "labeled": [
+            t for t, r in zip(tile_ids, records, strict=True) if r.split == "train" and r.labeled
+        ],
+        "val": [
+            t for t, r in zip(tile_ids, records, strict=True) if r.split == "val" and r.labeled
+        ],
+        "test": [
+            t for t, r in zip(tile_ids, records, strict=True) if r.split == "test" and r.labeled
+        ],
     }
     manifest: dict[str, Any] = {
         "domain": "rs",
@@ -441,26 +508,57 @@ def prepare(
             "scene": [r.scene for r in records],
         },
         "groups": {
-            t: {"scene": r.scene, "index": r.index, "split": r.split, "labeled": r.labeled,
-                "window": window_to_list(r.window), "transform": transform_to_list(r.transform)}
+            t: {
+                "scene": r.scene,
+                "index": r.index,
+                "split": r.split,
+                "labeled": r.labeled,
+                "window": window_to_list(r.window),
+                "transform": transform_to_list(r.transform),
+            }
             for t, r in zip(tile_ids, records, strict=True)
         },
         "scenes": {s.id: {**s.record, "labeled": s.labeled} for s in sources},
         "splits": splits_out,
-        "normalization": {"mean": mean.tolist(), "std": std.tolist(), "source": "valid pixels of training tiles"},
-        "tiles": {"window": [window_to_list(r.window) for r in records], "transform": [transform_to_list(r.transform) for r in records]},
+        "normalization": {
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "source": "valid pixels of training tiles",
+        },
+        "tiles": {
+            "window": [window_to_list(r.window) for r in records],
+            "transform": [transform_to_list(r.transform) for r in records],
+        },
         "tile": tile,
         "overlap": overlap,
-        "split": {"by": split_by, "block_tiles": block_tiles, "val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed},
+        "split": {
+            "by": split_by,
+            "block_tiles": block_tiles,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "seed": seed,
+        },
         "skipped_nodata_tiles": skipped,
         "buffer_tiles": buffer,
-        "superpixels": {"n_segments": n_segments, "compactness": compactness, "terrain_weight": terrain_weight, "start_label": 0},
+        "superpixels": {
+            "n_segments": n_segments,
+            "compactness": compactness,
+            "terrain_weight": terrain_weight,
+            "start_label": 0,
+        },
         "extras": ["superpixels", "valid"],
         **extra_manifest,
     }
     write_manifest(out, manifest)
     counts = {k: len(v) for k, v in splits_out.items()}
-    log.info("%d tiles from %d scenes; splits %s; %d nodata tiles skipped, %d buffer tiles dropped", n, len(sources), counts, skipped, buffer)
+    log.info(
+        "%d tiles from %d scenes; splits %s; %d nodata tiles skipped, %d buffer tiles dropped",
+        n,
+        len(sources),
+        counts,
+        skipped,
+        buffer,
+    )
     return manifest
 
 
@@ -468,23 +566,95 @@ def prepare(
 
 
 def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", type=Path, default=None, help="raw folder: a demo-data folder (scenes.json) or a Landslide4Sense folder (img/, mask/)")
-    parser.add_argument("--image", action="append", default=None, help="scene image GeoTIFF (repeatable or comma-separated)")
-    parser.add_argument("--dem", action="append", default=None, help="DEM GeoTIFF per --image (any CRS/resolution overlapping the image)")
-    parser.add_argument("--label", action="append", default=None, help="label GeoTIFF (0/1) per --image, 'none' for an unlabeled scene")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="raw folder: a demo-data folder (scenes.json) or a Landslide4Sense folder (img/, mask/)",
+    )
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=None,
+        help="scene image GeoTIFF (repeatable or comma-separated)",
+    )
+    parser.add_argument(
+        "--dem",
+        action="append",
+        default=None,
+        help="DEM GeoTIFF per --image (any CRS/resolution overlapping the image)",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=None,
+        help="label GeoTIFF (0/1) per --image, 'none' for an unlabeled scene",
+    )
     parser.add_argument("--out", type=Path, required=True, help="prepared-data folder to write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the block/scene split")
-    parser.add_argument("--tile", type=int, default=None, help="tile size in pixels (default 64 for GeoTIFF scenes, 128 for Landslide4Sense)")
-    parser.add_argument("--overlap", type=int, default=None, help="overlap between neighbouring tiles in pixels (default 16 for GeoTIFF, 0 for Landslide4Sense)")
-    parser.add_argument("--split-by", choices=("block", "scene"), default="block", help="assign splits by spatial blocks of tiles or by whole scenes (Landslide4Sense: always per patch)")
-    parser.add_argument("--block-tiles", type=int, default=4, help="block side in tile strides for the block split")
-    parser.add_argument("--val-fraction", type=float, default=0.15, help="fraction of blocks (scenes) for validation")
-    parser.add_argument("--test-fraction", type=float, default=0.25, help="fraction of blocks (scenes) for the held-out test")
-    parser.add_argument("--n-segments", type=int, default=None, help="SLIC superpixels per tile (default: one per 8x8 pixels)")
-    parser.add_argument("--compactness", type=float, default=0.5, help="SLIC compactness on standardised channels (higher = more regular)")
-    parser.add_argument("--superpixel-terrain-weight", type=float, default=0.5, help="weight of the terrain channels in the SLIC distance")
-    parser.add_argument("--hillshade-azimuth", type=float, default=315.0, help="sun azimuth of the hillshade channel (degrees from north)")
-    parser.add_argument("--hillshade-altitude", type=float, default=45.0, help="sun altitude of the hillshade channel (degrees)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile size in pixels (default 64 for GeoTIFF scenes, 128 for Landslide4Sense)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="overlap between neighbouring tiles in pixels (default 16 for GeoTIFF, 0 for Landslide4Sense)",
+    )
+    parser.add_argument(
+        "--split-by",
+        choices=("block", "scene"),
+        default="block",
+        help="assign splits by spatial blocks of tiles or by whole scenes (Landslide4Sense: always per patch)",
+    )
+    parser.add_argument(
+        "--block-tiles", type=int, default=4, help="block side in tile strides for the block split"
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.15,
+        help="fraction of blocks (scenes) for validation",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.25,
+        help="fraction of blocks (scenes) for the held-out test",
+    )
+    parser.add_argument(
+        "--n-segments",
+        type=int,
+        default=None,
+        help="SLIC superpixels per tile (default: one per 8x8 pixels)",
+    )
+    parser.add_argument(
+        "--compactness",
+        type=float,
+        default=0.5,
+        help="SLIC compactness on standardised channels (higher = more regular)",
+    )
+    parser.add_argument(
+        "--superpixel-terrain-weight",
+        type=float,
+        default=0.5,
+        help="weight of the terrain channels in the SLIC distance",
+    )
+    parser.add_argument(
+        "--hillshade-azimuth",
+        type=float,
+        default=315.0,
+        help="sun azimuth of the hillshade channel (degrees from north)",
+    )
+    parser.add_argument(
+        "--hillshade-altitude",
+        type=float,
+        default=45.0,
+        help="sun altitude of the hillshade channel (degrees)",
+    )
 
 
 def run_preprocess(args: argparse.Namespace) -> None:
@@ -503,13 +673,18 @@ def run_preprocess(args: argparse.Namespace) -> None:
         elif l4s.is_landslide4sense(folder):
             kind = "landslide4sense"
         else:
-            raise InputError(folder, "neither a scene folder (scenes.json) nor a Landslide4Sense folder (img/image_N.h5)")
+            raise InputError(
+                folder,
+                "neither a scene folder (scenes.json) nor a Landslide4Sense folder (img/image_N.h5)",
+            )
     else:
         scenes = explicit_scenes(images, dems, labels)
     tile = args.tile if args.tile is not None else DEFAULT_TILE[kind]
     overlap = args.overlap if args.overlap is not None else DEFAULT_OVERLAP[kind]
     if tile < 8 or not 0 <= overlap < tile:
-        raise InputError(None, f"need --tile >= 8 and 0 <= --overlap < --tile (got {tile}, {overlap})")
+        raise InputError(
+            None, f"need --tile >= 8 and 0 <= --overlap < --tile (got {tile}, {overlap})"
+        )
     n_segments = args.n_segments if args.n_segments is not None else max(1, (tile // 8) ** 2)
 
     if kind == "landslide4sense":
@@ -519,17 +694,50 @@ def run_preprocess(args: argparse.Namespace) -> None:
         split_by = "scene"
         extra: dict[str, Any] = {"source": "landslide4sense"}
     else:
-        sources, band_names, count = geotiff_sources(scenes, args.hillshade_azimuth, args.hillshade_altitude)
+        sources, band_names, count = geotiff_sources(
+            scenes, args.hillshade_azimuth, args.hillshade_altitude
+        )
         channel_names = band_names + list(TERRAIN_CHANNELS)
         spectral, terrain = list(range(count)), list(range(count, count + len(TERRAIN_CHANNELS)))
         split_by = args.split_by
-        extra = {"source": "geotiff", "terrain": {"hillshade_azimuth": args.hillshade_azimuth, "hillshade_altitude": args.hillshade_altitude}}
+        extra = {
+            "source": "geotiff",
+            "terrain": {
+                "hillshade_azimuth": args.hillshade_azimuth,
+                "hillshade_altitude": args.hillshade_altitude,
+            },
+        }
 
     with atomic_dir(args.out) as tmp:
         prepare(
-            sources, tmp, channel_names, spectral, terrain, tile, overlap, split_by, args.block_tiles,
-            args.val_fraction, args.test_fraction, args.seed, n_segments, args.compactness,
-            args.superpixel_terrain_weight, extra,
+            sources,
+            tmp,
+            channel_names,
+            spectral,
+            terrain,
+            tile,
+            overlap,
+            split_by,
+            args.block_tiles,
+            args.val_fraction,
+            args.test_fraction,
+            args.seed,
+            n_segments,
+            args.compactness,
+            args.superpixel_terrain_weight,
+            extra,
             input_name=args.input if args.input is not None else ", ".join(images),
         )
-        write_yaml(tmp / "config.yaml", {**resolved_args(args), "resolved": {"kind": kind, "tile": tile, "overlap": overlap, "n_segments": n_segments, "split_by": split_by}})
+        write_yaml(
+            tmp / "config.yaml",
+            {
+                **resolved_args(args),
+                "resolved": {
+                    "kind": kind,
+                    "tile": tile,
+                    "overlap": overlap,
+                    "n_segments": n_segments,
+                    "split_by": split_by,
+                },
+            },
+        )

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rs.geotiff import RasterGrid, read_raster, write_geotiff
+from rs.geotiff import RasterGrid, as_grid, read_raster, write_geotiff
 from rs.preprocess import load_scene_channels
 from rs.tiling import tile_windows, window_from_list
 from segcore.errors import InputError
@@ -38,7 +38,9 @@ def load_manifest(manifest: dict[str, Any] | str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "manifest.json"
     if not path.is_file():
-        raise InputError(path, "no manifest.json of prepared training data here; run rs preprocess first")
+        raise InputError(
+            path, "no manifest.json of prepared training data here; run rs preprocess first"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -90,20 +92,32 @@ def predict_scene_detailed(
     """Slide ``predict_fn`` over the scene; see :func:`predict_scene`. Also returns the mask."""
     m = load_manifest(manifest)
     if m.get("domain") != "rs" or m.get("source") != "geotiff" or "normalization" not in m:
-        raise InputError(None, "scene prediction needs prepared GeoTIFF training data (domain 'rs', source 'geotiff', with normalization)")
+        raise InputError(
+            None,
+            "scene prediction needs prepared GeoTIFF training data (domain 'rs', source 'geotiff', with normalization)",
+        )
     spectral = list(m["spectral_channels"])
     info = read_raster(image_path, what="image", read_data=False)
     if info.count != len(spectral):
-        raise InputError(image_path, f"image has {info.count} band(s) but the model was trained on {len(spectral)} ({', '.join(m['channels'][i] for i in spectral)})")
+        raise InputError(
+            image_path,
+            f"image has {info.count} band(s) but the model was trained on {len(spectral)} ({', '.join(m['channels'][i] for i in spectral)})",
+        )
     terrain_opts = m.get("terrain", {})
     scene, grid, profile = load_scene_channels(
-        image_path, dem_path, len(spectral),
-        terrain_opts.get("hillshade_azimuth", 315.0), terrain_opts.get("hillshade_altitude", 45.0),
+        image_path,
+        dem_path,
+        len(spectral),
+        terrain_opts.get("hillshade_azimuth", 315.0),
+        terrain_opts.get("hillshade_altitude", 45.0),
     )
     mean = np.asarray(m["normalization"]["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(m["normalization"]["std"], dtype=np.float32)[:, None, None]
     if scene.channels.shape[0] != mean.shape[0]:
-        raise InputError(image_path, f"scene has {scene.channels.shape[0]} channels, the training data {mean.shape[0]}")
+        raise InputError(
+            image_path,
+            f"scene has {scene.channels.shape[0]} channels, the training data {mean.shape[0]}",
+        )
     tile = int(tile if tile is not None else m["image_size"][0])
     overlap = int(overlap if overlap is not None else m.get("overlap", tile // 4))
     if not 0 <= overlap < tile:
@@ -120,7 +134,9 @@ def predict_scene_detailed(
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             batch = windows[start : start + batch_size]
-            xb = torch.from_numpy(np.stack([x[:, wi.toslices()[0], wi.toslices()[1]] for wi in batch]))  # (B, C, t, t)
+            xb = torch.from_numpy(
+                np.stack([x[:, wi.toslices()[0], wi.toslices()[1]] for wi in batch])
+            )  # (B, C, t, t)
             yb = _as_numpy(predict_fn(xb))  # (B, K, t, t)
             if yb.ndim != 4 or yb.shape[0] != len(batch) or yb.shape[2:] != (tile, tile):
                 raise ValueError(f"predict_fn must return (B, K, {tile}, {tile}), got {yb.shape}")
@@ -147,29 +163,37 @@ def predict_scene(
 ) -> np.ndarray:
     """Class probabilities (K, H, W) float32 over the whole image grid.
 
-    ``predict_fn`` takes standardised tiles (B, C, tile, tile) float32 and returns probabilities
-    (B, K, tile, tile) (tensor or array). ``manifest``: the training data's manifest (dict,
+    ``predict_fn`` takes standardised tiles (B, C, tile, tile) float32 (a CPU tensor: move it to
+    the model's device inside) and returns probabilities (B, K, tile, tile) (tensor or array);
+    it is called under ``torch.inference_mode()``. ``manifest``: the training data's manifest (dict,
     folder or path): channels, normalisation, terrain options, default tile and overlap.
     Nodata pixels are 0 in every class. InputError naming the image if its band count differs
     from training, and the usual read/alignment errors (no CRS, DEM not overlapping...).
     """
-    return predict_scene_detailed(image_path, dem_path, predict_fn, manifest, tile, overlap, batch_size).probabilities
+    return predict_scene_detailed(
+        image_path, dem_path, predict_fn, manifest, tile, overlap, batch_size
+    ).probabilities
 
 
-def write_prediction_geotiff(path: str | Path, labels: np.ndarray, profile: dict[str, Any] | RasterGrid) -> None:
+def write_prediction_geotiff(
+    path: str | Path, labels: np.ndarray, profile: dict[str, Any] | RasterGrid
+) -> None:
     """Write class labels (H, W) uint8 with the input's CRS, transform and shape; 255 = nodata.
 
     ``profile``: the input image's rasterio profile (``crs``, ``transform``, ``width``,
     ``height``) or its :class:`RasterGrid`. Written atomically.
     """
-    if isinstance(profile, RasterGrid):
-        grid = profile
-    else:
-        grid = RasterGrid(profile["crs"], profile["transform"], int(profile["height"]), int(profile["width"]))
+    grid = as_grid(profile)
     if labels.shape != grid.shape:
         raise ValueError(f"labels {labels.shape} do not match the input grid {grid.shape}")
-    write_geotiff(path, labels.astype(np.uint8), grid, nodata=PREDICTION_NODATA, descriptions=["class"],
-                  tags={"classes": "0 background, 1 landslide, 255 nodata"})
+    write_geotiff(
+        path,
+        labels.astype(np.uint8),
+        grid,
+        nodata=PREDICTION_NODATA,
+        descriptions=["class"],
+        tags={"classes": "0 background, 1 landslide, 255 nodata"},
+    )
 
 
 def split_mask(manifest: dict[str, Any] | str | Path, scene: str, split: str) -> np.ndarray:
@@ -177,7 +201,10 @@ def split_mask(manifest: dict[str, Any] | str | Path, scene: str, split: str) ->
     "test"), to score a full-scene prediction on the held-out area only."""
     m = load_manifest(manifest)
     if scene not in m.get("scenes", {}):
-        raise InputError(None, f"scene '{scene}' is not in the prepared data (have {sorted(m.get('scenes', {}))[:5]}...)")
+        raise InputError(
+            None,
+            f"scene '{scene}' is not in the prepared data (have {sorted(m.get('scenes', {}))[:5]}...)",
+        )
     rec = m["scenes"][scene]
     h, w = int(rec["height"]), int(rec["width"])
     tile = int(m["image_size"][0])

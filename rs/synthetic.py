@@ -111,7 +111,12 @@ def _meander(rng: np.random.Generator, size: int, horizontal: bool) -> np.ndarra
     base = rng.uniform(0.3, 0.7) * size
     wander = np.zeros_like(t)
     for k in range(1, 4):
-        wander += rng.uniform(0.02, 0.08) / k * size * np.sin(2 * np.pi * k * t / size * rng.uniform(0.8, 1.6) + rng.uniform(0, 2 * np.pi))
+        wander += (
+            rng.uniform(0.02, 0.08)
+            / k
+            * size
+            * np.sin(2 * np.pi * k * t / size * rng.uniform(0.8, 1.6) + rng.uniform(0, 2 * np.pi))
+        )
     across = base + wander + rng.uniform(-0.15, 0.15) * (t - size / 2)
     return np.stack([across, t], axis=1) if horizontal else np.stack([t, across], axis=1)
 
@@ -123,7 +128,9 @@ def _soil(rng: np.random.Generator) -> np.ndarray:
     return DRY_SOIL * (1.0 - 0.45 * moisture) * brightness * rng.normal(1.0, 0.03, size=4)
 
 
-def _jitter(rng: np.random.Generator, spectrum: np.ndarray, bright: float = 0.08, band: float = 0.03) -> np.ndarray:
+def _jitter(
+    rng: np.random.Generator, spectrum: np.ndarray, bright: float = 0.08, band: float = 0.03
+) -> np.ndarray:
     return spectrum * rng.normal(1.0, bright) * rng.normal(1.0, band, size=4)
 
 
@@ -142,7 +149,9 @@ class _Painter:
         self.spectra.append(np.asarray(spectrum, dtype=float))
         self.textures.append(float(texture))
 
-    def paint_many(self, mask: np.ndarray, which: np.ndarray, spectra: np.ndarray, textures: np.ndarray) -> None:
+    def paint_many(
+        self, mask: np.ndarray, which: np.ndarray, spectra: np.ndarray, textures: np.ndarray
+    ) -> None:
         """Paint object ``which[i]`` (0..n-1, one per pixel of ``mask``) with ``spectra[which]``."""
         self.index[mask] = len(self.spectra) + which
         self.spectra.extend(np.asarray(spectra, dtype=float))
@@ -156,14 +165,20 @@ class _Painter:
         spectra = np.stack(self.spectra)[self.index]  # (H, W, 4)
         strength = np.asarray(self.textures)[self.index]  # (H, W)
         tex = 1.0 + strength * texture
-        return np.moveaxis(spectra, -1, 0) * tex[None] * (1.0 + 0.25 * strength[None] * band_noise)  # (4, H, W)
+        return (
+            np.moveaxis(spectra, -1, 0) * tex[None] * (1.0 + 0.25 * strength[None] * band_noise)
+        )  # (4, H, W)
 
 
-def _dem_grid(image_grid: RasterGrid, dem_crs: str, dem_resolution: float, margin_fraction: float) -> RasterGrid:
+def _dem_grid(
+    image_grid: RasterGrid, dem_crs: str, dem_resolution: float, margin_fraction: float
+) -> RasterGrid:
     """A north-up grid in ``dem_crs`` covering the image footprint plus a margin on every side."""
     left, bottom, right, top = image_grid.bounds
     pad = margin_fraction * max(right - left, top - bottom)
-    l2, b2, r2, t2 = transform_bounds(image_grid.crs, dem_crs, left - pad, bottom - pad, right + pad, top + pad, densify_pts=21)
+    l2, b2, r2, t2 = transform_bounds(
+        image_grid.crs, dem_crs, left - pad, bottom - pad, right + pad, top + pad, densify_pts=21
+    )
     crs = CRS.from_user_input(dem_crs)
     if crs.is_geographic:
         lat = math.radians(0.5 * (b2 + t2))
@@ -179,7 +194,12 @@ def _dem_grid(image_grid: RasterGrid, dem_crs: str, dem_resolution: float, margi
 
 
 def _sample_dem(
-    terrain: np.ndarray, fine_transform: Affine, fine_crs: str, dem_grid: RasterGrid, pixel_size: float, dem_resolution: float
+    terrain: np.ndarray,
+    fine_transform: Affine,
+    fine_crs: str,
+    dem_grid: RasterGrid,
+    pixel_size: float,
+    dem_resolution: float,
 ) -> np.ndarray:
     """Elevation at every DEM pixel centre: the fine terrain smoothed to the DEM footprint, then
     interpolated at the centre's position in the fine (image CRS) grid. (Hd, Wd) float64."""
@@ -223,7 +243,9 @@ def _landslide(
     v = -dx * math.cos(a) + dy * math.sin(a)
     s = (u + length / 2) / length  # 0 at the head, 1 at the toe
     spread = 0.65 + 0.7 * np.clip(s, 0, 1)  # the deposit spreads out
-    inside = ((u / (length / 2)) ** 2 + (v / (width / 2 * spread)) ** 2) < 1.0 + 0.35 * boundary_noise[box]
+    inside = (
+        (u / (length / 2)) ** 2 + (v / (width / 2 * spread)) ** 2
+    ) < 1.0 + 0.35 * boundary_noise[box]
     mask = ndimage.binary_opening(inside, iterations=1)
     mask = ndimage.binary_fill_holes(mask)
     if mask.sum() < 12:
@@ -231,7 +253,9 @@ def _landslide(
     scarp = np.exp(-(((s - 0.18) / 0.14) ** 2))
     deposit = np.exp(-(((s - 0.78) / 0.2) ** 2))
     dz = depth * (0.8 * deposit - scarp) * np.exp(-((v / (width * 0.6 * spread)) ** 2))
-    dz = ndimage.gaussian_filter(np.where(ndimage.binary_dilation(mask, iterations=2), dz, 0.0), 1.0)
+    dz = ndimage.gaussian_filter(
+        np.where(ndimage.binary_dilation(mask, iterations=2), dz, 0.0), 1.0
+    )
     return box, mask, dz
 
 
@@ -245,7 +269,14 @@ def generate_scene(
     nodata_strip: bool = False,
     dem_void: bool = False,
 ) -> dict[str, Any]:
-    """One scene in memory: image (4, S, S) uint16, label (S, S) uint8, DEM and both grids."""
+    """One scene in memory.
+
+    Returns a dict: ``image`` (4, S, S) uint16 reflectance x 10000, ``label`` (S, S) uint8,
+    ``dem`` (Hd, Wd) float32 metres on ``dem_grid``, ``image_grid``, ``terrain`` (S, S) the true
+    post-event elevation on the image grid, ``lookalikes`` {name: (S, S) bool} masks of the
+    landslide look-alikes (bare_field, road, river_gravel, clearcut, rock), ``n_landslides``,
+    ``sun`` (azimuth, altitude) of the acquisition.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 0x5CE7E]))
     margin = int(0.14 * size) + 8
     g = size + 2 * margin
@@ -253,7 +284,9 @@ def generate_scene(
     x0 = 400_000.0 + 12_000.0 * index
     y0 = 5_110_000.0 - 9_000.0 * (index % 3)
     image_transform = Affine(pixel_size, 0, x0, 0, -pixel_size, y0)
-    fine_transform = Affine(pixel_size, 0, x0 - margin * pixel_size, 0, -pixel_size, y0 + margin * pixel_size)
+    fine_transform = Affine(
+        pixel_size, 0, x0 - margin * pixel_size, 0, -pixel_size, y0 + margin * pixel_size
+    )
 
     # --- terrain: fractal mountains over flattened plains, a floodplain along the river
     n = fractal_noise(rng, shape, beta=3.6)
@@ -263,14 +296,18 @@ def generate_scene(
     relief = rng.uniform(450.0, 750.0) * (size * pixel_size / 5120.0) ** 0.5
     hills = fractal_noise(rng, shape, beta=3.0)
     hills = ndimage.gaussian_filter(hills, 4.0)
-    z = relief * h**1.25 + 25.0 * n + rng.uniform(40.0, 90.0) * hills / hills.std()  # rolling foothills
+    # mountains + rolling foothills, so that flat ground and steep ground are not a binary split
+    z = relief * h**1.25 + 25.0 * n + rng.uniform(40.0, 90.0) * hills / hills.std()
     river = _meander(rng, g, horizontal=bool(rng.integers(2)))
     d_river = _polyline_distance(river, shape)
     valley = rng.uniform(25.0, 45.0) * (size / 512.0)
     z = z * (1 - np.exp(-((d_river / valley) ** 2))) + 300.0
-    z += 0.004 * pixel_size * (np.arange(g)[None, :] - g / 2)  # regional gradient of the valley floor
+    # a regional gradient: the valley floor is not perfectly flat
+    z += 0.004 * pixel_size * (np.arange(g)[None, :] - g / 2)
     slope, _ = slope_aspect(z, pixel_size, pixel_size)
-    smooth_slope, smooth_aspect = slope_aspect(ndimage.gaussian_filter(z, 3.0), pixel_size, pixel_size)
+    smooth_slope, smooth_aspect = slope_aspect(
+        ndimage.gaussian_filter(z, 3.0), pixel_size, pixel_size
+    )
     znorm = (z - z.min()) / (z.max() - z.min())
 
     paint = _Painter(rng, shape)
@@ -293,24 +330,37 @@ def generate_scene(
     parcel = np.searchsorted(cuts_u, pu) * 1000 + np.searchsorted(cuts_v, pv)
     ids, inverse = np.unique(parcel[flat], return_inverse=True)
     kinds = rng.choice(3, size=len(ids), p=[0.45, 0.25, 0.30])  # crop, meadow, bare
-    spectra = np.stack([
-        _jitter(rng, CROP_GREEN + (CROP_RIPE - CROP_GREEN) * rng.uniform(0, 1)) if kind == 0
-        else (_jitter(rng, GRASS) if kind == 1 else _soil(rng))
-        for kind in kinds
-    ]) if len(ids) else np.zeros((0, 4))
+    spectra = (
+        np.stack(
+            [
+                _jitter(rng, CROP_GREEN + (CROP_RIPE - CROP_GREEN) * rng.uniform(0, 1))
+                if kind == 0
+                else (_jitter(rng, GRASS) if kind == 1 else _soil(rng))
+                for kind in kinds
+            ]
+        )
+        if len(ids)
+        else np.zeros((0, 4))
+    )
     paint.paint_many(flat, inverse, spectra, np.where(kinds == 0, 0.04, 0.05))
     bare_field = np.zeros(shape, dtype=bool)
     bare_field[flat] = kinds[inverse] == 2
     parcel_masks = np.zeros(shape, dtype=np.int64)
     parcel_masks[flat] = inverse + 1
     # field margins (hedges/tracks) stay natural: a one-pixel ring between parcels
-    edges = (ndimage.maximum_filter(parcel_masks, 3) != ndimage.minimum_filter(parcel_masks, 3)) & flat
+    edges = (
+        ndimage.maximum_filter(parcel_masks, 3) != ndimage.minimum_filter(parcel_masks, 3)
+    ) & flat
     paint.paint(edges, _jitter(rng, GRASS), 0.08)
     bare_field &= ~edges
     taken |= flat
 
     # --- bare rock and scree on high steep ground
-    rock = (znorm > rng.uniform(0.6, 0.75)) & (smooth_slope > 30) & (fractal_noise(rng, shape, 2.6) > 0.3)
+    rock = (
+        (znorm > rng.uniform(0.6, 0.75))
+        & (smooth_slope > 30)
+        & (fractal_noise(rng, shape, 2.6) > 0.3)
+    )
     paint.paint(rock, _jitter(rng, ROCK, 0.08), 0.10)
 
     # --- clear-cuts: bare, partly regrowing rectangles in forest on moderate slopes
@@ -338,7 +388,9 @@ def generate_scene(
     # --- braided river: gravel bars around a meandering water thread
     bed_half = rng.uniform(2.0, 5.0) * (size / 512.0) ** 0.5 + 1.0
     bed = d_river < bed_half * (1 + 0.3 * fractal_noise(rng, shape, 2.0))
-    thread = _polyline_distance(river + rng.normal(0, 1.0, size=river.shape), shape) < rng.uniform(0.8, 1.8)
+    thread = _polyline_distance(river + rng.normal(0, 1.0, size=river.shape), shape) < rng.uniform(
+        0.8, 1.8
+    )
     paint.paint(bed, _jitter(rng, GRAVEL), 0.07)
     paint.paint(thread & bed, _jitter(rng, WATER, 0.05), 0.03)
     taken |= bed
@@ -356,7 +408,11 @@ def generate_scene(
     boundary = fractal_noise(rng, shape, 2.2)
     inner = np.zeros(shape, dtype=bool)
     inner[margin:-margin, margin:-margin] = True
-    weight = np.clip((smooth_slope - 12.0) / 20.0, 0, 1) ** 1.5 * inner * ~ndimage.binary_dilation(taken, iterations=3)
+    weight = (
+        np.clip((smooth_slope - 12.0) / 20.0, 0, 1) ** 1.5
+        * inner
+        * ~ndimage.binary_dilation(taken, iterations=3)
+    )
     label = np.zeros(shape, dtype=bool)
     dz_post = np.zeros(shape)
     dz_dem = np.zeros(shape)
@@ -390,13 +446,17 @@ def generate_scene(
     # --- observation: shading under the acquisition sun, atmosphere, sensor blur and noise
     z_post = z + dz_post
     sun_az, sun_alt = rng.uniform(130, 170), rng.uniform(35, 55)
-    illum = hillshade(z_post, pixel_size, pixel_size, sun_az, sun_alt) / math.sin(math.radians(sun_alt))
+    illum = hillshade(z_post, pixel_size, pixel_size, sun_az, sun_alt) / math.sin(
+        math.radians(sun_alt)
+    )
     refl = paint.render() * (0.3 + 0.7 * np.clip(illum, 0, 1.6))[None]
     refl = refl * rng.uniform(0.9, 1.1) + (HAZE * rng.uniform(0.3, 1.5))[:, None, None]
     refl = ndimage.gaussian_filter(refl, (0, 0.6, 0.6))
     refl += rng.normal(0, 0.004, size=refl.shape)
     crop = (slice(margin, margin + size), slice(margin, margin + size))
-    dn = np.clip(np.round(refl[:, crop[0], crop[1]] * REFLECTANCE_SCALE), 1, 65535).astype(np.uint16)
+    dn = np.clip(np.round(refl[:, crop[0], crop[1]] * REFLECTANCE_SCALE), 1, 65535).astype(
+        np.uint16
+    )
     lab = label[crop].astype(np.uint8)
     if nodata_strip:
         rr, cc = np.mgrid[0:size, 0:size]
@@ -455,24 +515,57 @@ def generate_scenes(
     for i in range(n_scenes):
         sid = f"scene_{i:02d}"
         sc = generate_scene(
-            i, size, seed, pixel_size, dem_resolution, landslides_per_km2,
-            nodata_strip=(i == 1 % n_scenes), dem_void=(n_scenes > 2 and i == 2),
+            i,
+            size,
+            seed,
+            pixel_size,
+            dem_resolution,
+            landslides_per_km2,
+            nodata_strip=(i == 1 % n_scenes),
+            dem_void=(n_scenes > 2 and i == 2),
         )
         files = {k: f"scenes/{sid}_{k}.tif" for k in ("image", "dem", "label")}
-        write_geotiff(out / files["image"], sc["image"], sc["image_grid"], nodata=IMAGE_NODATA, descriptions=BAND_NAMES,
-                      tags={"scale_factor": 1 / REFLECTANCE_SCALE, "units": "reflectance x 10000"})
-        write_geotiff(out / files["dem"], sc["dem"], sc["dem_grid"], nodata=DEM_NODATA, descriptions=["elevation"],
-                      tags={"units": "metre"})
-        write_geotiff(out / files["label"], sc["label"], sc["image_grid"], descriptions=["landslide"],
-                      tags={"classes": "0 background, 1 landslide"})
-        entries.append({
-            "id": sid, **files,
-            "image_crs": IMAGE_CRS, "dem_crs": DEM_CRS[i % 2],
-            "n_landslides": sc["n_landslides"],
-            "landslide_fraction": float(sc["label"].mean()),
-            "nodata_strip": i == 1 % n_scenes, "dem_void": n_scenes > 2 and i == 2,
-        })
-        log.info("%s: %d landslides (%.1f%% of pixels)", sid, sc["n_landslides"], 100 * sc["label"].mean())
+        write_geotiff(
+            out / files["image"],
+            sc["image"],
+            sc["image_grid"],
+            nodata=IMAGE_NODATA,
+            descriptions=BAND_NAMES,
+            tags={"scale_factor": 1 / REFLECTANCE_SCALE, "units": "reflectance x 10000"},
+        )
+        write_geotiff(
+            out / files["dem"],
+            sc["dem"],
+            sc["dem_grid"],
+            nodata=DEM_NODATA,
+            descriptions=["elevation"],
+            tags={"units": "metre"},
+        )
+        write_geotiff(
+            out / files["label"],
+            sc["label"],
+            sc["image_grid"],
+            descriptions=["landslide"],
+            tags={"classes": "0 background, 1 landslide"},
+        )
+        entries.append(
+            {
+                "id": sid,
+                **files,
+                "image_crs": IMAGE_CRS,
+                "dem_crs": DEM_CRS[i % 2],
+                "n_landslides": sc["n_landslides"],
+                "landslide_fraction": float(sc["label"].mean()),
+                "nodata_strip": i == 1 % n_scenes,
+                "dem_void": n_scenes > 2 and i == 2,
+            }
+        )
+        log.info(
+            "%s: %d landslides (%.1f%% of pixels)",
+            sid,
+            sc["n_landslides"],
+            100 * sc["label"].mean(),
+        )
     index = {
         "kind": "rs-demo",
         "seed": seed,
@@ -490,17 +583,39 @@ def generate_scenes(
 
 
 def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder (scenes/ and scenes.json)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder (scenes/ and scenes.json)"
+    )
     parser.add_argument("--n-scenes", type=int, default=4, help="number of scenes")
     parser.add_argument("--size", type=int, default=512, help="scene width and height in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="random seed: the scenes are a function of it")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed: the scenes are a function of it"
+    )
     parser.add_argument("--pixel-size", type=float, default=10.0, help="image pixel size in metres")
-    parser.add_argument("--dem-resolution", type=float, default=25.0, help="DEM pixel size in metres (coarser than the image)")
-    parser.add_argument("--landslides-per-km2", type=float, default=1.5, help="mean landslide count per square kilometre")
+    parser.add_argument(
+        "--dem-resolution",
+        type=float,
+        default=25.0,
+        help="DEM pixel size in metres (coarser than the image)",
+    )
+    parser.add_argument(
+        "--landslides-per-km2",
+        type=float,
+        default=1.5,
+        help="mean landslide count per square kilometre",
+    )
 
 
 def run_demo_data(args: argparse.Namespace) -> None:
     with atomic_dir(args.out) as tmp:
-        generate_scenes(tmp, args.n_scenes, args.size, args.seed, args.pixel_size, args.dem_resolution, args.landslides_per_km2)
+        generate_scenes(
+            tmp,
+            args.n_scenes,
+            args.size,
+            args.seed,
+            args.pixel_size,
+            args.dem_resolution,
+            args.landslides_per_km2,
+        )
         write_yaml(tmp / "config.yaml", resolved_args(args))
     log.info("wrote %d scenes to %s", args.n_scenes, args.out)

@@ -50,7 +50,22 @@ def test_dem_channel_of_a_tile_equals_an_independent_reprojection(tmp_path: Path
     p = argparse.ArgumentParser()
     add_preprocess_options(p)
     out = tmp_path / "prep"
-    run_preprocess(p.parse_args(["--input", str(raw), "--out", str(out), "--tile", "16", "--overlap", "4", "--block-tiles", "2"]))
+    run_preprocess(
+        p.parse_args(
+            [
+                "--input",
+                str(raw),
+                "--out",
+                str(out),
+                "--tile",
+                "16",
+                "--overlap",
+                "4",
+                "--block-tiles",
+                "2",
+            ]
+        )
+    )
     data = PreparedData(out)
     valid_all = data.extra("valid")
     elev = data.manifest["channels"].index("elevation")
@@ -61,9 +76,18 @@ def test_dem_channel_of_a_tile_equals_an_independent_reprojection(tmp_path: Path
         tile_t = Affine(*data.manifest["tiles"]["transform"][i])
         dem = read_raster(rec["dem"])
         expected = np.full((16, 16), np.nan, dtype=np.float32)
-        reproject(dem.data[0].astype(np.float32), expected, src_transform=dem.grid.transform, src_crs=dem.grid.crs,
-                  src_nodata=dem.nodata, dst_transform=tile_t, dst_crs=rec["crs"], dst_nodata=np.nan,
-                  resampling=Resampling.bilinear, tolerance=0.0)
+        reproject(
+            dem.data[0].astype(np.float32),
+            expected,
+            src_transform=dem.grid.transform,
+            src_crs=dem.grid.crs,
+            src_nodata=dem.nodata,
+            dst_transform=tile_t,
+            dst_crs=rec["crs"],
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+            tolerance=0.0,
+        )
         valid = valid_all[i].astype(bool)
         np.testing.assert_allclose(data.images[i, elev][valid], expected[valid], rtol=0, atol=1e-3)
         # the window and the transform agree with each other
@@ -94,3 +118,11 @@ def test_label_on_the_image_grid_is_taken_as_is(tmp_path: Path) -> None:
     paths = make.tiny_scene(tmp_path)
     lab = align_label_to_image(paths["label"], paths["grid"])
     np.testing.assert_array_equal(lab, read_raster(paths["label"]).data[0])
+
+
+def test_a_rasterio_profile_works_as_the_grid(tmp_path: Path) -> None:
+    paths = make.tiny_scene(tmp_path)
+    profile = read_raster(paths["image"]).profile
+    a, _ = align_dem_to_image(paths["dem"], profile)
+    b, _ = align_dem_to_image(paths["dem"], paths["grid"])
+    np.testing.assert_array_equal(a, b)

@@ -22,7 +22,11 @@ ARGS = ["--tile", "16", "--overlap", "4", "--block-tiles", "2"]
 def leftovers(out: Path) -> list[Path]:
     """The output itself and any temporary sibling an atomic write could leave."""
     found = [out] if out.exists() else []
-    return found + sorted(out.parent.glob(f".{out.name}.tmp-*")) + sorted(out.parent.glob(f".{out.name}.old-*"))
+    return (
+        found
+        + sorted(out.parent.glob(f".{out.name}.tmp-*"))
+        + sorted(out.parent.glob(f".{out.name}.old-*"))
+    )
 
 
 def preprocess(args: list[str]) -> None:
@@ -42,9 +46,19 @@ def fails(args: list[str], out: Path, bad_file: Path | str, match: str) -> Input
 def test_geotiff_without_crs(tmp_path: Path) -> None:
     s = make.tiny_scene(tmp_path)
     bad = make.no_crs_geotiff(tmp_path / "no_crs.tif")
-    fails(["--image", str(bad), "--dem", str(s["dem"])], tmp_path / "out", bad, "no coordinate reference system")
+    fails(
+        ["--image", str(bad), "--dem", str(s["dem"])],
+        tmp_path / "out",
+        bad,
+        "no coordinate reference system",
+    )
     # a DEM without CRS as well
-    fails(["--image", str(s["image"]), "--dem", str(bad)], tmp_path / "out", bad, "no coordinate reference system")
+    fails(
+        ["--image", str(s["image"]), "--dem", str(bad)],
+        tmp_path / "out",
+        bad,
+        "no coordinate reference system",
+    )
 
 
 def test_corrupt_geotiff(tmp_path: Path) -> None:
@@ -53,28 +67,57 @@ def test_corrupt_geotiff(tmp_path: Path) -> None:
     bad.write_bytes(b"II*\x00" + bytes(30))
     fails(["--image", str(bad), "--dem", str(s["dem"])], tmp_path / "out", bad, "cannot be read")
     missing = tmp_path / "missing_dem.tif"
-    fails(["--image", str(s["image"]), "--dem", str(missing)], tmp_path / "out", missing, "does not exist")
+    fails(
+        ["--image", str(s["image"]), "--dem", str(missing)],
+        tmp_path / "out",
+        missing,
+        "does not exist",
+    )
 
 
 def test_dem_that_does_not_overlap(tmp_path: Path) -> None:
     s = make.tiny_scene(tmp_path)
     dem = make.far_dem(tmp_path / "far_dem.tif")
-    fails(["--image", str(s["image"]), "--dem", str(dem)], tmp_path / "out", dem, "does not overlap")
+    fails(
+        ["--image", str(s["image"]), "--dem", str(dem)], tmp_path / "out", dem, "does not overlap"
+    )
 
 
 def test_label_on_another_grid_resampled_or_rejected(tmp_path: Path) -> None:
     s = make.tiny_scene(tmp_path, label=False)
     good = tmp_path / "label_3035.tif"
     make.label_on_other_grid(good, s["grid"], crs="EPSG:3035", res_m=7.0)
-    preprocess(["--image", str(s["image"]), "--dem", str(s["dem"]), "--label", str(good), "--out", str(tmp_path / "ok"), *ARGS])
+    preprocess(
+        [
+            "--image",
+            str(s["image"]),
+            "--dem",
+            str(s["dem"]),
+            "--label",
+            str(good),
+            "--out",
+            str(tmp_path / "ok"),
+            *ARGS,
+        ]
+    )
     data = PreparedData(tmp_path / "ok")
     assert data.labeled.any() and set(np.unique(np.asarray(data.labels))) <= {0, 1, 255}
     far = tmp_path / "label_far.tif"
     make.label_on_other_grid(far, s["grid"], far=True)
-    fails(["--image", str(s["image"]), "--dem", str(s["dem"]), "--label", str(far)], tmp_path / "out", far, "does not overlap")
+    fails(
+        ["--image", str(s["image"]), "--dem", str(s["dem"]), "--label", str(far)],
+        tmp_path / "out",
+        far,
+        "does not overlap",
+    )
     bad_values = tmp_path / "label_values.tif"
     write_geotiff(bad_values, np.full(s["grid"].shape, 7, dtype=np.uint8), s["grid"])
-    fails(["--image", str(s["image"]), "--dem", str(s["dem"]), "--label", str(bad_values)], tmp_path / "out", bad_values, "0 .background. or 1")
+    fails(
+        ["--image", str(s["image"]), "--dem", str(s["dem"]), "--label", str(bad_values)],
+        tmp_path / "out",
+        bad_values,
+        "0 .background. or 1",
+    )
 
 
 def test_all_nodata_tiles_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -89,7 +132,12 @@ def test_all_nodata_tiles_are_skipped_and_counted(tmp_path: Path) -> None:
 
 def test_a_scene_that_is_entirely_nodata(tmp_path: Path) -> None:
     s = make.tiny_scene(tmp_path, nodata_cols=52)
-    fails(["--image", str(s["image"]), "--dem", str(s["dem"])], tmp_path / "out", s["image"], "every tile is nodata")
+    fails(
+        ["--image", str(s["image"]), "--dem", str(s["dem"])],
+        tmp_path / "out",
+        s["image"],
+        "every tile is nodata",
+    )
 
 
 def test_corrupt_h5(tmp_path: Path) -> None:
@@ -104,7 +152,12 @@ def test_corrupt_h5(tmp_path: Path) -> None:
 def test_scenes_with_different_band_counts(tmp_path: Path) -> None:
     a = make.tiny_scene(tmp_path, "a")
     b = make.tiny_scene(tmp_path, "b", bands=3)
-    fails(["--image", f"{a['image']},{b['image']}", "--dem", f"{a['dem']},{b['dem']}"], tmp_path / "out", b["image"], "3 bands")
+    fails(
+        ["--image", f"{a['image']},{b['image']}", "--dem", f"{a['dem']},{b['dem']}"],
+        tmp_path / "out",
+        b["image"],
+        "3 bands",
+    )
 
 
 def test_band_count_at_predict_time(tmp_path: Path) -> None:
@@ -114,7 +167,9 @@ def test_band_count_at_predict_time(tmp_path: Path) -> None:
     out = tmp_path / "prediction.tif"
 
     def predict_and_write() -> None:
-        res = predict_scene_detailed(other["image"], other["dem"], lambda x: x[:, :2], tmp_path / "prep")
+        res = predict_scene_detailed(
+            other["image"], other["dem"], lambda x: x[:, :2], tmp_path / "prep"
+        )
         write_prediction_geotiff(out, res.labels(), res.profile)
 
     with pytest.raises(InputError, match="5 band.* trained on 4") as err:
@@ -128,7 +183,9 @@ def test_predict_with_a_non_overlapping_dem(tmp_path: Path) -> None:
     preprocess(["--input", str(raw), "--out", str(tmp_path / "prep"), *ARGS])
     dem = make.far_dem(tmp_path / "far.tif")
     with pytest.raises(InputError, match="does not overlap") as err:
-        predict_scene_detailed(raw / "scenes" / "s0_image.tif", dem, lambda x: x[:, :2], tmp_path / "prep")
+        predict_scene_detailed(
+            raw / "scenes" / "s0_image.tif", dem, lambda x: x[:, :2], tmp_path / "prep"
+        )
     assert err.value.path == str(dem)
 
 
@@ -137,12 +194,26 @@ def test_input_folder_of_unknown_layout(tmp_path: Path) -> None:
     fails(["--input", str(tmp_path / "empty")], tmp_path / "out", tmp_path / "empty", "neither")
 
 
-def test_cli_maps_input_error_to_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_maps_input_error_to_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     s = make.tiny_scene(tmp_path)
     dem = make.far_dem(tmp_path / "far_dem.tif")
-    stages = [("preprocess", "prepare", "rs.preprocess:add_preprocess_options", "rs.preprocess:run_preprocess")]
+    stages = [
+        (
+            "preprocess",
+            "prepare",
+            "rs.preprocess:add_preprocess_options",
+            "rs.preprocess:run_preprocess",
+        )
+    ]
     out = tmp_path / "out"
-    code = run_cli("rs", "test", stages, ["preprocess", "--image", str(s["image"]), "--dem", str(dem), "--out", str(out)])
+    code = run_cli(
+        "rs",
+        "test",
+        stages,
+        ["preprocess", "--image", str(s["image"]), "--dem", str(dem), "--out", str(out)],
+    )
     assert code == 2 and f"error: {dem}" in capsys.readouterr().err
     assert leftovers(out) == []
     assert read_raster(s["image"]).count == 4

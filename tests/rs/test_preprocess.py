@@ -95,7 +95,9 @@ def test_splits_are_tiles_without_cross_overlap(prepared: tuple[Path, PreparedDa
 def test_normalisation_from_training_tiles_only(prepared: tuple[Path, PreparedData]) -> None:
     _, data = prepared
     values = train_union_values(data).astype(np.float64)
-    np.testing.assert_allclose(data.manifest["normalization"]["mean"], values.mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        data.manifest["normalization"]["mean"], values.mean(axis=1), rtol=1e-5
+    )
     np.testing.assert_allclose(data.manifest["normalization"]["std"], values.std(axis=1), rtol=1e-4)
 
 
@@ -134,7 +136,11 @@ def test_changing_a_test_tile_leaves_the_statistics_unchanged(tmp_path: Path) ->
         path = Path(before["scenes"][g["scene"]]["image"])
         with rasterio.open(path, "r+") as ds:
             arr = ds.read()
-            arr[:, window_from_list(g["window"]).toslices()[0], window_from_list(g["window"]).toslices()[1]] = 60000
+            arr[
+                :,
+                window_from_list(g["window"]).toslices()[0],
+                window_from_list(g["window"]).toslices()[1],
+            ] = 60000
             ds.write(arr)
         preprocess(["--input", str(raw), "--out", str(tmp_path / out), *ARGS])
         return PreparedData(tmp_path / out).manifest
@@ -151,14 +157,29 @@ def test_explicit_scenes_and_an_unlabeled_one(tmp_path: Path) -> None:
     a = make.tiny_scene(tmp_path, "a", seed=1)
     b = make.tiny_scene(tmp_path, "b", seed=2, origin=(510_000.0, 5_100_000.0), label=False)
     out = tmp_path / "out"
-    preprocess(["--image", f"{a['image']},{b['image']}", "--dem", str(a["dem"]), "--dem", str(b["dem"]),
-                "--label", f"{a['label']},none", "--out", str(out), *ARGS])
+    preprocess(
+        [
+            "--image",
+            f"{a['image']},{b['image']}",
+            "--dem",
+            str(a["dem"]),
+            "--dem",
+            str(b["dem"]),
+            "--label",
+            f"{a['label']},none",
+            "--out",
+            str(out),
+            *ARGS,
+        ]
+    )
     data = PreparedData(out)
     m = data.manifest
     assert set(m["scenes"]) == {"a_image", "b_image"}
     b_tiles = [g for g in m["groups"] if m["groups"][g]["scene"] == "b_image"]
     assert b_tiles and set(b_tiles) <= set(m["splits"]["unlabeled"])
-    assert not set(b_tiles) & (set(m["splits"]["labeled"]) | set(m["splits"]["val"]) | set(m["splits"]["test"]))
+    assert not set(b_tiles) & (
+        set(m["splits"]["labeled"]) | set(m["splits"]["val"]) | set(m["splits"]["test"])
+    )
     assert all((np.asarray(data.labels[i]) == 255).all() for i in data.sample_indices(b_tiles))
 
 

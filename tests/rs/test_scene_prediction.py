@@ -30,7 +30,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     raw = make.scene_folder(root / "raw", n=2, nodata_cols=(0, 7))
     p = argparse.ArgumentParser()
     add_preprocess_options(p)
-    run_preprocess(p.parse_args(["--input", str(raw), "--out", str(root / "prep"), "--tile", "16", "--overlap", "4", "--block-tiles", "2"]))
+    run_preprocess(
+        p.parse_args(
+            [
+                "--input",
+                str(raw),
+                "--out",
+                str(root / "prep"),
+                "--tile",
+                "16",
+                "--overlap",
+                "4",
+                "--block-tiles",
+                "2",
+            ]
+        )
+    )
     return raw, root / "prep"
 
 
@@ -45,17 +60,31 @@ def direct(raw: Path, prep: Path, scene: str) -> tuple[np.ndarray, np.ndarray]:
     import json
 
     m = json.loads((prep / "manifest.json").read_text())
-    sc, _, _ = load_scene_channels(raw / "scenes" / f"{scene}_image.tif", raw / "scenes" / f"{scene}_dem.tif")
+    sc, _, _ = load_scene_channels(
+        raw / "scenes" / f"{scene}_image.tif", raw / "scenes" / f"{scene}_dem.tif"
+    )
     mean = np.asarray(m["normalization"]["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(m["normalization"]["std"], dtype=np.float32)[:, None, None]
     x = np.where(sc.valid, (sc.channels - mean) / std, 0.0)
     return nir_threshold(torch.from_numpy(x[None].astype(np.float32)))[0].numpy(), sc.valid
 
 
-@pytest.mark.parametrize("tile,overlap,batch", [(None, None, 16), (16, 8, 3), (32, 12, 1), (64, 0, 2)])
-def test_blended_scene_equals_direct_per_pixel(trained: tuple[Path, Path], tile: int | None, overlap: int | None, batch: int) -> None:
+@pytest.mark.parametrize(
+    "tile,overlap,batch", [(None, None, 16), (16, 8, 3), (32, 12, 1), (64, 0, 2)]
+)
+def test_blended_scene_equals_direct_per_pixel(
+    trained: tuple[Path, Path], tile: int | None, overlap: int | None, batch: int
+) -> None:
     raw, prep = trained
-    probs = predict_scene(raw / "scenes" / "s1_image.tif", raw / "scenes" / "s1_dem.tif", nir_threshold, prep, tile, overlap, batch)
+    probs = predict_scene(
+        raw / "scenes" / "s1_image.tif",
+        raw / "scenes" / "s1_dem.tif",
+        nir_threshold,
+        prep,
+        tile,
+        overlap,
+        batch,
+    )
     expected, valid = direct(raw, prep, "s1")
     assert probs.shape == (2, 40, 52) and probs.dtype == np.float32
     np.testing.assert_allclose(probs[:, valid], expected[:, valid], atol=1e-5)
@@ -74,7 +103,15 @@ def test_blending_weights_tile_dependent_predictions(trained: tuple[Path, Path])
         out = np.broadcast_to(vals[:, None, None, None], (x.shape[0], 1, x.shape[2], x.shape[3]))
         return np.ascontiguousarray(out)
 
-    res = predict_scene_detailed(raw / "scenes" / "s0_image.tif", raw / "scenes" / "s0_dem.tif", per_tile_constant, prep, 16, 4, 4)
+    res = predict_scene_detailed(
+        raw / "scenes" / "s0_image.tif",
+        raw / "scenes" / "s0_dem.tif",
+        per_tile_constant,
+        prep,
+        16,
+        4,
+        4,
+    )
     p = res.probabilities[0]
     assert p[0, 0] == 0.0  # only the first tile covers the corner
     assert p.min() >= 0 and p.max() <= max(calls)
@@ -89,7 +126,9 @@ def test_blend_weight() -> None:
     assert w[0, 0] == pytest.approx(1 / 16) and (w[4:12, 4:12] == 1).all()
 
 
-def test_written_geotiff_has_the_input_crs_transform_and_shape(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_written_geotiff_has_the_input_crs_transform_and_shape(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
     raw, prep = trained
     image = raw / "scenes" / "s1_image.tif"
     res = predict_scene_detailed(image, raw / "scenes" / "s1_dem.tif", nir_threshold, prep)

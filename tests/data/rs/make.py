@@ -38,14 +38,28 @@ def elevation_at(east: np.ndarray, north: np.ndarray) -> np.ndarray:
     return 400.0 + 8.0 * e - 5.0 * n + 30.0 * np.exp(-((e - 2.5) ** 2 + (n + 2.0) ** 2) / 4.0)
 
 
-def image_grid(height: int = 40, width: int = 52, pixel: float = 10.0, origin: tuple[float, float] = ORIGIN) -> RasterGrid:
-    return RasterGrid(CRS.from_user_input(UTM), Affine(pixel, 0, origin[0], 0, -pixel, origin[1]), height, width)
+def image_grid(
+    height: int = 40, width: int = 52, pixel: float = 10.0, origin: tuple[float, float] = ORIGIN
+) -> RasterGrid:
+    return RasterGrid(
+        CRS.from_user_input(UTM), Affine(pixel, 0, origin[0], 0, -pixel, origin[1]), height, width
+    )
 
 
-def dem_grid_around(grid: RasterGrid, dem_crs: str, res_m: float, margin_m: float = 60.0) -> RasterGrid:
+def dem_grid_around(
+    grid: RasterGrid, dem_crs: str, res_m: float, margin_m: float = 60.0
+) -> RasterGrid:
     """A north-up grid in ``dem_crs`` covering ``grid`` plus ``margin_m`` on each side."""
     left, bottom, right, top = grid.bounds
-    l2, b2, r2, t2 = transform_bounds(grid.crs, dem_crs, left - margin_m, bottom - margin_m, right + margin_m, top + margin_m, densify_pts=21)
+    l2, b2, r2, t2 = transform_bounds(
+        grid.crs,
+        dem_crs,
+        left - margin_m,
+        bottom - margin_m,
+        right + margin_m,
+        top + margin_m,
+        densify_pts=21,
+    )
     crs = CRS.from_user_input(dem_crs)
     if crs.is_geographic:
         lat = math.radians(0.5 * (b2 + t2))
@@ -94,13 +108,21 @@ def tiny_scene(
     img = (img + np.roll(img, 1, axis=1) + np.roll(img, 1, axis=2)) / 3
     img = img.astype(np.uint16)
     img[:, :, :nodata_cols] = 0
-    names = ["B", "G", "R", "NIR", "SWIR1", "SWIR2"][:bands] + [f"X{i}" for i in range(max(0, bands - 6))]
-    paths: dict[str, Any] = {"grid": grid, "image": folder / f"{name}_image.tif", "dem": folder / f"{name}_dem.tif"}
+    names = ["B", "G", "R", "NIR", "SWIR1", "SWIR2"][:bands] + [
+        f"X{i}" for i in range(max(0, bands - 6))
+    ]
+    paths: dict[str, Any] = {
+        "grid": grid,
+        "image": folder / f"{name}_image.tif",
+        "dem": folder / f"{name}_dem.tif",
+    }
     write_geotiff(paths["image"], img, grid, nodata=0, descriptions=names)
     write_dem(paths["dem"], dem_grid_around(grid, dem_crs, dem_res_m))
     if label:
         ref = img[min(3, bands - 1)].astype(float)
-        lab = (ref > np.quantile(ref[:, nodata_cols:] if nodata_cols < width else ref, 0.8)).astype(np.uint8)
+        lab = (ref > np.quantile(ref[:, nodata_cols:] if nodata_cols < width else ref, 0.8)).astype(
+            np.uint8
+        )
         paths["label"] = folder / f"{name}_label.tif"
         write_geotiff(paths["label"], lab, grid)
     else:
@@ -108,7 +130,13 @@ def tiny_scene(
     return paths
 
 
-def scene_folder(folder: str | Path, n: int = 3, height: int = 40, width: int = 52, nodata_cols: tuple[int, ...] = ()) -> Path:
+def scene_folder(
+    folder: str | Path,
+    n: int = 3,
+    height: int = 40,
+    width: int = 52,
+    nodata_cols: tuple[int, ...] = (),
+) -> Path:
     """A demo-style folder: ``scenes/`` with ``n`` tiny scenes and ``scenes.json``."""
     import json
 
@@ -116,9 +144,24 @@ def scene_folder(folder: str | Path, n: int = 3, height: int = 40, width: int = 
     entries = []
     for i in range(n):
         nd = nodata_cols[i] if i < len(nodata_cols) else 0
-        tiny_scene(folder / "scenes", f"s{i}", height, width, nodata_cols=nd,
-                       dem_crs=("EPSG:4326", "EPSG:3035")[i % 2], origin=(ORIGIN[0] + 2000 * i, ORIGIN[1]), seed=i)
-        entries.append({"id": f"s{i}", "image": f"scenes/s{i}_image.tif", "dem": f"scenes/s{i}_dem.tif", "label": f"scenes/s{i}_label.tif"})
+        tiny_scene(
+            folder / "scenes",
+            f"s{i}",
+            height,
+            width,
+            nodata_cols=nd,
+            dem_crs=("EPSG:4326", "EPSG:3035")[i % 2],
+            origin=(ORIGIN[0] + 2000 * i, ORIGIN[1]),
+            seed=i,
+        )
+        entries.append(
+            {
+                "id": f"s{i}",
+                "image": f"scenes/s{i}_image.tif",
+                "dem": f"scenes/s{i}_dem.tif",
+                "label": f"scenes/s{i}_label.tif",
+            }
+        )
     (folder / "scenes.json").write_text(json.dumps({"scenes": entries}))
     return folder
 
@@ -127,8 +170,16 @@ def no_crs_geotiff(path: str | Path, height: int = 20, width: int = 20, bands: i
     """A GeoTIFF with a geotransform but no CRS."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", height=height, width=width, count=bands, dtype="uint16",
-                       transform=Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1])) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        height=height,
+        width=width,
+        count=bands,
+        dtype="uint16",
+        transform=Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1]),
+    ) as dst:
         dst.write(np.full((bands, height, width), 1000, dtype=np.uint16))
     return path
 
@@ -142,13 +193,23 @@ def far_dem(path: str | Path, res_deg: float = 0.0003) -> Path:
 
 def label_value_at(east: np.ndarray, north: np.ndarray) -> np.ndarray:
     """Reference labelling of space: 1 inside a disc, 0 elsewhere (for labels on other grids)."""
-    return ((east - (ORIGIN[0] + 260.0)) ** 2 + (north - (ORIGIN[1] - 200.0)) ** 2 < 150.0**2).astype(np.uint8)
+    return (
+        (east - (ORIGIN[0] + 260.0)) ** 2 + (north - (ORIGIN[1] - 200.0)) ** 2 < 150.0**2
+    ).astype(np.uint8)
 
 
-def label_on_other_grid(path: str | Path, grid: RasterGrid, crs: str = "EPSG:3035", res_m: float = 7.0, far: bool = False) -> RasterGrid:
+def label_on_other_grid(
+    path: str | Path,
+    grid: RasterGrid,
+    crs: str = "EPSG:3035",
+    res_m: float = 7.0,
+    far: bool = False,
+) -> RasterGrid:
     """Labels :func:`label_value_at` on a grid in ``crs`` covering ``grid`` (or far away)."""
     if far:
-        lgrid = RasterGrid(CRS.from_user_input(crs), Affine(res_m, 0, 3_000_000.0, 0, -res_m, 2_000_000.0), 20, 20)
+        lgrid = RasterGrid(
+            CRS.from_user_input(crs), Affine(res_m, 0, 3_000_000.0, 0, -res_m, 2_000_000.0), 20, 20
+        )
         write_geotiff(path, np.ones((20, 20), dtype=np.uint8), lgrid)
         return lgrid
     lgrid = dem_grid_around(grid, crs, res_m, margin_m=30.0)
@@ -160,7 +221,9 @@ def label_on_other_grid(path: str | Path, grid: RasterGrid, crs: str = "EPSG:303
     return lgrid
 
 
-def landslide4sense(folder: str | Path, n: int = 6, size: int = 32, masks: int | None = None, seed: int = 0) -> Path:
+def landslide4sense(
+    folder: str | Path, n: int = 6, size: int = 32, masks: int | None = None, seed: int = 0
+) -> Path:
     """``img/image_N.h5`` ('img' (size, size, 14) float) for N = 1..n and ``mask/mask_N.h5``
     ('mask' 0/1) for the first ``masks`` of them (all by default)."""
     folder = Path(folder)
