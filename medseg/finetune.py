@@ -12,7 +12,7 @@ from segcore.budget import select_count
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.prepared import PreparedData, PreparedDataset
-from segcore.training import configure_runtime, fit_segmentation
+from segcore.training import add_device_options, configure_runtime, fit_segmentation
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,7 @@ def add_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int
     p.add_argument("--lr", type=float, default=lr, help="learning rate (AdamW)")
     p.add_argument("--channels", default="16,32,64,128,128", help="U-Net encoder widths, comma-separated (ignored with --init: taken from the checkpoint)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
-    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
-    p.add_argument("--devices", default="1", help="Lightning devices (count or list)")
+    add_device_options(p)  # --accelerator --devices --num-nodes --strategy --precision --workers --checkpoint-every ...
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:

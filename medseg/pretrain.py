@@ -13,8 +13,6 @@ import argparse
 import logging
 import time
 
-from torch.utils.data import DataLoader
-
 from medseg.finetune import add_training_options
 from medseg.models import build_network, network_spec, parse_channels
 from medseg.sampling import PartitionBatchSampler
@@ -23,10 +21,19 @@ from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.heads import GlobalProjectionHead, LocalProjectionHead
 from segcore.losses import GlobalContrastiveLoss, LocalContrastiveLoss
-from segcore.outputs import atomic_dir, write_json, write_yaml
+from segcore.outputs import write_json, write_yaml
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.tasks import GlobalContrastiveTask, LocalContrastiveTask
-from segcore.training import collate_samples, configure_runtime, make_trainer, parse_devices
+from segcore.training import (
+    ShardedBatchSampler,
+    batch_loader,
+    configure_runtime,
+    fit_resumable,
+    resumable_trainer,
+    resume_step,
+    runtime_settings,
+    stage_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +62,6 @@ def run_pretrain(args: argparse.Namespace) -> None:
     configure_runtime(args.threads, args.seed)
     data = PreparedData(args.data)
     groups = _pretrain_groups(data)
-    sampler = PartitionBatchSampler(data, groups, args.volumes_per_batch, args.steps, args.seed)
-    loader = DataLoader(PreparedDataset(data, list(range(len(data))), with_label=False), batch_sampler=sampler, collate_fn=collate_samples, num_workers=args.workers)
     t0 = time.perf_counter()
     if args.stage == "global":
         strategy = args.strategy or "GD"
@@ -87,9 +92,15 @@ def run_pretrain(args: argparse.Namespace) -> None:
         pretrained = sorted(set(init.get("pretrained", [])) | {f"decoder.{i}." for i in range(n_blocks)})
         method = f"{init.get('method', 'pretrained')}+{strategy}"
         heads = {**init.get("heads", {}), "g2": head, "g2_region": loss}
-    with atomic_dir(args.out) as tmp:
-        trainer = make_trainer(tmp, args.steps, val_every=None, accelerator=args.accelerator, devices=parse_devices(args.devices))
-        trainer.fit(task, loader)
+    # the global batch of all processes: m volumes per process, each process takes its m
+    trainer = resumable_trainer(args.out, args, args.steps, find_unused_parameters=True)
+    sampler = PartitionBatchSampler(data, groups, args.volumes_per_batch * trainer.world_size, args.steps, args.seed)
+    rt = runtime_settings(args)
+    loader = batch_loader(PreparedDataset(data, list(range(len(data))), with_label=False), ShardedBatchSampler(sampler, args.steps, resume_step(args.out)), rt["workers"], rt["pin_memory"])
+    fit_resumable(trainer, task, loader, None, args.out)
+    if not trainer.is_global_zero:
+        return
+    with stage_outputs(args.out) as tmp:
         heads = {k: {n: t.detach().cpu() for n, t in (v.state_dict() if hasattr(v, "state_dict") else v).items()} for k, v in heads.items()}
         save_checkpoint(
             tmp / "model.pt", net, spec, stage=f"pretrain-{args.stage}", method=method, pretrained=pretrained, heads=heads,

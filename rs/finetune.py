@@ -13,7 +13,7 @@ from segcore.budget import select_percent
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.prepared import PreparedData, PreparedDataset
-from segcore.training import configure_runtime, fit_segmentation
+from segcore.training import add_device_options, configure_runtime, fit_segmentation
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,7 @@ def add_rs_training_options(p: argparse.ArgumentParser, steps: int, batch_size: 
     p.add_argument("--encoder-depth", type=int, default=4, help="encoder stages")
     p.add_argument("--decoder-channels", default="64,32,16,8", help="decoder widths, one per encoder stage")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
-    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
-    p.add_argument("--devices", default="1", help="Lightning devices (count or list)")
+    add_device_options(p)  # --accelerator --devices --num-nodes --strategy --precision --workers --checkpoint-every ...
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:

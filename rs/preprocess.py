@@ -33,7 +33,8 @@ Output (segcore.prepared format) and the choices made here:
   with ``segcore.budget.select_percent(data.split_groups("labeled"), pct, seed)``);
   ``samples.scene`` names the scene, ``samples.index`` the tile's index among the scene's
   windows. ``groups[tile_id]`` = {scene, index, split, window, transform};
-  ``scenes[scene]`` = {image, dem, label, crs (WKT), transform, width, height, nodata, ...}.
+  ``scenes[scene]`` = {image, dem, label, crs (WKT), transform, width, height, nodata, split
+  ("blocks" under the block split), labeled, georeferenced, ...}.
 * ``splits``: ``labeled`` = labeled training tiles (the pool a label budget is drawn from),
   ``unlabeled`` = all training tiles (for self-supervised pretraining; includes the labeled
   pool and the tiles of unlabeled scenes), ``val`` and ``test`` = labeled tiles of validation
@@ -518,7 +519,15 @@ def prepare(
             }
             for t, r in zip(tile_ids, records, strict=True)
         },
-        "scenes": {s.id: {**s.record, "labeled": s.labeled} for s in sources},
+        # a scene's split: its own under the scene split, "blocks" when its tiles are split by blocks
+        "scenes": {
+            s.id: {
+                **s.record,
+                "labeled": s.labeled,
+                "split": "train" if not s.labeled else scene_split.get(s.id, "blocks"),
+            }
+            for s in sources
+        },
         "splits": splits_out,
         "normalization": {
             "mean": mean.tolist(),

@@ -12,8 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import contourpy
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -30,6 +33,8 @@ def save_figure(fig: Figure, stem: str | Path, dpi: int = 110) -> dict[str, Path
     stem = Path(stem)
     paths = {"png": stem.with_name(stem.name + ".png"), "svg": stem.with_name(stem.name + ".svg")}
     fig.savefig(paths["png"], dpi=dpi, facecolor="white")
+    # the layout is solved; solving it again for the SVG would double the cost
+    fig.set_layout_engine("none")
     # no creation date: the same results give the same file
     fig.savefig(paths["svg"], facecolor="white", metadata={"Date": None})
     return paths
@@ -40,6 +45,22 @@ def message_figure(text: str) -> Figure:
     fig = Figure(figsize=(6, 1.4))
     fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, color="#555555")
     return fig
+
+
+def _panel_grid(
+    n_rows: int, n_cols: int, panel_in: tuple[float, float], left_in: float, right_in: float, top_in: float,
+    bottom_in: float = 0.55, gap_in: tuple[float, float] = (0.6, 0.3), sharex: bool | str = False,
+) -> tuple[Figure, np.ndarray]:
+    """Plot panels of a fixed size in inches, with fixed margins (legend on the right). Fixed,
+    not constrained layout: the layout solver costs more than drawing a dozen line panels."""
+    width = left_in + n_cols * panel_in[0] + (n_cols - 1) * gap_in[0] + right_in
+    height = top_in + n_rows * panel_in[1] + (n_rows - 1) * gap_in[1] + bottom_in
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=sharex, gridspec_kw={
+        "left": left_in / width, "right": 1 - right_in / width, "top": 1 - top_in / height, "bottom": bottom_in / height,
+        "wspace": gap_in[0] / panel_in[0], "hspace": gap_in[1] / panel_in[1],
+    })
+    return fig, axes
 
 
 def _budget_sort(budget: str) -> tuple[int, float, str]:
@@ -64,8 +85,8 @@ def budget_figure(
     methods = list(dict.fromkeys([*method_order, *sorted(set(stats["method"]))]))
     variants = sorted(set(stats["variant"]))
     lines = [(m, v) for m in methods for v in variants if ((stats["method"] == m) & (stats["variant"] == v)).any()]
-    fig = Figure(figsize=(4.2 * len(panels) + 1.8, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    fig, grid = _panel_grid(1, len(panels), (3.6, 2.7), left_in=0.8, right_in=1.9, top_in=0.4, gap_in=(0.8, 0.3))
+    axes = grid[0]
     width = 0.3
     for ax, (metric, cls, label) in zip(axes, panels, strict=True):
         sub = stats[(stats["metric"] == metric) & (stats["class"] == cls)]
@@ -91,7 +112,7 @@ def budget_figure(
         ax.grid(True, axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside right upper", title="method", fontsize=8)
+        fig.legend(handles, labels, loc="upper right", title="method", fontsize=8)
     return fig
 
 
@@ -103,15 +124,44 @@ class OverlayRow:
     arrays: Mapping[str, np.ndarray]
 
 
-def _outline(ax: object, mask: np.ndarray, color: str, style: str) -> None:
-    """The boundary of a binary mask as a contour line (nothing for an empty or full mask)."""
-    if mask.any() and not mask.all():
-        ax.contour(mask.astype(np.float32), levels=[0.5], colors=[color], linestyles=[style], linewidths=1.0)  # type: ignore[attr-defined]
+def outline_segments(mask: np.ndarray) -> list[np.ndarray]:
+    """Boundary of a binary (H, W) mask as polylines of (x, y) = (column, row) pixel
+    coordinates: the 0.5 iso-line, as ``ax.contour`` would draw it, without its cost."""
+    if not mask.any() or mask.all():
+        return []
+    gen = contourpy.contour_generator(z=mask.astype(np.float64), line_type=contourpy.LineType.Separate)
+    return [np.asarray(line) for line in gen.lines(0.5)]
 
 
-def _bare(ax: object) -> None:
-    ax.set_xticks([])  # type: ignore[attr-defined]
-    ax.set_yticks([])  # type: ignore[attr-defined]
+def _outlines(ax: Axes, masks: Sequence[tuple[np.ndarray, str]], style: str) -> None:
+    """Outlines of several (mask, colour) pairs as one line collection with one line style."""
+    segments, colors = [], []
+    for mask, color in masks:
+        lines = outline_segments(mask)
+        segments += lines
+        colors += [color] * len(lines)
+    if segments:
+        ax.add_collection(LineCollection(segments, colors=colors, linestyles=style, linewidths=1.0))
+
+
+def _bare(ax: Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _image_grid(n_rows: int, n_cols: int, panel_in: float, left_in: float, top_in: float = 0.45, bottom_in: float = 0.45) -> tuple[Figure, np.ndarray]:
+    """A grid of square image panels with fixed margins (row labels left, titles top, legend
+    below). Fixed margins, not constrained layout: with dozens of panels the layout solver
+    costs more than the drawing."""
+    gap = 0.08 * panel_in
+    width = left_in + n_cols * panel_in + (n_cols - 1) * gap + 0.1
+    height = top_in + n_rows * panel_in + (n_rows - 1) * gap + bottom_in
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw={
+        "left": left_in / width, "right": 1 - 0.1 / width, "top": 1 - top_in / height, "bottom": bottom_in / height,
+        "wspace": gap / panel_in, "hspace": gap / panel_in,
+    })
+    return fig, axes
 
 
 def mri_overlay_figure(rows: Sequence[OverlayRow], class_names: Sequence[str], panel_in: float = 1.35) -> Figure:
@@ -122,8 +172,7 @@ def mri_overlay_figure(rows: Sequence[OverlayRow], class_names: Sequence[str], p
     ``class_names``, subject (n,) str.
     """
     n_cols = max(r.arrays["image"].shape[0] * r.arrays["image"].shape[1] for r in rows)
-    fig = Figure(figsize=(panel_in * n_cols + 1.6, panel_in * len(rows) + 0.9), layout="constrained")
-    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    fig, axes = _image_grid(len(rows), n_cols, panel_in, left_in=1.2)
     first_subjects = [str(x) for x in np.asarray(rows[0].arrays["subject"])]
     for i, row in enumerate(rows):
         image, truth, pred, subjects = (np.asarray(row.arrays[k]) for k in ("image", "truth", "pred", "subject"))
@@ -140,10 +189,9 @@ def mri_overlay_figure(rows: Sequence[OverlayRow], class_names: Sequence[str], p
             img = image[subj, sl].astype(np.float32)
             lo, hi = np.percentile(img, [1, 99]) if img.size else (0.0, 1.0)
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
-            for k, _ in enumerate(class_names, start=1):
-                color = CLASS_COLORS[(k - 1) % len(CLASS_COLORS)]
-                _outline(ax, truth[subj, sl] == k, color, TRUTH_STYLE)
-                _outline(ax, pred[subj, sl] == k, color, PRED_STYLE)
+            colors = [CLASS_COLORS[k % len(CLASS_COLORS)] for k in range(len(class_names))]
+            _outlines(ax, [(truth[subj, sl] == k + 1, c) for k, c in enumerate(colors)], TRUTH_STYLE)
+            _outlines(ax, [(pred[subj, sl] == k + 1, c) for k, c in enumerate(colors)], PRED_STYLE)
             if titled:
                 name = SLICE_NAMES[sl] if s == len(SLICE_NAMES) else f"slice {sl}"
                 ax.set_title(f"{subjects[subj]}\n{name}", fontsize=7)
@@ -151,7 +199,7 @@ def mri_overlay_figure(rows: Sequence[OverlayRow], class_names: Sequence[str], p
                 ax.set_ylabel(row.label, fontsize=8)
     handles = [Line2D([], [], color=CLASS_COLORS[k % len(CLASS_COLORS)], label=c) for k, c in enumerate(class_names)]
     handles += [Line2D([], [], color="black", linestyle=TRUTH_STYLE, label="truth"), Line2D([], [], color="black", linestyle=PRED_STYLE, label="prediction")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     return fig
 
 
@@ -164,8 +212,7 @@ def rs_overlay_figure(rows: Sequence[OverlayRow], max_tiles: int = 4, panel_in: 
     tile (n,) str; class 1 is the landslide.
     """
     n_cols = min(max_tiles, max(len(r.arrays["tile"]) for r in rows))
-    fig = Figure(figsize=(panel_in * n_cols + 1.8, panel_in * 2 * len(rows) + 0.8), layout="constrained")
-    axes = fig.subplots(2 * len(rows), n_cols, squeeze=False)
+    fig, axes = _image_grid(2 * len(rows), n_cols, panel_in, left_in=1.3)
     truth_color, pred_color = "#ffd700", "#e41a1c"
     for i, row in enumerate(rows):
         rgb, shade, truth, pred, tiles = (np.asarray(row.arrays[k]) for k in ("rgb", "hillshade", "truth", "pred", "tile"))
@@ -183,15 +230,15 @@ def rs_overlay_figure(rows: Sequence[OverlayRow], max_tiles: int = 4, panel_in: 
                 nodata = truth[j] == ignore_index
                 if nodata.any():
                     ax.imshow(np.ma.masked_where(~nodata, np.ones(nodata.shape)), cmap="Greys", vmin=0, vmax=1.5, alpha=0.7, interpolation="nearest")
-                _outline(ax, (truth[j] == 1) & ~nodata, truth_color, TRUTH_STYLE)
-                _outline(ax, pred[j] == 1, pred_color, PRED_STYLE)
+                _outlines(ax, [((truth[j] == 1) & ~nodata, truth_color)], TRUTH_STYLE)
+                _outlines(ax, [(pred[j] == 1, pred_color)], PRED_STYLE)
                 if i == 0 and r == 0:
                     ax.set_title(str(tiles[j]), fontsize=7)
                 if j == 0:
                     ax.set_ylabel(f"{row.label}\n{name}", fontsize=8)
     handles = [Line2D([], [], color=truth_color, linestyle=TRUTH_STYLE, label="landslide (truth)"),
                Line2D([], [], color=pred_color, linestyle=PRED_STYLE, label="landslide (prediction)")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -224,8 +271,7 @@ def curves_figure(curves: Sequence[Curve], columns: Sequence[str] | None = None,
     columns = list(columns) if columns is not None else _metric_columns(curves)
     groups = list(dict.fromkeys(c.group for c in curves))
     labels = list(dict.fromkeys(c.label for c in curves))
-    fig = Figure(figsize=(3.4 * len(groups) + 1.6, 2.3 * max(len(columns), 1) + 0.6), layout="constrained")
-    axes = fig.subplots(max(len(columns), 1), len(groups), squeeze=False, sharex="col")
+    fig, axes = _panel_grid(max(len(columns), 1), len(groups), (3.0, 1.9), left_in=0.9, right_in=1.6, top_in=0.75, sharex="col")
     for j, group in enumerate(groups):
         axes[0, j].set_title(group, fontsize=9)
         for i, col in enumerate(columns):
@@ -247,7 +293,7 @@ def curves_figure(curves: Sequence[Curve], columns: Sequence[str] | None = None,
             ax.grid(True, alpha=0.3)
             ax.tick_params(labelsize=7)
     handles = [Line2D([], [], color=LINE_COLORS[k % len(LINE_COLORS)], label=lab) for k, lab in enumerate(labels)]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    fig.legend(handles=handles, loc="upper right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

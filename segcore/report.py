@@ -20,6 +20,13 @@ that are not of one class (``dice_mean``, ``miou``, ``f1``). Summary keys named
 Over seeds, a cell (domain, dataset, method, variant, budget) gets the mean and the sample SD
 (ddof=1) of its finite per-seed values and their count n. Against the from-scratch baseline
 (method ``none``, same variant and budget) runs are paired by seed.
+
+The stage (``medseg report`` / ``rs report``) writes one folder, atomically:
+``index.html`` (tables, plots embedded as PNG, every number; no external resources),
+``tables.md``, ``tables.html``, ``metrics_tidy.csv`` / ``.parquet``, ``seed_stats.csv``,
+``paired_stats.csv``, per domain ``<domain>_summary.csv``, ``_per_class.csv``, ``_gains.csv``,
+and ``plots/<domain>_{budget,overlays,finetune_curves,pretrain_curves}.{png,svg}`` (fixed
+names a workflow can declare; a figure without data says so), plus ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -495,7 +502,8 @@ def gains_table(pairs: pd.DataFrame, domain: str, headline: Headline, baseline: 
         title=f"{DOMAIN_TITLE.get(domain, domain)}: {headline.label} gain over '{baseline}' (paired by seed)",
         index_names=["method"], columns=budgets,
         note=(f"Method minus '{baseline}' (same variant, same budget, same seed): mean ± sd of the differences, "
-              f"n pairs, paired t-test p, seeds where the method is better ({direction} is better)."),
+              f"n pairs, paired t-test p (– with fewer than two pairs or identical differences), seeds where the method is better "
+              f"({direction} is better)."),
     )
     multi_dataset = sub["dataset"].nunique() > 1
     lookup = {(r["dataset"], r["method"], r["variant"], r["budget"]): r for r in sub.to_dict("records")}
@@ -644,6 +652,15 @@ def describe_log(path: str | Path) -> LogRun:
     return LogRun(path, domain, stage, method, variant, budget, seed, "/".join(run_parts))
 
 
+def select_finetune_logs(logs: Sequence[LogRun], runs: Sequence[RunRecord], domain: str, baseline: str = "none") -> list[LogRun]:
+    """The fine-tuning logs of the evaluated runs of ``domain`` (same method, variant, budget
+    and seed), in table order; logs of runs that were never evaluated are left out."""
+    cells = {(r.method, r.variant, r.budget, r.seed) for r in runs if r.domain == domain}
+    chosen = [lg for lg in logs if lg.domain == domain and lg.stage == "finetune" and (lg.method, lg.variant, lg.budget, lg.seed) in cells]
+    order = method_order({lg.method for lg in chosen}, baseline)
+    return sorted(chosen, key=lambda lg: (order.index(lg.method), lg.variant, budget_order(lg.budget), lg.seed or 0))
+
+
 def read_lightning_log(path: str | Path) -> pd.DataFrame:
     """A Lightning ``CSVLogger`` file: one row per logging call, ``step`` plus metric columns
     (``train/loss``, ``val/dice`` ...); a column is empty on rows that logged other metrics."""
@@ -725,15 +742,17 @@ def tidy_html(tidy: pd.DataFrame, max_rows: int) -> str:
 
 
 def page_html(title: str, intro: str, sections: Sequence[tuple[str, str, str]], tidy_block: str) -> str:
-    """The whole page: ``sections`` are (anchor, heading, inner HTML). No external resources."""
+    """The whole page: ``sections`` are (anchor, heading, inner HTML), then the tidy table when
+    given. No scripts, no external stylesheets, fonts or images."""
     e = html.escape
+    if tidy_block:
+        sections = [*sections, ("data", "All numbers", tidy_block)]
     nav = " ".join(f'<a href="#{e(a)}">{e(h)}</a>' for a, h, _ in sections)
     body = "\n".join(f'<section id="{e(a)}"><h2>{e(h)}</h2>\n{inner}\n</section>' for a, h, inner in sections)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{e(title)}</title><style>{CSS}</style></head><body>\n<h1>{e(title)}</h1>\n"
-            f"<p>{e(intro)}</p>\n<nav>{nav} <a href=\"#data\">All numbers</a></nav>\n{body}\n"
-            f'<section id="data"><h2>All numbers</h2>\n{tidy_block}\n</section>\n</body></html>\n')
+            f"<p>{e(intro)}</p>\n<nav>{nav}</nav>\n{body}\n</body></html>\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -772,9 +791,9 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=Path, nargs="+", required=True, help="metrics.json files of the evaluate stages (any domain)")
     p.add_argument("--out", type=Path, required=True, help="output folder: index.html, tables (CSV, Markdown, HTML, Parquet), plots/")
     p.add_argument("--logs", nargs="*", default=[], help="Lightning metrics.csv files or quoted glob patterns (** allowed) of finetune and pretrain runs")
-    p.add_argument("--overlays", type=Path, nargs="*", default=None, help="overlay.npz files (default: those beside the --input files)")
-    p.add_argument("--overlay-budgets", nargs="*", default=None, help="label budgets shown in the overlay figures (default: the smallest and the largest)")
-    p.add_argument("--domains", nargs="*", default=None, help="domains that get the full set of tables and plots even without results (default: those in --input)")
+    p.add_argument("--overlays", type=Path, nargs="*", default=None, help="overlay.npz files; when not given, those beside the --input files")
+    p.add_argument("--overlay-budgets", nargs="*", default=None, help="label budgets shown in the overlay figures; when not given, the smallest and the largest")
+    p.add_argument("--domains", nargs="*", default=None, help="domains that get the full set of tables and plots even without results; when not given, those in --input")
     p.add_argument("--baseline", default="none", help="the from-scratch method that gains are measured against")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="draw the plots (--no-plots: tables only)")
     p.add_argument("--title", default="Few-label segmentation: results", help="page title")
@@ -818,6 +837,8 @@ def run_report(args: argparse.Namespace) -> None:
                  f"(n = seeds); gains are paired by seed against '{args.baseline}'. Tables as CSV beside this page.")
         (tmp / "index.html").write_text(page_html(args.title, intro, sections, tidy_html(tidy, args.html_max_rows)))
         write_yaml(tmp / "config.yaml", resolved_args(args))
+        # a report is for reading: the temporary folder is private (0700) until renamed
+        tmp.chmod(0o755)
     log.info("report of %d runs (%d numbers) in %s", len(runs), len(tidy), args.out)
 
 
@@ -863,9 +884,7 @@ def _domain_figures(
         fig = plots.message_figure(f"{domain}: no overlay.npz beside the metrics files")
     emit(f"{domain}_overlays", fig, f"{DOMAIN_TITLE.get(domain, domain)}: test examples, truth solid and prediction dashed", bool(rows))
 
-    cells = {(r.method, r.variant, r.budget, r.seed) for r in runs if r.domain == domain}
-    finetune = [lg for lg in logs if lg.domain == domain and lg.stage == "finetune" and (lg.method, lg.variant, lg.budget, lg.seed) in cells]
-    finetune.sort(key=lambda lg: (order.index(lg.method) if lg.method in order else len(order), lg.variant, budget_order(lg.budget), lg.seed or 0))
+    finetune = select_finetune_logs(logs, runs, domain, args.baseline)
     curves = [plots.Curve(f"budget {lg.budget}", row_label(lg.method, lg.variant), read_lightning_log(lg.path)) for lg in finetune]
     fig = plots.curves_figure(curves, title="fine-tuning: training loss and validation") if curves else plots.message_figure(f"{domain}: no fine-tuning logs")
     emit(f"{domain}_finetune_curves", fig, f"{DOMAIN_TITLE.get(domain, domain)}: fine-tuning curves (Lightning logs), one line per seed, colour = label budget", bool(curves))

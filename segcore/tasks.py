@@ -4,6 +4,11 @@
 accumulates per-group, per-class true-positive / false-positive / false-negative counts, so the
 MRI score is the Dice of whole volumes (groups = subjects) and the remote-sensing score is the
 mIoU over all validation pixels.
+
+Resumable by construction: the random draws of a training step (augmentation, views) come from
+a generator seeded by (seed, rank, global step) (:func:`~segcore.training.step_generator`), and
+every record a task keeps between steps (best weights, scores, history, losses) is saved into
+and restored from Lightning checkpoints (``on_save_checkpoint`` / ``on_load_checkpoint``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torch import nn
 
 from segcore.augment import BatchSpatialAugment
 from segcore.losses import SoftDiceCELoss
+from segcore.training import step_generator
 from segcore.views import crop_resize, intensity_jitter
 
 
@@ -76,7 +82,6 @@ class SegmentationTask(L.LightningModule):
         self.net = net
         self.augment = augment
         self.seed = seed
-        self._gen: torch.Generator | None = None
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.lr = lr
@@ -96,9 +101,7 @@ class SegmentationTask(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x, y = batch["image"], batch["label"]
         if self.augment is not None:
-            if self._gen is None:
-                self._gen = torch.Generator().manual_seed(self.seed + 1000 * self.global_rank)
-            x, y = self.augment(x, y, self._gen)
+            x, y = self.augment(x, y, step_generator(self.seed, self.global_rank, self.global_step))
         logits = self.net(x)  # (B, K, H, W)
         loss = self.loss(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(logits))
@@ -120,12 +123,23 @@ class SegmentationTask(L.LightningModule):
         score = score_from_counts(self._counts, self.val_metric)
         if self.trainer.sanity_checking:
             return
-        self.log(f"val/{self.val_metric}", score, prog_bar=True)
+        # every process scores the whole validation set with the same weights: same value
+        self.log(f"val/{self.val_metric}", score, prog_bar=True, sync_dist=True)
         self.history.append({"step": int(self.global_step), f"val_{self.val_metric}": score})
         if not math.isnan(score) and score > self.best_score:
             self.best_score = score
             self.best_step = int(self.global_step)
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.net.state_dict().items()})
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["segmentation_task"] = {
+            "best_score": self.best_score, "best_step": self.best_step, "best_state": self.best_state, "history": self.history,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["segmentation_task"]
+        self.best_score, self.best_step = float(state["best_score"]), int(state["best_step"])
+        self.best_state, self.history = state["best_state"], list(state["history"])
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -159,21 +173,15 @@ class GlobalContrastiveTask(L.LightningModule):
         self.crop_scale, self.brightness, self.contrast = crop_scale, brightness, contrast
         self.seed = seed
         self.losses: list[float] = []
-        self._gen: torch.Generator | None = None
 
-    def _generator(self) -> torch.Generator:
-        if self._gen is None:
-            self._gen = torch.Generator().manual_seed(self.seed + 1000 * self.global_rank)
-        return self._gen
-
-    def view(self, x: torch.Tensor) -> torch.Tensor:
-        g = self._generator()
+    def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return intensity_jitter(crop_resize(x, self.crop_scale, g), g, brightness=self.brightness, contrast=self.contrast)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]  # (B, C, H, W)
         b = x.shape[0]
-        views = torch.cat([self.view(x), self.view(x)])  # (2B, C, H, W): view 1 then view 2
+        g = step_generator(self.seed, self.global_rank, self.global_step)
+        views = torch.cat([self.view(x, g), self.view(x, g)])  # (2B, C, H, W): view 1 then view 2
         z = self.head(self.net.encode(views)[-1])  # (2B, D), unit norm
         meta = batch["meta"]
         volume = group_ids(meta["group"], x.device).repeat(2)  # (2B,)
@@ -183,6 +191,12 @@ class GlobalContrastiveTask(L.LightningModule):
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=b)
         self.losses.append(float(loss.detach()))
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["contrastive_task"] = {"losses": self.losses}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.losses = list(checkpoint["contrastive_task"]["losses"])
 
     def configure_optimizers(self) -> Any:
         params = list(self.net.encoder.parameters()) + list(self.head.parameters())
@@ -213,7 +227,6 @@ class LocalContrastiveTask(L.LightningModule):
         self.brightness, self.contrast, self.noise_std, self.gamma = brightness, contrast, noise_std, gamma
         self.seed = seed
         self.losses: list[float] = []
-        self._gen: torch.Generator | None = None
         for p in self.net.encoder.parameters():
             p.requires_grad_(False)
 
@@ -221,21 +234,17 @@ class LocalContrastiveTask(L.LightningModule):
         # BatchNorm statistics of the frozen encoder must not drift either
         self.net.encoder.eval()
 
-    def _generator(self) -> torch.Generator:
-        if self._gen is None:
-            self._gen = torch.Generator().manual_seed(self.seed + 1000 * self.global_rank)
-        return self._gen
-
-    def view(self, x: torch.Tensor) -> torch.Tensor:
+    def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return intensity_jitter(
-            x, self._generator(), brightness=self.brightness, contrast=self.contrast, noise_std=self.noise_std, gamma=self.gamma
+            x, g, brightness=self.brightness, contrast=self.contrast, noise_std=self.noise_std, gamma=self.gamma
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x = batch["image"]  # (B, C, H, W)
         b = x.shape[0]
+        g = step_generator(self.seed, self.global_rank, self.global_step)
         with torch.no_grad():
-            feats = self.net.encode(torch.cat([self.view(x), self.view(x)]))  # levels of (2B, C_i, h_i, w_i)
+            feats = self.net.encode(torch.cat([self.view(x, g), self.view(x, g)]))  # levels of (2B, C_i, h_i, w_i)
         f = self.head(self.net.decode(feats, self.n_blocks)[-1])  # (2B, C, h, w)
         f1, f2 = f[:b], f[b:]
         meta = batch["meta"]
@@ -245,6 +254,12 @@ class LocalContrastiveTask(L.LightningModule):
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=b)
         self.losses.append(float(loss.detach()))
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["contrastive_task"] = {"losses": self.losses}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.losses = list(checkpoint["contrastive_task"]["losses"])
 
     def configure_optimizers(self) -> Any:
         params = [p for blk in list(self.net.decoder)[: self.n_blocks] for p in blk.parameters()]

@@ -193,6 +193,7 @@ def test_split_by_scene(tmp_path: Path) -> None:
     assert all(len(v) == 1 for v in per_scene.values())
     assert {next(iter(v)) for v in per_scene.values()} == {"train", "val", "test"}
     assert m["buffer_tiles"] == 0
+    assert {s["split"] for s in m["scenes"].values()} == {"train", "val", "test"}
 
 
 def test_channel_statistics_merge_equals_direct() -> None:

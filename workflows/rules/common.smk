@@ -56,7 +56,7 @@ def all_metrics_files():
 
 
 def all_targets():
-    return [f"{RESULTS}/tables/tables.md"]
+    return [f"{RESULTS}/tables/tables.md", f"{RESULTS}/report/index.html"]
 
 
 def space_list(values):

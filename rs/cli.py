@@ -1,0 +1,25 @@
+"""``rs <stage>``: the remote-sensing stages, each runnable alone with the arguments the rules pass."""
+
+from __future__ import annotations
+
+import sys
+
+from segcore.cli import Stage, run_cli
+
+STAGES: list[Stage] = [
+    ("demo-data", "generate the built-in synthetic scenes (4-band GeoTIFF, DEM in another CRS, landslide labels)", "rs.synthetic:add_demo_data_options", "rs.synthetic:run_demo_data"),
+    ("preprocess", "scene + DEM (+ label) or Landslide4Sense -> aligned, terrain-augmented, tiled, memory-mapped data", "rs.preprocess:add_preprocess_options", "rs.preprocess:run_preprocess"),
+    ("pretrain", "hyper-pixel contrastive pretraining with a momentum encoder and a queue (unlabeled tiles)", "rs.pretrain:add_pretrain_options", "rs.pretrain:run_pretrain"),
+    ("finetune", "fine-tune an early- or dual-fusion U-Net on a percentage of labeled tiles", "rs.finetune:add_finetune_options", "rs.finetune:run_finetune"),
+    ("evaluate", "IoU per class, mIoU, landslide precision/recall/F1, overall accuracy on test tiles", "rs.evaluate:add_evaluate_options", "rs.evaluate:run_evaluate"),
+    ("predict", "whole-scene sliding-window prediction written as a GeoTIFF with the input's CRS and transform", "rs.predict:add_predict_options", "rs.predict:run_predict"),
+    ("report", "tables (CSV, Markdown, HTML) and plots over methods, label budgets and seeds", "segcore.report:add_report_options", "segcore.report:run_report"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("rs", "Remote-sensing stages of the contrastive pretraining / few-label segmentation pipeline.", STAGES, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

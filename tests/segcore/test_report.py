@@ -1,0 +1,434 @@
+"""The results report: tidy table, statistics over seeds, paired gains, tables, the page.
+
+Fixture results come from tests/data/report/make.py, whose run values are chosen so that
+means, SDs and paired statistics can be worked out by hand (written out below).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from segcore import report
+from segcore.cli import run_cli
+from segcore.errors import InputError
+from tests.data.report import make
+
+STAGE = [("report", "the report", "segcore.report:add_report_options", "segcore.report:run_report")]
+
+
+def run_stage(*argv: str) -> int:
+    return run_cli("medseg", "test", STAGE, ["report", *argv])
+
+
+@pytest.fixture(scope="module")
+def fixture_results(tmp_path_factory) -> dict[str, list[Path]]:
+    root = tmp_path_factory.mktemp("results")
+    files = make.make_all(root)
+    files["root"] = [root]
+    return files
+
+
+@pytest.fixture(scope="module")
+def tidy(fixture_results) -> pd.DataFrame:
+    return report.load_metrics(fixture_results["mri"] + fixture_results["rs"])
+
+
+@pytest.fixture(scope="module")
+def seed_stats(tidy) -> pd.DataFrame:
+    return report.seed_summary(tidy)
+
+
+@pytest.fixture(scope="module")
+def report_dir(fixture_results, tmp_path_factory) -> Path:
+    """The full stage (plots included) on every fixture file, run once for the module."""
+    root = fixture_results["root"][0]
+    out = tmp_path_factory.mktemp("report") / "report"
+    rc = run_stage(
+        "--input", *map(str, fixture_results["mri"] + fixture_results["rs"]), "--out", str(out),
+        "--logs", str(root / "*" / "finetune" / "**" / "logs" / "metrics.csv"), str(root / "*" / "pretrain" / "**" / "logs" / "metrics.csv"),
+        "--overlay-budgets", "1", "5",  # fewer overlay rows keep the test quick; the default choice is tested alone
+    )
+    assert rc == 0
+    return out
+
+
+def cell(stats: pd.DataFrame, domain: str, method: str, budget: str, metric: str, cls: str = "", variant: str = "") -> dict:
+    sel = stats[(stats.domain == domain) & (stats.method == method) & (stats.budget == budget) & (stats.metric == metric)
+                & (stats["class"] == cls) & (stats.variant == variant)]
+    assert len(sel) == 1, f"{len(sel)} rows for {domain} {method} {budget} {metric} {cls} {variant}"
+    return sel.iloc[0].to_dict()
+
+
+# --------------------------------------------------------------------------------- tidy table
+
+
+def test_tidy_table_has_every_number_of_an_mri_file(tidy):
+    run = tidy[(tidy.domain == "mri") & (tidy.method == "none") & (tidy.budget == "1") & (tidy.seed == 0)]
+    # per subject: 3 Dice + 3 HD95 + 2 subject means; run level: dice/hd95 mean and std, 3 classes,
+    # 4 per-class stats (std, n, n_nan, n_inf) × 3 classes, for both metrics; n_subjects
+    assert len(run[run.scope == "s01"]) == 8 and len(run[run.scope == "s02"]) == 8
+    assert len(run[run.scope == "all"]) == 2 * (2 + 3 + 12) + 1
+    # fixture: s01 gets (-0.1, 0, +0.1) around the run value 0.60 for RV, MYO, LV
+    s01_rv = run[(run.scope == "s01") & (run["class"] == "RV") & (run.metric == "dice")]
+    assert s01_rv.value.item() == pytest.approx(0.50)
+    s02_myo_hd = run[(run.scope == "s02") & (run["class"] == "MYO") & (run.metric == "hd95")]
+    assert s02_myo_hd.value.item() == pytest.approx(10.0 - 0.5)
+    # summary keys named <metric>_<class> are split; class-free keys keep their name
+    assert run[(run.scope == "all") & (run["class"] == "LV") & (run.metric == "dice")].value.item() == pytest.approx(0.65)
+    assert run[(run.scope == "all") & (run["class"] == "") & (run.metric == "dice_mean")].value.item() == pytest.approx(0.60)
+    assert run[(run.scope == "all") & (run.metric == "n_subjects")].value.item() == 2
+    assert set(run.dataset) == {"phantom"} and set(run.split) == {"test"} and set(run.variant) == {""}
+
+
+def test_tidy_table_rs_rows(tidy):
+    run = tidy[(tidy.domain == "rs") & (tidy.method == "hpcl") & (tidy.variant == "dual") & (tidy.seed == 0)]
+    got = {(r["class"], r["metric"]): r["value"] for r in run.to_dict("records")}
+    # TP 40, FP 10, FN 10, TN 900
+    assert got["landslide", "iou"] == pytest.approx(40 / 60)
+    assert got["background", "iou"] == pytest.approx(900 / 920)
+    assert got["", "f1"] == pytest.approx(0.8)
+    assert got["", "precision"] == pytest.approx(0.8) and got["", "recall"] == pytest.approx(0.8)
+    assert got["", "n_pixels"] == 960 and got["", "n_tiles"] == 3
+    assert set(run.scope) == {"all"} and set(run.budget) == {"5"}
+
+
+def test_null_values_become_nan_and_are_left_out_of_means(tmp_path):
+    files = []
+    for seed, dice in ((0, 0.5), (1, None), (2, 0.7)):
+        path = tmp_path / f"s{seed}" / "metrics.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"domain": "mri", "method": "none", "budget": 1, "seed": seed,
+                                    "summary": {"dice_mean": dice}, "per_subject": {"a": {"dice": {"RV": None}}}}))
+        files.append(path)
+    tidy = report.load_metrics(files)
+    assert tidy.budget.unique().tolist() == ["1"]  # numbers become budget text
+    assert tidy[(tidy.scope == "a")].value.isna().all()
+    row = cell(report.seed_summary(tidy), "mri", "none", "1", "dice_mean")
+    assert row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(math.sqrt(0.02)) and row["n"] == 2 and row["n_runs"] == 3
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("{not json", "not a readable metrics.json"),
+    (json.dumps({"domain": "mri", "method": "none", "budget": "1", "summary": {}}), "lacks 'seed'"),
+    (json.dumps({"domain": "mri", "method": "none", "budget": "1", "seed": "x", "summary": {}}), "is not an integer"),
+    (json.dumps({"domain": "mri", "method": "none", "budget": "1", "seed": 0, "summary": [1]}), "'summary' is not a mapping"),
+    (json.dumps({"domain": "mri", "method": "none", "budget": "1", "seed": 0, "summary": {},
+                 "per_subject": {"a": {"dice": {"RV": "high"}}}}), "per_subject.a.dice.RV is not a number"),
+])
+def test_bad_metrics_file_names_file_and_problem(tmp_path, content, problem):
+    path = tmp_path / "metrics.json"
+    path.write_text(content)
+    with pytest.raises(InputError, match=problem) as err:
+        report.load_metrics([path])
+    assert err.value.path == str(path)
+
+
+def test_two_files_for_one_cell_and_seed_are_an_error(fixture_results, tmp_path):
+    copy = tmp_path / "metrics.json"
+    shutil.copy(fixture_results["mri"][0], copy)
+    with pytest.raises(InputError, match="same method, budget, seed and split") as err:
+        report.load_metrics([fixture_results["mri"][0], copy])
+    assert err.value.path == str(copy)
+
+
+# ---------------------------------------------------------------------- statistics over seeds
+
+
+def test_seed_means_and_sds_match_hand_computed_values(seed_stats):
+    # Dice none@1: 0.60, 0.70, 0.65 → 0.65 ± 0.05; GD@1: 0.70, 0.74, 0.78 → 0.74 ± 0.04
+    row = cell(seed_stats, "mri", "none", "1", "dice_mean")
+    assert (row["mean"], row["sd"], row["n"], row["n_runs"]) == (pytest.approx(0.65), pytest.approx(0.05), 3, 3)
+    row = cell(seed_stats, "mri", "GD", "1", "dice_mean")
+    assert (row["mean"], row["sd"], row["n"], row["seeds"]) == (pytest.approx(0.74), pytest.approx(0.04), 3, "0 1 2")
+    # none@all: 0.90, 0.92 → 0.91 ± 0.01·√2
+    row = cell(seed_stats, "mri", "none", "all", "dice_mean")
+    assert (row["mean"], row["sd"], row["n"]) == (pytest.approx(0.91), pytest.approx(0.01 * math.sqrt(2)), 2)
+    # HD95 GD@1: 8, 9, 13 → 10 ± √7
+    row = cell(seed_stats, "mri", "GD", "1", "hd95_mean")
+    assert (row["mean"], row["sd"]) == (pytest.approx(10.0), pytest.approx(math.sqrt(7)))
+    # per class RV none@1: each run's RV = run value − 0.025 (mean of −0.1 and +0.05)
+    row = cell(seed_stats, "mri", "none", "1", "dice", "RV")
+    assert (row["mean"], row["sd"], row["n"]) == (pytest.approx(0.625), pytest.approx(0.05), 3)
+    # landslide F1 none/early@5: 0.6, 0.8 → 0.7 ± 0.1·√2; hpcl/dual@5 one seed: sd NaN
+    row = cell(seed_stats, "rs", "none", "5", "f1", variant="early")
+    assert (row["mean"], row["sd"], row["n"]) == (pytest.approx(0.7), pytest.approx(0.1 * math.sqrt(2)), 2)
+    row = cell(seed_stats, "rs", "hpcl", "5", "f1", variant="dual")
+    assert row["mean"] == pytest.approx(0.8) and math.isnan(row["sd"]) and row["n"] == 1
+
+
+def test_missing_combinations_are_absent_not_zero(seed_stats):
+    mri = seed_stats[(seed_stats.domain == "mri") & (seed_stats.metric == "dice_mean")]
+    assert set(zip(mri.method, mri.budget, strict=True)) == {("none", "1"), ("GD", "1"), ("none", "all")}
+
+
+def test_paired_stats_known_values():
+    got = report.paired_stats({0: 0.70, 1: 0.74, 2: 0.78}, {0: 0.60, 1: 0.70, 2: 0.65})
+    # differences 0.10, 0.04, 0.13: mean 0.09, sd √((0.01² + 0.05² + 0.04²)/2) = √0.0021
+    assert got["mean_diff"] == pytest.approx(0.09)
+    assert got["sd_diff"] == pytest.approx(math.sqrt(0.0021))
+    assert (got["n_pairs"], got["wins"], got["seeds"]) == (3, 3, "0 1 2")
+    # t = 0.09 / (√0.0021 / √3) = 3.4017, two-sided with 2 degrees of freedom
+    t = 0.09 / (math.sqrt(0.0021) / math.sqrt(3))
+    assert got["p_value"] == pytest.approx(2 * scipy_stats.t.sf(t, 2))
+    assert got["p_value"] == pytest.approx(0.07662, abs=1e-5)
+
+
+def test_paired_stats_direction_pairing_and_degenerate_cases():
+    # lower is better: the method wins where its distance is smaller
+    got = report.paired_stats({0: 8.0, 1: 9.0, 2: 13.0}, {0: 10.0, 1: 12.0, 2: 14.0}, higher_better=False)
+    assert (got["mean_diff"], got["sd_diff"], got["wins"]) == (pytest.approx(-2.0), pytest.approx(1.0), 3)
+    # only seeds on both sides with finite values pair
+    got = report.paired_stats({0: 0.5, 1: 0.9, 3: math.nan}, {0: 0.4, 2: 0.1, 3: 0.2})
+    assert (got["n_pairs"], got["seeds"], got["mean_diff"], got["wins"]) == (1, "0", pytest.approx(0.1), 1)
+    assert math.isnan(got["sd_diff"]) and math.isnan(got["p_value"])
+    # identical differences: sd 0, t undefined → p NaN (scipy would return a float-noise value)
+    got = report.paired_stats({0: 0.7, 1: 0.9}, {0: 0.6, 1: 0.8})
+    assert got["sd_diff"] == pytest.approx(0.0, abs=1e-12) and math.isnan(got["p_value"]) and got["wins"] == 2
+    # a tie is not a win
+    assert report.paired_stats({0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.5})["wins"] == 1
+    got = report.paired_stats({}, {0: 0.5})
+    assert got["n_pairs"] == 0 and math.isnan(got["mean_diff"])
+
+
+def test_paired_comparison_pairs_within_variant_and_budget(tidy):
+    mri = report.paired_comparison(tidy[tidy.domain == "mri"], "dice_mean")
+    assert len(mri) == 1  # GD has no 'all' run, so no pair there
+    row = mri.iloc[0]
+    assert (row.method, row.baseline, row.budget, row.n_pairs, row.wins) == ("GD", "none", "1", 3, 3)
+    assert row.mean_diff == pytest.approx(0.09) and row.mean_method == pytest.approx(0.74) and row.mean_baseline == pytest.approx(0.65)
+    rs = report.paired_comparison(tidy[tidy.domain == "rs"], "f1").set_index("variant")
+    # early: 0.7 − 0.6 and 0.9 − 0.8; dual: only seed 0 (0.8 − 0.75)
+    assert rs.loc["early", "mean_diff"] == pytest.approx(0.1) and rs.loc["early", "n_pairs"] == 2
+    assert rs.loc["dual", "mean_diff"] == pytest.approx(0.05) and rs.loc["dual", "n_pairs"] == 1
+    assert set(rs.budget) == {"5"}
+
+
+# ---------------------------------------------------------------------------------- tables
+
+
+def test_headline_table_cells_and_best_per_column(seed_stats):
+    dice = report.headline_table(seed_stats, "mri", report.HEADLINE["mri"][0])
+    assert dice.columns == ["1", "all"]
+    assert dice.rows == [(("none",), ["0.650 ± 0.050 (n=3)", "0.910 ± 0.014 (n=2)"]), (("GD",), ["0.740 ± 0.040 (n=3)", ""])]
+    assert dice.bold == {(1, 0), (0, 1)}
+    hd95 = report.headline_table(seed_stats, "mri", report.HEADLINE["mri"][1])
+    assert hd95.rows[0][1][0] == "12.00 ± 2.00 (n=3)"
+    assert (1, 0) in hd95.bold and (0, 0) not in hd95.bold  # lower is better
+    f1 = report.headline_table(seed_stats, "rs", report.HEADLINE["rs"][2])
+    labels = [r[0][0] for r in f1.rows]
+    assert labels == ["none [dual]", "none [early]", "hpcl [dual]", "hpcl [early]"]
+    assert f1.rows[2][1][0] == "0.800 ± – (n=1)"
+    assert {i for i, j in f1.bold if j == 0} == {2, 3}  # a tie: both marked
+
+
+def test_per_class_and_gains_tables(seed_stats, tidy):
+    per_class = report.per_class_table(seed_stats, "mri", "dice")
+    assert [r[0] for r in per_class.rows] == [(c, m) for c in ("RV", "MYO", "LV") for m in ("none", "GD")]
+    assert per_class.rows[4] == (("LV", "none"), ["0.700 ± 0.050 (n=3)", "0.960 ± 0.014 (n=2)"])
+    pairs = report.paired_comparison(tidy[tidy.domain == "mri"], "dice_mean")
+    gains = report.gains_table(pairs, "mri", report.HEADLINE["mri"][0])
+    assert gains.rows == [(("GD",), ["+0.090 ± 0.046 (n=3, p=0.0766, wins 3/3)"])]
+
+
+def test_markdown_and_html_mark_the_best(seed_stats):
+    table = report.headline_table(seed_stats, "mri", report.HEADLINE["mri"][0])
+    md = table.to_markdown()
+    assert "| GD | **0.740 ± 0.040 (n=3)** |  |" in md
+    assert "| none | 0.650 ± 0.050 (n=3) | **0.910 ± 0.014 (n=2)** |" in md
+    page = table.to_html()
+    assert "<td><strong>0.740 ± 0.040 (n=3)</strong></td>" in page and "<td>0.650 ± 0.050 (n=3)</td>" in page
+
+
+# ------------------------------------------------------------------------------ logs, overlays
+
+
+def test_describe_log_from_path_and_train_json(fixture_results):
+    logs = {str(p): report.describe_log(p) for p in fixture_results["logs"]}
+    mri = next(lg for p, lg in logs.items() if "mri/finetune/GD/budget_1/seed_2" in p)
+    assert (mri.domain, mri.stage, mri.method, mri.variant, mri.budget, mri.seed) == ("mri", "finetune", "GD", "", "1", 2)
+    rs = next(lg for p, lg in logs.items() if "rs/finetune/hpcl/dual/pct_5/seed_0" in p)  # no train.json
+    assert (rs.domain, rs.method, rs.variant, rs.budget, rs.seed) == ("rs", "hpcl", "dual", "5", 0)
+    pre = next(lg for p, lg in logs.items() if "pretrain" in p)
+    assert (pre.domain, pre.stage, pre.label, pre.seed) == ("mri", "pretrain", "GD", None)
+
+
+def test_only_logs_of_evaluated_runs_are_drawn(fixture_results):
+    runs, _ = report.read_runs(fixture_results["mri"])
+    logs = [report.describe_log(p) for p in fixture_results["logs"]]
+    chosen = report.select_finetune_logs(logs, runs, "mri")
+    assert [(lg.method, lg.budget, lg.seed) for lg in chosen] == [
+        ("none", "1", 0), ("none", "1", 1), ("none", "1", 2), ("none", "all", 0), ("none", "all", 1),
+        ("GD", "1", 0), ("GD", "1", 1), ("GD", "1", 2),
+    ]  # the stray LR log is not among them
+
+
+def test_expand_paths_globs_and_missing_files(fixture_results, tmp_path):
+    root = fixture_results["root"][0]
+    found = report.expand_paths([str(root / "rs" / "finetune" / "**" / "metrics.csv"), str(root / "nothing" / "*.csv")])
+    assert len(found) == 10 and all(p.name == "metrics.csv" for p in found)  # one per RS run
+    with pytest.raises(InputError, match="log file does not exist"):
+        report.expand_paths([str(tmp_path / "absent.csv")])
+
+
+def test_overlay_picks_smallest_and_largest_budget_at_lowest_seed(fixture_results):
+    runs, _ = report.read_runs(fixture_results["mri"] + fixture_results["rs"])
+    found = report.find_overlays(runs)
+    assert len(found) == len(runs)
+    picked = [(r.method, r.variant, r.budget, r.seed) for r, _ in report.pick_overlays(found, "rs", None)]
+    assert picked == [("none", "dual", "5", 0), ("none", "early", "5", 0), ("hpcl", "dual", "5", 0), ("hpcl", "early", "5", 0),
+                      ("none", "dual", "100", 0), ("none", "early", "100", 0)]
+    assert [r.budget for r, _ in report.pick_overlays(found, "mri", ["all"])] == ["all"]
+    # given explicitly, an overlay belongs to the --input metrics.json in its folder
+    one = fixture_results["mri"][0].parent / "overlay.npz"
+    assert list(report.find_overlays(runs, [one]).values()) == [one]
+    with pytest.raises(InputError, match="no --input metrics.json in the same folder"):
+        report.find_overlays(runs[1:], [one])
+
+
+def test_bad_overlay_is_an_input_error(tmp_path):
+    path = tmp_path / "overlay.npz"
+    np.savez(path, image=np.zeros((1, 3, 4, 4)), truth=np.zeros((1, 3, 4, 5), np.uint8), pred=np.zeros((1, 3, 4, 4), np.uint8), subject=np.array(["a"]))
+    with pytest.raises(InputError, match="one shape"):
+        report.read_overlay(path, "mri")
+    with pytest.raises(InputError, match="lacks arrays"):
+        report.read_overlay(path, "rs")
+
+
+# ---------------------------------------------------------------------------------- the stage
+
+
+class _TableReader(HTMLParser):
+    """Cells of the table with a given id, row by row."""
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__()
+        self.table_id, self.inside, self.rows, self.cell = table_id, False, [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" and dict(attrs).get("id") == self.table_id:
+            self.inside = True
+        elif self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag in ("td", "th"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.inside = False
+        elif self.inside and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(self.cell)
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def test_stage_writes_every_output(report_dir):
+    for name in ("index.html", "tables.md", "tables.html", "metrics_tidy.csv", "metrics_tidy.parquet", "seed_stats.csv",
+                 "paired_stats.csv", "config.yaml"):
+        assert (report_dir / name).stat().st_size > 0, name
+    for domain in ("mri", "rs"):
+        for table in ("summary", "per_class", "gains"):
+            assert (report_dir / f"{domain}_{table}.csv").is_file()
+        for plot in ("budget", "overlays", "finetune_curves", "pretrain_curves"):
+            for ext in ("png", "svg"):
+                assert (report_dir / "plots" / f"{domain}_{plot}.{ext}").stat().st_size > 1000
+    assert report_dir.stat().st_mode & 0o777 == 0o755  # readable by whoever opens the report
+    summary = pd.read_csv(report_dir / "mri_summary.csv", keep_default_na=False)
+    assert summary.columns.tolist() == ["metric", "method", "1", "all"]
+    assert summary.iloc[1].tolist() == ["Dice", "GD", "0.740 ± 0.040 (n=3)", ""]
+    md = (report_dir / "tables.md").read_text()
+    assert "| GD | +0.090 ± 0.046 (n=3, p=0.0766, wins 3/3) |" in md
+
+
+def test_tidy_files_round_trip(report_dir, tidy):
+    from_parquet = pd.read_parquet(report_dir / "metrics_tidy.parquet")
+    pd.testing.assert_frame_equal(from_parquet.drop(columns="source"), tidy.drop(columns="source"))
+    from_csv = pd.read_csv(report_dir / "metrics_tidy.csv", keep_default_na=False, dtype={"budget": str, "class": str, "variant": str, "scope": str})
+    assert np.allclose(from_csv.value.astype(float), tidy.value, equal_nan=True)
+    assert (from_csv[["method", "budget", "class", "metric"]].to_numpy() == tidy[["method", "budget", "class", "metric"]].to_numpy()).all()
+
+
+def test_every_tidy_cell_appears_in_the_page(report_dir, tidy):
+    reader = _TableReader("tidy")
+    reader.feed((report_dir / "index.html").read_text())
+    header, *rows = reader.rows
+    assert header == report.TIDY_COLUMNS
+    assert len(rows) == len(tidy)
+    for row, expected in zip(rows, tidy.to_dict("records"), strict=True):
+        got = dict(zip(header, row, strict=True))
+        for col, value in expected.items():
+            if col == "value":
+                assert float(got[col]) == value or (math.isnan(value) and math.isnan(float(got[col])))
+            else:
+                assert got[col] == str(value)
+
+
+def test_page_is_self_contained(report_dir):
+    page = (report_dir / "index.html").read_text()
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert "http://" not in page and "https://" not in page
+    srcs = [s.split('"', 1)[0] for s in page.split(' src="')[1:]]
+    # 4 MRI figures + 3 RS figures (no RS pretraining logs in the fixture: a note instead)
+    assert "Remote sensing: pretraining curves (Lightning logs), one line per run: no data." in page
+    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    hrefs = [h.split('"', 1)[0] for h in page.split(' href="')[1:]]
+    for href in hrefs:
+        assert href.startswith("#") or (report_dir / href).is_file(), href
+    assert "<strong>0.740 ± 0.040 (n=3)</strong>" in page  # the best per column, bold
+
+
+def test_tables_only_and_domains_without_results(fixture_results, tmp_path):
+    out = tmp_path / "tables"
+    assert run_stage("--input", *map(str, fixture_results["mri"]), "--out", str(out), "--no-plots", "--domains", "mri", "rs") == 0
+    assert (out / "tables.md").is_file() and not (out / "plots").exists()
+    assert pd.read_csv(out / "rs_summary.csv").empty  # asked for, nothing to show: header only
+    assert "(no results)" in (out / "tables.md").read_text()
+    out = tmp_path / "placeholders"
+    assert run_stage("--input", str(fixture_results["mri"][0]), "--out", str(out), "--domains", "rs") == 0
+    assert (out / "plots" / "rs_overlays.png").is_file() and (out / "plots" / "mri_budget.png").is_file()
+
+
+def test_bad_input_exits_2_and_leaves_no_output(tmp_path, capsys):
+    bad = tmp_path / "metrics.json"
+    bad.write_text("[]")
+    out = tmp_path / "report"
+    assert run_stage("--input", str(bad), "--out", str(out)) == 2
+    assert f"error: {bad}: metrics file is not a JSON object" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_browser_renders_the_page(report_dir, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI must run the browser check (.ci/run installs it)")
+        pytest.skip("chromium not installed (Debian: apt-get install chromium); CI installs it and runs this check")
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+         "--window-size=1280,2000", (report_dir / "index.html").resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    from matplotlib.image import imread
+
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (2000, 1280)
+    # rendered text, tables and figures: many distinct colours and real contrast, not a blank page
+    assert pixels.std() > 0.1
+    assert len(np.unique((pixels.reshape(-1, 3) * 255).astype(np.uint8), axis=0)) > 200
+    assert (pixels.mean(axis=2) < 0.3).mean() > 0.01  # dark ink (text, axes) on a light page
