@@ -46,6 +46,73 @@ def mri_metrics_files():
     return files
 
 
+def rs_cfg():
+    return config["rs"]
+
+
+def rs_enabled():
+    return rs_cfg().get("enabled", False)
+
+
+def rs_raw_input():
+    if rs_cfg().get("input"):
+        return rs_cfg()["input"]
+    return f"{RESULTS}/rs/raw"
+
+
+def rs_init_checkpoint(wildcards):
+    """Self-supervised pretrained checkpoint of an rs fine-tuning cell (none: random init)."""
+    pre = rs_pretrain_method(wildcards.method)
+    if pre is None:
+        return []
+    return f"{RESULTS}/rs/pretrain/{pre}/{wildcards.fusion}/model.pt"
+
+
+def rs_pretrain_method(method):
+    """The pretraining part of an rs method name (hpcl-ssl, hpcl-ssl+sup → hpcl-ssl)."""
+    return "hpcl-ssl" if method.startswith("hpcl-ssl") else None
+
+
+def rs_finetune_extra_args(wildcards):
+    """The class-aware hyper-pixel term of the 'sup' methods (hpcl-sup, hpcl-ssl+sup)."""
+    if wildcards.method.endswith("sup"):
+        h = rs_cfg().get("hpcl", {})
+        return f"--hpcl-weight {h.get('weight', 0.2)} --hpcl-warmup {h.get('warmup', 0)}"
+    return ""
+
+
+def rs_metrics_files():
+    c = rs_cfg()
+    files = []
+    for method in c["methods"]:
+        files += expand(
+            f"{RESULTS}/rs/evaluate/{method}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/metrics.json",
+            fusion=c["fusions"],
+            pct=budgets_for(method, c),
+            seed=c["finetune"]["seeds"],
+        )
+    return files
+
+
+def rs_showcase_scene():
+    return rs_cfg().get("predict_scene", "scene_00")
+
+
+def rs_showcase_model():
+    """The model whose whole-scene prediction is written as a GeoTIFF: the first cell."""
+    c = rs_cfg()
+    pct = budgets_for(c["methods"][0], c)[0]
+    return f"{RESULTS}/rs/finetune/{c['methods'][0]}/{c['fusions'][0]}/pct_{pct}/seed_{c['finetune']['seeds'][0]}/model.pt"
+
+
+def rs_showcase_image(wildcards, input):
+    return f"{input.raw}/scenes/{rs_showcase_scene()}_image.tif"
+
+
+def rs_showcase_dem(wildcards, input):
+    return f"{input.raw}/scenes/{rs_showcase_scene()}_dem.tif"
+
+
 def all_metrics_files():
     files = []
     if mri_cfg().get("enabled", True):
@@ -56,7 +123,10 @@ def all_metrics_files():
 
 
 def all_targets():
-    return [f"{RESULTS}/tables/tables.md", f"{RESULTS}/report/index.html"]
+    targets = [f"{RESULTS}/tables/tables.md", f"{RESULTS}/report/index.html"]
+    if rs_enabled() and not rs_cfg().get("input"):
+        targets.append(f"{RESULTS}/rs/predict/{rs_showcase_scene()}_prediction.tif")
+    return targets
 
 
 def space_list(values):

@@ -1,5 +1,101 @@
-# Remote-sensing rules: each calls one `rs <stage>`.
+# Remote-sensing rules: each calls one `rs <stage>` with explicit inputs and outputs.
 
 
-def rs_metrics_files():
-    return []
+wildcard_constraints:
+    fusion=r"early|dual",
+    pct=r"[0-9]+(\.[0-9]+)?",
+
+
+rule rs_demo_data:
+    output:
+        directory(f"{RESULTS}/rs/raw"),
+    params:
+        d=rs_cfg()["demo"],
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/rs_demo_data.log",
+    shell:
+        "rs demo-data --out {output} --n-scenes {params.d[n_scenes]} --size {params.d[size]} "
+        "--seed {params.d[seed]} > {log} 2>&1"
+
+
+rule rs_preprocess:
+    input:
+        rs_raw_input(),
+    output:
+        directory(f"{RESULTS}/rs/prepared"),
+    params:
+        p=rs_cfg()["preprocess"],
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/rs_preprocess.log",
+    shell:
+        "rs preprocess --input {input} --out {output} --tile {params.p[tile]} --overlap {params.p[overlap]} "
+        "--block-tiles {params.p[block_tiles]} --val-fraction {params.p[val_fraction]} "
+        "--test-fraction {params.p[test_fraction]} --seed {params.p[seed]} > {log} 2>&1"
+
+
+rule rs_finetune:
+    input:
+        data=f"{RESULTS}/rs/prepared",
+        init=rs_init_checkpoint,
+    output:
+        model=f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/model.pt",
+        train=f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/train.json",
+    params:
+        init=init_args,
+        ft=rs_cfg()["finetune"],
+        net=rs_cfg()["network"],
+        decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
+        extra=rs_finetune_extra_args,
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/rs_finetune/{{method}}_{{fusion}}_pct_{{pct}}_seed_{{seed}}.log",
+    shell:
+        "rs finetune --data {input.data} --out $(dirname {output.model}) --percent {wildcards.pct} "
+        "--seed {wildcards.seed} --method {wildcards.method} --fusion {wildcards.fusion} {params.init} "
+        "--encoder {params.net[encoder]} --encoder-depth {params.net[encoder_depth]} "
+        "--decoder-channels {params.decoder} --steps {params.ft[steps]} --batch-size {params.ft[batch_size]} "
+        "--lr {params.ft[lr]} --val-every {params.ft[val_every]} {params.extra} --threads {threads} > {log} 2>&1"
+
+
+rule rs_evaluate:
+    input:
+        data=f"{RESULTS}/rs/prepared",
+        model=f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/model.pt",
+    output:
+        f"{RESULTS}/rs/evaluate/{{method}}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/metrics.json",
+    threads: config["threads"]
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/rs_evaluate/{{method}}_{{fusion}}_pct_{{pct}}_seed_{{seed}}.log",
+    shell:
+        "rs evaluate --data {input.data} --model {input.model} --out $(dirname {output}) "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule rs_predict_scene:
+    input:
+        data=f"{RESULTS}/rs/prepared",
+        raw=rs_raw_input(),
+        model=rs_showcase_model(),
+    output:
+        f"{RESULTS}/rs/predict/{rs_showcase_scene()}_prediction.tif",
+    params:
+        image=rs_showcase_image,
+        dem=rs_showcase_dem,
+    threads: config["threads"]
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/rs_predict.log",
+    shell:
+        "rs predict --image {params.image} --dem {params.dem} --model {input.model} --data {input.data} "
+        "--out $(dirname {output}) --threads {threads} > {log} 2>&1"

@@ -1,0 +1,122 @@
+"""Two-process DDP on CPU (gloo) trains what one process trains on the same global batch.
+
+The test runs this file as a script in a subprocess (``python -m tests.segcore.test_ddp``):
+Lightning's DDP launcher then starts the second rank by running the same command again, so
+pytest itself is never forked. Each rank writes its per-step losses and final weights.
+
+Equivalence holds exactly in exact arithmetic here: the step sampler gives rank r the r-th
+slice of the global batch, the network normalises per image (instance norm; batch statistics
+would differ per rank without SyncBatchNorm, which has no CPU kernel), and the loss is a
+cross-entropy mean over equally many pixels per rank, so the mean of the rank losses is the
+global-batch loss and DDP's averaged gradient is the global-batch gradient. What remains is
+float summation order, hence the tolerances.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 6
+
+
+class _Squares(torch.utils.data.Dataset):
+    """16 images (1, 16, 16): a bright square on noise; label 1 inside the square, 2 on its border row."""
+
+    def __init__(self, n: int = 16) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 1, 16, 16, generator=g) * 0.3
+        self.labels = torch.zeros(n, 16, 16, dtype=torch.long)
+        for i in range(n):
+            y0, x0 = (int(v) for v in torch.randint(0, 9, (2,), generator=g))
+            self.images[i, 0, y0 : y0 + 7, x0 : x0 + 7] += 0.6
+            self.labels[i, y0 : y0 + 7, x0 : x0 + 7] = 1
+            self.labels[i, y0, x0 : x0 + 7] = 2
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "label": self.labels[i], "meta": {"group": f"s{i}"}}
+
+
+def train(out: Path, world: int, batch_size: int) -> None:
+    """Fit a small instance-norm U-Net for STEPS steps on ``world`` CPU processes."""
+    import lightning as L
+
+    from segcore.tasks import SegmentationTask
+    from segcore.training import configure_runtime, make_trainer, step_loader
+    from segcore.unet import UNet2D
+
+    configure_runtime(1, 0)
+    net = UNet2D(1, 3, channels=(4, 8), norm="INSTANCE")
+    task = SegmentationTask(net, 3, lr=0.01, dice_weight=0.0, ce_weight=1.0, max_steps=STEPS, seed=0)
+    losses: list[float] = []
+
+    class RecordLoss(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            losses.append(float(outputs["loss"]))
+
+    trainer = make_trainer(out, STEPS, accelerator="cpu", devices=world, strategy="ddp" if world > 1 else "auto", callbacks=[RecordLoss()])
+    trainer.fit(task, step_loader(_Squares(), batch_size, STEPS, seed=0))
+    rank = trainer.global_rank
+    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, out / f"weights_rank{rank}.pt")
+    (out / f"losses_rank{rank}.json").write_text(json.dumps(losses))
+
+
+def _run(out: Path, world: int, batch_size: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("SLURM_NTASKS", None)  # inside a SLURM job Lightning would wait for srun's ranks
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.segcore.test_ddp", str(out), str(world), str(batch_size)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_match_one_process_on_the_same_global_batch(tmp_path):
+    t0 = time.perf_counter()
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    _run(ddp, world=2, batch_size=4)
+    _run(single, world=1, batch_size=8)
+
+    w0, w1 = (torch.load(ddp / f"weights_rank{r}.pt", weights_only=True) for r in (0, 1))
+    ws = torch.load(single / "weights_rank0.pt", weights_only=True)
+    # DDP broadcasts the initial weights and all-reduces gradients: the ranks stay bit-identical
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    start = _initial_weights()
+    assert any(not torch.equal(start[k], w0[k]) for k in w0)  # it did train
+    for k in ws:
+        torch.testing.assert_close(w0[k], ws[k], rtol=1e-4, atol=1e-5, msg=k)
+
+    l0, l1 = (json.loads((ddp / f"losses_rank{r}.json").read_text()) for r in (0, 1))
+    ls = json.loads((single / "losses_rank0.json").read_text())
+    assert len(l0) == len(l1) == len(ls) == STEPS
+    assert l0 != l1  # the ranks saw different halves of the batch
+    mean = [(a + b) / 2 for a, b in zip(l0, l1, strict=True)]
+    assert mean == pytest.approx(ls, rel=1e-5, abs=1e-6)
+    assert time.perf_counter() - t0 < 60
+
+
+def _initial_weights() -> dict[str, torch.Tensor]:
+    """The initial weights both runs start from (same seed, same construction)."""
+    from segcore.training import configure_runtime
+    from segcore.unet import UNet2D
+
+    configure_runtime(1, 0)
+    return UNet2D(1, 3, channels=(4, 8), norm="INSTANCE").state_dict()
+
+
+if __name__ == "__main__":
+    out_dir, world_size, per_rank_batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train(out_dir, world_size, per_rank_batch)
