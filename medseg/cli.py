@@ -13,7 +13,7 @@ STAGES: list[Stage] = [
     ("finetune", "fine-tune a 2D U-Net on N labeled volumes (from scratch or a checkpoint)", "medseg.finetune:add_finetune_options", "medseg.finetune:run_finetune"),
     ("evaluate", "score held-out subjects in native space (Dice, HD95) and write predictions", "medseg.evaluate:add_evaluate_options", "medseg.evaluate:run_evaluate"),
     ("predict", "segment NIfTI volumes with a fine-tuned model; NIfTI out with the input's affine", "medseg.predict:add_predict_options", "medseg.predict:run_predict"),
-    ("report", "tables (CSV, Markdown) of Dice over methods, label budgets and seeds", "segcore.report:add_report_options", "segcore.report:run_report"),
+    ("report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json", "segcore.report:add_report_options", "segcore.report:run_report"),
 ]
 
 

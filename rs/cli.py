@@ -13,7 +13,7 @@ STAGES: list[Stage] = [
     ("finetune", "fine-tune an early- or dual-fusion U-Net on a percentage of labeled tiles", "rs.finetune:add_finetune_options", "rs.finetune:run_finetune"),
     ("evaluate", "IoU per class, mIoU, landslide precision/recall/F1, overall accuracy on test tiles", "rs.evaluate:add_evaluate_options", "rs.evaluate:run_evaluate"),
     ("predict", "whole-scene sliding-window prediction written as a GeoTIFF with the input's CRS and transform", "rs.predict:add_predict_options", "rs.predict:run_predict"),
-    ("report", "tables (CSV, Markdown, HTML) and plots over methods, label budgets and seeds", "segcore.report:add_report_options", "segcore.report:run_report"),
+    ("report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json", "segcore.report:add_report_options", "segcore.report:run_report"),
 ]
 
 

@@ -32,6 +32,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    tmp.chmod(0o755)  # mkdtemp makes it private; outputs are ordinary folders
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         final.rename(old)
@@ -54,6 +55,8 @@ def atomic_file(final: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if tmp.exists():
+        tmp.chmod(0o644)  # mkstemp makes it private
     os.replace(tmp, final)
 
 

@@ -523,6 +523,8 @@ def fit_segmentation(
     args: Any,
     augment: Any = None,
     extra_record: dict[str, Any] | None = None,
+    task_cls: Any = None,
+    task_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`~segcore.tasks.SegmentationTask`, keep the best validation weights and
     write ``model.pt``, ``train.json``, ``config.yaml`` and ``logs/`` into ``out`` atomically.
@@ -536,7 +538,11 @@ def fit_segmentation(
     from segcore.outputs import write_json, write_yaml
     from segcore.tasks import SegmentationTask
 
-    task = SegmentationTask(net, data.num_classes, ignore_index=data.ignore_index, lr=args.lr, val_metric=val_metric, max_steps=args.steps, augment=augment, seed=args.seed)
+    task_cls = task_cls or SegmentationTask
+    task = task_cls(
+        net, data.num_classes, ignore_index=data.ignore_index, lr=args.lr, val_metric=val_metric, max_steps=args.steps,
+        augment=augment, seed=args.seed, **(task_kwargs or {}),
+    )
     t0 = time.perf_counter()
     rt = runtime_settings(args)
     val_every = min(args.val_every, args.steps)
