@@ -27,7 +27,7 @@ def add_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int
     p.add_argument("--lr", type=float, default=lr, help="learning rate (AdamW)")
     p.add_argument("--channels", default="16,32,64,128,128", help="U-Net encoder widths, comma-separated (ignored with --init: taken from the checkpoint)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
-    add_device_options(p)  # --accelerator --devices --num-nodes --strategy --precision --workers --checkpoint-every ...
+    add_device_options(p)  # --accelerator --devices --num-nodes --dist-strategy --precision --workers --checkpoint-every ...
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ def add_rs_training_options(p: argparse.ArgumentParser, steps: int, batch_size: 
     p.add_argument("--encoder-depth", type=int, default=4, help="encoder stages")
     p.add_argument("--decoder-channels", default="64,32,16,8", help="decoder widths, one per encoder stage")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
-    add_device_options(p)  # --accelerator --devices --num-nodes --strategy --precision --workers --checkpoint-every ...
+    add_device_options(p)  # --accelerator --devices --num-nodes --dist-strategy --precision --workers --checkpoint-every ...
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:

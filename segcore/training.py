@@ -10,7 +10,7 @@ Three properties hold for every stage built from these parts:
 * **A function of (seed, step), not of process history.** Batch k of the training loader and
   the random augmentation of step k are drawn from generators seeded by (seed, k) and
   (seed, rank, k): a resumed run draws exactly what the uninterrupted run drew.
-* **Multi-process.** Under DDP (``--devices N``, ``--num-nodes M``, ``--strategy ddp``) the
+* **Multi-process.** Under DDP (``--devices N``, ``--num-nodes M``, ``--dist-strategy ddp``) the
   samplers draw one global batch of ``batch_size × world`` and each process takes its own
   contiguous slice, so N processes with batch b see the samples that one process with batch
   N·b sees. Validation runs on every process over the whole validation set (identical scores,
@@ -38,6 +38,8 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from segcore.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +200,8 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (a GPU when one is visible), cpu, gpu")
     p.add_argument("--devices", default="1", help="devices per node: a count or a list of GPU ids (0,1); one process each")
     p.add_argument("--num-nodes", type=int, default=1, help="machines of a multi-node DDP run (SLURM: one task per device)")
-    p.add_argument("--strategy", choices=["auto", "ddp"], default="auto", help="auto: one process (DDP when devices × nodes > 1); ddp: distributed data parallel")
+    # not --strategy: the pretraining stages use that name for the contrastive strategy
+    p.add_argument("--dist-strategy", choices=["auto", "ddp"], default="auto", help="Lightning strategy; auto: one process, or DDP when devices × nodes > 1; ddp: distributed data parallel")
     p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over the global batch of all processes (SyncBatchNorm)")
     p.add_argument("--precision", default="auto", help="Lightning precision; auto: bf16-mixed on a GPU that supports it, else 32-true")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels-last memory format for weights and images (default None: on with a GPU, off on CPU)")
@@ -255,7 +258,7 @@ def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
         "accelerator": accelerator,
         "devices": devices,
         "num_nodes": int(getattr(args, "num_nodes", 1)),
-        "strategy": getattr(args, "strategy", "auto"),
+        "strategy": getattr(args, "dist_strategy", "auto"),
         "sync_batchnorm": bool(getattr(args, "sync_batchnorm", False)),
         "precision": default_precision(accelerator) if precision in (None, "auto") else precision,
         "channels_last": gpu if channels_last is None else bool(channels_last),
@@ -432,6 +435,10 @@ def make_trainer(
     else:
         kwargs.update(limit_val_batches=0)
     world = local_device_count(parse_devices(devices)) * num_nodes
+    if strategy == "auto" and world > 1:
+        strategy = "ddp"  # ours, with find_unused_parameters where a stage needs it
+    if sync_batchnorm and accelerator == "cpu":
+        raise InputError(None, "--sync-batchnorm needs GPUs: torch's SyncBatchNorm has no CPU kernel")
     return L.Trainer(
         default_root_dir=str(out),
         max_steps=max_steps,
