@@ -12,6 +12,7 @@ from segcore.augment import BatchSpatialAugment
 from segcore.budget import select_percent
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
+from segcore.hyperpixel import HyperPixelSegmentationTask
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.training import add_device_options, configure_runtime, fit_segmentation
 
@@ -41,6 +42,15 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None, help="pretraining method name for the report (default: from --init, or 'none')")
     p.add_argument("--val-every", type=int, default=50, help="validate (mIoU) every N steps; best weights kept")
     p.add_argument("--val-batch-size", type=int, default=32, help="tiles per validation batch")
+    # the class-aware hyper-pixel term (HPCL setting, docs/hpcl.md); off at weight 0
+    p.add_argument("--hpcl-weight", type=float, default=0.0, help="weight of the class-aware hyper-pixel contrastive term (0: off)")
+    p.add_argument("--hpcl-warmup", type=int, default=0, help="steps of linear warm-up of --hpcl-weight (0: none)")
+    p.add_argument("--hpcl-queue", type=int, default=1024, help="keys per class queue (every class, background included)")
+    p.add_argument("--hpcl-temperature", type=float, default=0.1, help="T of the hyper-pixel InfoNCE")
+    p.add_argument("--hpcl-mochi", type=int, default=0, help="MoCHi synthetic hard negatives per anchor (0: none)")
+    p.add_argument("--hpcl-momentum", type=float, default=0.99, help="EMA momentum of the key encoder")
+    p.add_argument("--hpcl-anchors", type=int, default=256, help="labeled hyper-pixels per step in the term")
+    p.add_argument("--hpcl-boundary-fraction", type=float, default=0.5, help="share of anchors drawn among hyper-pixels touching another class")
 
 
 def parse_widths(text: str | None) -> list[int] | None:
@@ -78,9 +88,16 @@ def run_finetune(args: argparse.Namespace) -> None:
         spec = network_spec(data, args.fusion, args.encoder, args.encoder_depth, parse_widths(args.decoder_channels))
         net = build_from_spec(spec)
         method = method or "none"
-    train_ds = PreparedDataset(data, data.sample_indices(chosen))
+    hpcl = args.hpcl_weight > 0
+    if hpcl and (args.hpcl_queue <= 0 or args.hpcl_temperature <= 0 or args.hpcl_anchors <= 0 or not 0 <= args.hpcl_boundary_fraction <= 1):
+        raise InputError(None, "need --hpcl-queue, --hpcl-temperature, --hpcl-anchors > 0 and --hpcl-boundary-fraction in [0, 1]")
+    train_ds = PreparedDataset(data, data.sample_indices(chosen), extras=["superpixels"] if hpcl else ())
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
     run = {"method": method, "variant": spec["name"], "budget": f"{args.percent:g}", "seed": int(args.seed), "labeled": chosen,
            "init": None if args.init is None else str(args.init), "initialised_tensors": n_init}
+    task: dict = {}
+    if hpcl:
+        run["hpcl"] = {k: getattr(args, f"hpcl_{k}") for k in ("weight", "warmup", "queue", "temperature", "mochi", "momentum", "anchors", "boundary_fraction")}
+        task = {"task_cls": HyperPixelSegmentationTask, "task_kwargs": {f"hpcl_{k}": v for k, v in run["hpcl"].items()}}
     fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="miou", run=run, args=args,
-                     augment=BatchSpatialAugment(rotate_deg=0, scale=0, flip_axes=(0, 1), elastic_prob=0, rot90=True, ignore_index=data.ignore_index))
+                     augment=BatchSpatialAugment(rotate_deg=0, scale=0, flip_axes=(0, 1), elastic_prob=0, rot90=True, ignore_index=data.ignore_index), **task)

@@ -58,20 +58,27 @@ from segcore.training import step_generator
 
 
 def slic_superpixels(
-    images: np.ndarray, n_segments: int, compactness: float = 0.5, batch: int = 256
+    images: np.ndarray,
+    n_segments: int,
+    compactness: float = 0.5,
+    indices: Sequence[int] | None = None,
+    batch: int = 256,
 ) -> np.ndarray:
-    """SLIC labels (N, H, W) int32, from 0 per image, of ``images`` (N, C, H, W).
+    """SLIC labels (n, H, W) int32, from 0 per image, of ``images[indices]`` ((N, C, H, W); all
+    N images without ``indices``).
 
     Each image is standardised per channel first (zero mean, unit std over its pixels), so that
     ``compactness`` means the same for any intensity scale (``rs preprocess`` uses 0.5 on its
-    standardised channels too). ``images`` may be a memory map: it is read ``batch`` at a time.
+    standardised channels too). ``images`` may be a memory map: it is read ``batch`` images at
+    a time.
     """
     from skimage.segmentation import slic
 
-    n, _, h, w = images.shape
-    out = np.empty((n, h, w), dtype=np.int32)
-    for start in range(0, n, batch):
-        chunk = np.asarray(images[start : start + batch], dtype=np.float64)  # (b, C, H, W)
+    idx = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
+    _, _, h, w = images.shape
+    out = np.empty((len(idx), h, w), dtype=np.int32)
+    for start in range(0, len(idx), batch):
+        chunk = np.asarray(images[idx[start : start + batch]], dtype=np.float64)  # (b, C, H, W)
         mean = chunk.mean(axis=(2, 3), keepdims=True)
         std = chunk.std(axis=(2, 3), keepdims=True)
         chunk = (chunk - mean) / np.where(std > 1e-8, std, 1.0)
