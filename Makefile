@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint report clean-results
+.PHONY: demo test lint report clean-results slurm-up slurm-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,3 +29,20 @@ lint: $(STAMP)
 
 clean-results:
 	rm -rf results .snakemake
+
+# A single-node SLURM cluster on this machine (root, Debian) for tests/test_slurm.py, and the
+# executor plugin in $(VENV)/slurm-plugin: outside the venv's own path, because snakemake loads
+# every installed executor plugin at start and this one probes scontrol, which local runs
+# (make demo) must not need. tests/test_slurm.py puts it on PYTHONPATH for its SLURM run.
+SLURM_PLUGIN := $(VENV)/slurm-plugin/.installed-stamp
+
+$(SLURM_PLUGIN): $(STAMP)
+	$(BIN)/python -m pip install --quiet --upgrade --no-deps --target $(VENV)/slurm-plugin \
+		'snakemake-executor-plugin-slurm>=2.0,<3' 'snakemake-executor-plugin-slurm-jobstep>=0.6,<1' 'throttler>=1.2,<2'
+	touch $(SLURM_PLUGIN)
+
+slurm-up: $(SLURM_PLUGIN)
+	bash scripts/slurm/up.sh
+
+slurm-down:
+	bash scripts/slurm/down.sh

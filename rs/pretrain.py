@@ -53,6 +53,8 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proj-dim", type=int, default=128, help="projection head output (queue) dimension D")
     p.add_argument("--proj-hidden", type=int, default=256, help="projection head hidden width")
     p.add_argument("--max-anchors", type=int, default=0, help="hyper-pixels per step in the loss (random subset; 0 = all)")
+    p.add_argument("--batch-negatives", action=argparse.BooleanOptionalAction, default=True, help="the other hyper-pixels' keys of the same step are negatives too (besides the queue)")
+    p.add_argument("--key-batchnorm", choices=["batch", "running"], default="batch", help="BatchNorm of the key encoder: batch statistics (train mode) or the running statistics copied from the online net")
     p.add_argument("--crop-scale", type=float, nargs=2, default=(0.6, 1.0), metavar=("LO", "HI"), help="views: crop side as a fraction of the tile side (1 1: no crop)")
     p.add_argument("--dihedral", action=argparse.BooleanOptionalAction, default=True, help="views: random flips and quarter turns (image and superpixels alike)")
     p.add_argument("--brightness", type=float, default=0.2, help="views: max shift per spectral channel (standardised units)")
@@ -81,7 +83,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
     crop = None if args.crop_scale[0] >= 1.0 else tuple(args.crop_scale)
     task = HyperPixelPretrainTask(
         net, head, K=args.queue_size, m=args.momentum, T=args.temperature, lr=args.lr, max_anchors=args.max_anchors,
-        dihedral_transforms=args.dihedral, crop_scale=crop, jitter_channels=spectral, brightness=args.brightness,
+        batch_negatives=args.batch_negatives, key_batchnorm=args.key_batchnorm, dihedral_transforms=args.dihedral, crop_scale=crop, jitter_channels=spectral, brightness=args.brightness,
         contrast=tuple(args.contrast), noise_std=args.noise_std, seed=args.seed,
     )
     trainer = resumable_trainer(args.out, args, args.steps, find_unused_parameters=True)

@@ -47,7 +47,12 @@ from torch import nn
 from torch.profiler import record_function
 
 from segcore.heads import HyperPixelProjectionHead
-from segcore.losses import HyperPixelContrastLoss, hypercolumn_superpixel_embed, sample_anchors
+from segcore.losses import (
+    HyperPixelContrastLoss,
+    hypercolumn_superpixel_embed,
+    info_nce_logits,
+    sample_anchors,
+)
 from segcore.momentum import ema_update, momentum_copy
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.queue import ClassQueues, MomentumQueue
@@ -159,9 +164,11 @@ def correspondence_view(
         theta = torch.zeros(b, 2, 3)
         theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = s, s, t
         grid = F.affine_grid(theta.to(dev), [b, 1, h, w], align_corners=False)  # (B, H, W, 2) float32
-        xs = F.grid_sample(xs, grid.to(xs.dtype), mode="bilinear", align_corners=False)
+        # the outermost sample points may lie up to half a pixel beyond the edge pixels' centres:
+        # border padding keeps them on the image (zeros would darken the rim)
+        xs = F.grid_sample(xs, grid.to(xs.dtype), mode="bilinear", padding_mode="border", align_corners=False)
         # ids as float32 are exact below 2**24; nearest keeps them ids
-        sps = F.grid_sample(sps[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].round().long()
+        sps = F.grid_sample(sps[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)[:, 0].round().long()
     channels = list(range(c)) if jitter_channels is None else list(jitter_channels)
     if channels:
         idx = torch.tensor(channels, device=dev)
@@ -233,6 +240,33 @@ def hyperpixels(
 # --------------------------------------------------------------------------- self-supervised task
 
 
+def moco_info_nce(
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float, batch_negatives: bool = True
+) -> torch.Tensor:
+    """MoCo InfoNCE of queries ``q`` (N, D) with positive keys ``k`` (N, D) (row i of k is the
+    positive of row i of q) and negatives = the ``queue`` (K, D), plus with ``batch_negatives``
+    the other N - 1 keys of this step. Inputs are L2-normalised here; keys and queue detached.
+
+    Without ``batch_negatives`` this equals ``HyperPixelContrastLoss("ssl")`` (tested). With them,
+    a shortcut closes: every key of this step shares the batch it was computed in, the queue's
+    keys do not, so a model could tell the positive from queue negatives by batch statistics
+    alone (MoCo's reason for shuffled BatchNorm); other keys of the same batch share them too.
+    """
+    q = F.normalize(q, dim=1)
+    k = F.normalize(k.detach().to(q.dtype), dim=1)
+    queue = F.normalize(queue.detach().to(q.dtype), dim=1)
+    n = q.shape[0]
+    bank = torch.cat([k, queue])  # (N + K, D)
+    logits = torch.einsum("nd,md->nm", q, bank) / temperature  # (N, N + K)
+    pos = torch.zeros_like(logits, dtype=torch.bool)
+    pos[:, :n] = torch.eye(n, dtype=torch.bool, device=q.device)
+    neg = ~pos
+    if not batch_negatives:
+        neg[:, :n] = False
+    return info_nce_logits(logits, pos, neg, reduction="pairs")
+
+
+
 class HyperPixelPretrainTask(L.LightningModule):
     """Self-supervised hyper-pixel contrast (MoCo over hyper-pixels; our HPCL definition).
 
@@ -254,6 +288,8 @@ class HyperPixelPretrainTask(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         max_anchors: int = 0,
+        batch_negatives: bool = True,
+        key_batchnorm: str = "batch",
         dihedral_transforms: bool = True,
         crop_scale: tuple[float, float] | None = None,
         jitter_channels: Sequence[int] | None = None,
@@ -271,7 +307,10 @@ class HyperPixelPretrainTask(L.LightningModule):
             dim = int(head(torch.zeros(2, hypercolumn_dim(net))).shape[1])
         self.queue = MomentumQueue(K, dim)
         self.loss = HyperPixelContrastLoss("ssl", temperature=T)
+        if key_batchnorm not in ("batch", "running"):
+            raise ValueError(f"key_batchnorm must be 'batch' or 'running', got {key_batchnorm!r}")
         self.m, self.lr, self.weight_decay, self.max_anchors = m, lr, weight_decay, max_anchors
+        self.batch_negatives, self.key_batchnorm = batch_negatives, key_batchnorm
         self.view_options: dict[str, Any] = {
             "dihedral_transforms": dihedral_transforms, "crop_scale": None if crop_scale is None else tuple(crop_scale),
             "jitter_channels": None if jitter_channels is None else list(jitter_channels),
@@ -295,7 +334,7 @@ class HyperPixelPretrainTask(L.LightningModule):
         with torch.no_grad(), record_function("hpcl/keys"):
             ema_update(self.key_net, self.net, self.m)  # before the keys: MoCo's order
             ema_update(self.key_head, self.head, self.m)
-            self.key_net.eval()  # running statistics (copied from the online net), no batch statistics
+            self.key_net.train(self.key_batchnorm == "batch")
             hp_k = hyperpixels(decoder_maps(self.key_net, x2), sp2)
         i_q, i_k = match_hyperpixels(hp_q.batch_idx, hp_q.sp_id, hp_k.batch_idx, hp_k.sp_id)
         if self.max_anchors and i_q.numel() > self.max_anchors:
@@ -305,17 +344,13 @@ class HyperPixelPretrainTask(L.LightningModule):
         with torch.no_grad():
             k = self.key_head(hp_k.emb[i_k])  # (P, D)
         with record_function("hpcl/queue_loss"):
-            loss = self.loss(q, k=k, queue=self.queue.keys())
+            loss = moco_info_nce(q, k, self.queue.keys(), self.loss.T, self.batch_negatives)
         with record_function("hpcl/enqueue"):
             self.queue.enqueue(k)  # after the loss: this step's keys are no negatives of themselves
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=x.shape[0])
         self.log("train/hyperpixels", float(i_q.numel()), on_step=True, batch_size=x.shape[0])
         self.losses.append(float(loss.detach()))
         return loss
-
-    def on_train_epoch_start(self) -> None:
-        self.key_net.eval()
-        self.key_head.eval()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["hyperpixel_task"] = {"losses": self.losses}

@@ -230,9 +230,13 @@ class LocalContrastiveTask(L.LightningModule):
         for p in self.net.encoder.parameters():
             p.requires_grad_(False)
 
-    def on_train_epoch_start(self) -> None:
-        # BatchNorm statistics of the frozen encoder must not drift either
+    def train(self, mode: bool = True) -> LocalContrastiveTask:
+        # BatchNorm statistics of the frozen encoder must not drift either. Overriding train()
+        # covers every switch to training mode: on_train_epoch_start is skipped when Lightning
+        # resumes mid-epoch, and a resumed run must normalise exactly as the original did.
+        super().train(mode)
         self.net.encoder.eval()
+        return self
 
     def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return intensity_jitter(

@@ -1,9 +1,10 @@
 """The real workflow through the SLURM profile on a real (single-node) SLURM cluster.
 
-`scripts/slurm/up.sh` brings the cluster up and installs the executor plugin beside the venv
-(`.venv/slurm-plugin`, put on PYTHONPATH only for these runs: loaded by every snakemake start,
-the plugin probes `scontrol`, which local runs must not need). Outside CI the test is skipped
-when no cluster answers; in CI (CI=true) `.ci/run` brings one up, so a missing cluster fails.
+`make slurm-up` (scripts/slurm/up.sh) brings the cluster up and installs the executor plugin
+beside the venv (`.venv/slurm-plugin`, put on PYTHONPATH only for these runs: loaded by every
+snakemake start, the plugin probes `scontrol`, which local runs must not need). Outside CI the
+test is skipped when no cluster answers; in CI (CI=true) `.ci/run` brings one up, so a missing
+cluster fails.
 
 A tiny experiment (MRI only, 8 phantom subjects, 1 seed, budget 1, no pretraining) runs twice:
 with `workflows/profiles/slurm` (every job through sbatch) and with the local profile. Training
@@ -52,15 +53,15 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 def _cluster_problem() -> str | None:
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-        return "no SLURM client (run scripts/slurm/up.sh)"
+        return "no SLURM client (run make slurm-up)"
     try:
         states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20).stdout.split()
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"sinfo failed: {err}"
     if not any(s.rstrip("*~#") in ("idle", "mixed", "allocated", "completing") for s in states):
-        return f"no SLURM node is up (sinfo: {states or 'nothing'}; run scripts/slurm/up.sh)"
+        return f"no SLURM node is up (sinfo: {states or 'nothing'}; run make slurm-up)"
     if not (PLUGIN_DIR / "snakemake_executor_plugin_slurm").is_dir():
-        return f"the SLURM executor plugin is not in {PLUGIN_DIR} (run scripts/slurm/up.sh)"
+        return f"the SLURM executor plugin is not in {PLUGIN_DIR} (run make slurm-up)"
     return None
 
 
@@ -107,14 +108,13 @@ def test_workflow_through_slurm_equals_a_local_run(cluster, tmp_path):
         # no accounting database on the test cluster: squeue answers (MinJobAge=300 keeps
         # finished jobs listed); the first status check after 1 s instead of 20
         ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1", "--slurm-no-account",
-         "--set-threads", *ONE_THREAD],
+         "--slurm-keep-successful-logs", "--set-threads", *ONE_THREAD],
         slurm_env, timeout=420,
     )
     slurm_seconds = time.perf_counter() - t0
-    _snakemake(tmp_path / "local" / "wd", runs["local"], "local", ["--cores", "2"], env, timeout=420)
-    print(f"SLURM run: {slurm_seconds:.0f} s; local run: {time.perf_counter() - t0 - slurm_seconds:.0f} s")
 
-    # every job of the DAG went through sbatch and completed (the target rule `all` is local)
+    # every job of the DAG went through sbatch and completed (the target rule `all` is local);
+    # asked before the local run: squeue forgets finished jobs after MinJobAge = 300 s
     run_id = re.search(r"SLURM run ID: ([0-9a-f-]+)", log).group(1)
     planned = sorted(re.findall(r"^rule (\w+):", log, flags=re.M))
     assert planned and "all" not in planned
@@ -125,6 +125,10 @@ def test_workflow_through_slurm_equals_a_local_run(cluster, tmp_path):
     assert {state for _, state in jobs} == {"COMPLETED"}
     slurm_logs = list((tmp_path / "slurm" / "wd" / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(slurm_logs) == len(planned)
+
+    t1 = time.perf_counter()
+    _snakemake(tmp_path / "local" / "wd", runs["local"], "local", ["--cores", "2"], env, timeout=420)
+    print(f"SLURM run: {slurm_seconds:.0f} s; local run: {time.perf_counter() - t1:.0f} s")
 
     # the same files with the same contents, up to wall-clock times
     a, b = (_outputs(tmp_path / name / "results") for name in ("slurm", "local"))

@@ -101,6 +101,27 @@ def test_two_ddp_ranks_match_one_process_on_the_same_global_batch(tmp_path):
     assert mean == pytest.approx(ls, rel=1e-5, abs=1e-6)
 
 
+def test_device_options_resolve_to_cpu_defaults_and_refuse_cpu_syncbatchnorm(tmp_path):
+    import argparse
+
+    from segcore.errors import InputError
+    from segcore.training import add_device_options, make_trainer, runtime_settings
+
+    p = argparse.ArgumentParser()
+    add_device_options(p)
+    rt = runtime_settings(p.parse_args(["--accelerator", "cpu"]))
+    assert rt == {
+        "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": False, "precision": "32-true",
+        "channels_last": False, "workers": 0, "pin_memory": False, "checkpoint_every": 50,
+    }
+    rt = runtime_settings(p.parse_args(["--accelerator", "cpu", "--devices", "0,1", "--workers", "3", "--channels-last", "--precision", "bf16-mixed"]))
+    assert (rt["devices"], rt["workers"], rt["channels_last"], rt["precision"]) == ([0, 1], 3, True, "bf16-mixed")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--workers", "-1"])
+    with pytest.raises(InputError, match="SyncBatchNorm has no CPU kernel"):
+        make_trainer(tmp_path, 1, accelerator="cpu", devices=2, sync_batchnorm=True)
+
+
 def _initial_weights() -> dict[str, torch.Tensor]:
     """The initial weights both runs start from (same seed, same construction)."""
     from segcore.training import configure_runtime

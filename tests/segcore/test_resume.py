@@ -82,7 +82,7 @@ def prepared(tmp_path_factory) -> Path:
     return preprocess(root / "raw", root / "prep", target_spacing=(3.0, 3.0), image_size=(32, 32), partitions=4, n_test=2, n_val=1, n_labeled=3, seed=0)
 
 
-STEPS, KILL_AFTER = 60, 15
+STEPS, KILL_AFTER = 40, 15
 
 
 def _finetune_cmd(data: Path, out: Path) -> list[str]:
@@ -148,3 +148,50 @@ def test_finetune_killed_and_restarted_matches_an_uninterrupted_run(prepared, tm
     # the training log is whole: rows of the killed run up to its checkpoint, then the resumed run's
     ra, rb = (_csv_rows(d / "logs" / "metrics.csv") for d in (ref, res))
     assert len(ra) == 2 * STEPS // 10 and ra == rb  # same rows, same values (as written: repr of each float)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_local_pretraining_interrupted_mid_run_resumes_bit_identically(prepared, tmp_path, monkeypatch):
+    """In-process, the interruption is an exception after step 7 (checkpoint at step 5). The local
+    stage is the delicate one: its frozen encoder must stay in eval mode after Lightning resumes
+    mid-epoch (where it skips on_train_epoch_start), or BatchNorm switches to batch statistics."""
+    import lightning as L
+
+    from medseg import pretrain as pretrain_stage
+    from medseg.cli import main as medseg
+
+    def pretrain(out: Path, *extra: str) -> int:
+        return medseg(["pretrain", "--data", str(prepared), "--out", str(out), "--steps", "12", "--volumes-per-batch", "2",
+                       "--channels", "4,8,16,16", "--checkpoint-every", "5", "--threads", "1", "--accelerator", "cpu", *extra])
+
+    assert pretrain(tmp_path / "global", "--stage", "global", "--strategy", "GD") == 0
+    local = ("--stage", "local", "--strategy", "LR", "--init", str(tmp_path / "global" / "model.pt"))
+    assert pretrain(tmp_path / "ref", *local) == 0
+
+    class InterruptAfter(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 7:
+                raise _Interrupt
+
+    plain = pretrain_stage.resumable_trainer
+
+    def interrupted(*args, **kwargs):
+        trainer = plain(*args, **kwargs)
+        trainer.callbacks.append(InterruptAfter())
+        return trainer
+
+    monkeypatch.setattr(pretrain_stage, "resumable_trainer", interrupted)
+    assert pretrain(tmp_path / "res", *local) == 1  # an internal failure: exit 1, no output
+    assert not (tmp_path / "res").exists() and resume_step(tmp_path / "res") == 5
+    monkeypatch.setattr(pretrain_stage, "resumable_trainer", plain)
+    assert pretrain(tmp_path / "res", *local) == 0
+
+    a, b = (json.loads((tmp_path / d / "train.json").read_text()) for d in ("ref", "res"))
+    assert len(a["loss_history"]) == 12 and a["loss_history"] == b["loss_history"]
+    ca, cb = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("ref", "res"))
+    assert all(torch.equal(ca["state_dict"][k], cb["state_dict"][k]) for k in ca["state_dict"])
+    assert all(torch.equal(ca["heads"]["g2"][k], cb["heads"]["g2"][k]) for k in ca["heads"]["g2"])

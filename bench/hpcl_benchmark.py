@@ -1,0 +1,140 @@
+"""Demo benchmark of hyper-pixel contrastive learning (HPCL, docs/hpcl.md): mIoU and landslide
+F1 of every HPCL mode against the supervised baseline at one label percentage, over paired seeds.
+
+    python bench/hpcl_benchmark.py --work /tmp/hpcl_bench [--seeds 0 1 2 3 4] [--percent 5]
+        [--fusion dual] [--methods none hpcl-ssl hpcl-sup hpcl-ssl+sup] [--jobs 2]
+        [--pretrain-args "--steps 200"] [--finetune-args "..."] [--hpcl-args "--hpcl-weight 0.2"]
+        [--tag NAME]
+
+Runs the real stage CLIs: ``rs demo-data`` and ``rs preprocess`` with their defaults (once, into
+``WORK/raw`` and ``WORK/prepared``), ``rs pretrain --method hpcl`` once per fusion (shared by the
+seeds, as in the workflow), ``rs finetune`` per method and seed and ``rs evaluate`` (whole-scene
+scores of the held-out area). Finished runs are reused, so a second call only prints the table.
+The network and fine-tuning settings are those of the demo config (workflows/config/config.yaml:
+tu-regnetx_002, depth 4, decoder 32,16,16,8, 200 steps, batch 16, lr 0.002). Seeds are paired:
+seed s picks the same labeled tiles for every method, and the table gives each method's
+difference to ``none`` per seed (mean ± sd, wins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(sys.executable).parent
+NETWORK = ["--encoder", "tu-regnetx_002", "--encoder-depth", "4", "--decoder-channels", "32,16,16,8"]
+FINETUNE = ["--steps", "200", "--batch-size", "16", "--lr", "0.002", "--val-every", "50"]
+PRETRAIN = ["--steps", "200", "--batch-size", "16", "--lr", "0.001"]
+HPCL = ["--hpcl-weight", "0.2", "--hpcl-warmup", "50"]
+
+
+def run(cmd: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if res.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed ({res.returncode}); see {log}")
+    print(f"  {time.perf_counter() - t0:6.0f}s  {shlex.join(cmd[1:4])} ... -> {log.parent.name}", flush=True)
+
+
+def prepare(work: Path) -> Path:
+    raw, prepared = work / "raw", work / "prepared"
+    if not (raw / "scenes.json").is_file():
+        run([str(BIN / "rs"), "demo-data", "--out", str(raw)], work / "logs" / "demo-data.log")
+    if not (prepared / "manifest.json").is_file():
+        run([str(BIN / "rs"), "preprocess", "--input", str(raw), "--out", str(prepared)], work / "logs" / "preprocess.log")
+    return prepared
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True, help="working folder (data, runs, table)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--percent", default="5", help="labeled tiles in percent")
+    ap.add_argument("--fusion", default="dual", choices=["early", "dual"])
+    ap.add_argument("--methods", nargs="+", default=["none", "hpcl-ssl", "hpcl-sup", "hpcl-ssl+sup"])
+    ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
+    ap.add_argument("--tag", default="default", help="name of this setting (folders of pretraining and hpcl runs)")
+    ap.add_argument("--pretrain-args", default="", help="extra `rs pretrain` options (after the defaults)")
+    ap.add_argument("--finetune-args", default="", help="extra `rs finetune` options for every method")
+    ap.add_argument("--hpcl-args", default="", help="extra `rs finetune` options of the *sup methods (after --hpcl-weight 0.2 --hpcl-warmup 50)")
+    args = ap.parse_args()
+    work = args.work.resolve()
+    prepared = prepare(work)
+    pre = work / "pretrain" / args.tag / args.fusion
+    if any(m.startswith("hpcl-ssl") for m in args.methods) and not (pre / "model.pt").is_file():
+        run([str(BIN / "rs"), "pretrain", "--method", "hpcl", "--data", str(prepared), "--out", str(pre), "--fusion", args.fusion,
+             *NETWORK, *PRETRAIN, *shlex.split(args.pretrain_args), "--threads", "1", "--seed", "0"], pre.parent / f"{args.fusion}.log")
+
+    def cell(method: str, seed: int) -> Path:
+        tag = "base" if method == "none" else args.tag
+        ft = work / "finetune" / tag / method / args.fusion / f"seed_{seed}"
+        ev = work / "evaluate" / tag / method / args.fusion / f"seed_{seed}"
+        if not (ft / "model.pt").is_file():
+            cmd = [str(BIN / "rs"), "finetune", "--data", str(prepared), "--out", str(ft), "--percent", args.percent, "--seed", str(seed),
+                   "--method", method, "--fusion", args.fusion, *NETWORK, *FINETUNE, *shlex.split(args.finetune_args), "--threads", "1"]
+            if method.startswith("hpcl-ssl"):
+                cmd += ["--init", str(pre / "model.pt")]
+            if method.endswith("sup"):
+                cmd += [*HPCL, *shlex.split(args.hpcl_args)]
+            run(cmd, ft.parent / f"seed_{seed}.log")
+        if not (ev / "metrics.json").is_file():
+            run([str(BIN / "rs"), "evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), "--out", str(ev), "--threads", "1"],
+                ev.parent / f"seed_{seed}.log")
+        return ev / "metrics.json"
+
+    t0 = time.perf_counter()
+    cells = [(m, s) for s in args.seeds for m in args.methods]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        paths = dict(zip(cells, pool.map(lambda c: cell(*c), cells), strict=True))
+    scores = {c: json.loads(p.read_text())["summary"] for c, p in paths.items()}
+    val = {}
+    for m, s in cells:
+        tag = "base" if m == "none" else args.tag
+        val[(m, s)] = json.loads((work / "finetune" / tag / m / args.fusion / f"seed_{s}" / "train.json").read_text())["best_val_miou"]
+
+    lines = [
+        f"HPCL demo benchmark: {args.fusion} fusion, {args.percent}% labeled tiles, seeds {args.seeds} (paired), setting '{args.tag}'",
+        f"pretrain: {' '.join(PRETRAIN)} {args.pretrain_args}".rstrip(),
+        f"finetune: {' '.join(FINETUNE)} {args.finetune_args}; *sup: {' '.join(HPCL)} {args.hpcl_args}".rstrip(),
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; {time.perf_counter() - t0:.0f}s for missing runs",
+        "",
+        "| method | test mIoU | landslide F1 | landslide IoU | Δ mIoU vs none (wins) | Δ F1 vs none (wins) | best val mIoU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def ms(v: list[float]) -> str:
+        return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+    table = {}
+    for m in args.methods:
+        miou = [scores[(m, s)]["miou"] for s in args.seeds]
+        f1 = [scores[(m, s)]["f1"] or 0.0 for s in args.seeds]
+        iou = [scores[(m, s)]["iou_landslide"] or 0.0 for s in args.seeds]
+        d_miou = [scores[(m, s)]["miou"] - scores[("none", s)]["miou"] for s in args.seeds] if "none" in args.methods else []
+        d_f1 = [(scores[(m, s)]["f1"] or 0.0) - (scores[("none", s)]["f1"] or 0.0) for s in args.seeds] if "none" in args.methods else []
+        wins = lambda d: f"{sum(x > 0 for x in d)}/{len(d)}"  # noqa: E731
+        dm = "—" if m == "none" or not d_miou else f"{np.mean(d_miou):+.3f} ± {np.std(d_miou, ddof=1):.3f} ({wins(d_miou)})"
+        df = "—" if m == "none" or not d_f1 else f"{np.mean(d_f1):+.3f} ± {np.std(d_f1, ddof=1):.3f} ({wins(d_f1)})"
+        lines.append(f"| {m} | {ms(miou)} | {ms(f1)} | {ms(iou)} | {dm} | {df} | {ms([val[(m, s)] for s in args.seeds])} |")
+        table[m] = {"miou": miou, "f1": f1, "iou_landslide": iou, "val_miou": [val[(m, s)] for s in args.seeds]}
+    text = "\n".join(lines)
+    print(text)
+    out = work / f"table_{args.tag}_{args.fusion}_pct{args.percent}.md"
+    out.write_text(text + "\n")
+    (out.with_suffix(".json")).write_text(json.dumps({"seeds": args.seeds, "scores": table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

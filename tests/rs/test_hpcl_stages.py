@@ -1,0 +1,99 @@
+"""The HPCL stages end to end on tiny generated data: ``rs pretrain --method hpcl`` →
+``rs finetune --init ... --hpcl-weight`` → ``rs evaluate``, the MRI variant ``medseg pretrain
+--method hpcl`` → ``medseg finetune --init``, and clear errors for bad inputs."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medseg.cli import main as medseg
+from medseg.phantoms import generate_dataset
+from medseg.preprocess import preprocess as mri_preprocess
+from rs.cli import main as rs
+from rs.models import build_from_spec
+from rs.preprocess import add_preprocess_options, run_preprocess
+from segcore.checkpoints import read_checkpoint
+from tests.data.rs import make
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+NET = ["--fusion", "dual", "--encoder", "tu-regnetx_002", "--encoder-depth", "3", "--decoder-channels", "16,8,8", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hpcl_rs")
+    raw = make.scene_folder(root / "raw", n=3)
+    p = argparse.ArgumentParser()
+    add_preprocess_options(p)
+    run_preprocess(p.parse_args(["--input", str(raw), "--out", str(root / "prep"), "--tile", "16", "--overlap", "4", "--block-tiles", "2", "--n-segments", "8"]))
+    return root / "prep"
+
+
+def test_rs_pretrain_then_finetune_with_the_class_aware_term(prepared: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    pre, ft, ev = tmp_path / "pre", tmp_path / "ft", tmp_path / "ev"
+    assert rs(["pretrain", "--method", "hpcl", "--data", str(prepared), "--out", str(pre), *NET, "--steps", "4", "--batch-size", "4",
+               "--queue-size", "64", "--checkpoint-every", "0"]) == 0
+    ckpt = read_checkpoint(pre / "model.pt")
+    assert ckpt["method"] == "hpcl-ssl" and ckpt["stage"] == "pretrain" and ckpt["pretrained"] == ["encoder.", "decoder."]
+    assert set(ckpt["heads"]) == {"projection", "momentum_net", "momentum_projection", "queue"}
+    assert 0 < int(ckpt["heads"]["queue"]["filled"]) <= 64 and ckpt["heads"]["queue"]["queue"].shape == (64, 128)
+    fresh = build_from_spec(ckpt["network"])
+    assert set(ckpt["state_dict"]) == set(fresh.state_dict())  # the segmentation net only
+    record = json.loads((pre / "train.json").read_text())
+    assert len(record["loss_history"]) == 4 and all(np.isfinite(record["loss_history"]))
+
+    assert rs(["finetune", "--data", str(prepared), "--out", str(ft), "--init", str(pre / "model.pt"), "--percent", "50", "--seed", "1",
+               "--method", "hpcl-ssl+sup", "--steps", "10", "--val-every", "5", "--batch-size", "4", "--hpcl-weight", "0.2",
+               "--hpcl-warmup", "2", "--hpcl-queue", "32", "--checkpoint-every", "0", "--threads", "1"]) == 0
+    model = read_checkpoint(ft / "model.pt")
+    assert model["run"]["method"] == "hpcl-ssl+sup" and model["run"]["hpcl"]["weight"] == 0.2
+    assert model["run"]["initialised_tensors"] > 0
+    assert set(model["state_dict"]) == set(fresh.state_dict())  # no momentum encoder, head or queues exported
+    with (ft / "logs" / "metrics.csv").open() as f:  # logged every 10 steps
+        rows = [r for r in csv.DictReader(f) if r.get("train/hpcl_weight")]
+    assert rows and all(np.isfinite(float(r["train/hpcl_loss"])) for r in rows)
+
+    assert rs(["evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), "--out", str(ev), "--no-whole-scene"]) == 0
+    assert json.loads((ev / "metrics.json").read_text())["method"] == "hpcl-ssl+sup"
+
+
+def test_rs_pretrain_refuses_data_without_superpixels(prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bare = tmp_path / "bare"
+    shutil.copytree(prepared, bare)
+    (bare / "superpixels.npy").unlink()
+    assert rs(["pretrain", "--data", str(bare), "--out", str(tmp_path / "out"), *NET, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "superpixels" in err and str(bare) in err and not (tmp_path / "out").exists()
+
+
+def test_rs_finetune_refuses_a_bad_hpcl_option(prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert rs(["finetune", "--data", str(prepared), "--out", str(tmp_path / "ft"), *NET, "--steps", "1", "--hpcl-weight", "0.2",
+               "--hpcl-boundary-fraction", "1.5"]) == 2
+    assert "--hpcl-boundary-fraction" in capsys.readouterr().err
+
+
+def test_mri_hpcl_pretrain_then_finetune(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    generate_dataset(tmp_path / "raw", n_subjects=6, seed=3, n_slices=8, size=64)
+    prep = mri_preprocess(tmp_path / "raw", tmp_path / "prep", target_spacing=(3.0, 3.0), image_size=(32, 32), partitions=4,
+                          n_test=1, n_val=1, n_labeled=2, seed=0)
+    pre, ft = tmp_path / "pre", tmp_path / "ft"
+    assert medseg(["pretrain", "--method", "hpcl", "--data", str(prep), "--out", str(pre), "--channels", "4,8,16", "--steps", "3",
+                   "--batch-size", "4", "--queue-size", "64", "--checkpoint-every", "0"]) == 0
+    ckpt = read_checkpoint(pre / "model.pt")
+    assert ckpt["method"] == "hpcl" and ckpt["pretrained"] == ["encoder.", "decoder."] and "projection" in ckpt["heads"]
+    record = json.loads((pre / "train.json").read_text())
+    assert record["n_segments"] == 16 and len(record["loss_history"]) == 3
+    assert medseg(["finetune", "--data", str(prep), "--out", str(ft), "--init", str(pre / "model.pt"), "--budget", "1", "--steps", "3",
+                   "--val-every", "3", "--checkpoint-every", "0"]) == 0
+    model = read_checkpoint(ft / "model.pt")
+    assert model["run"]["method"] == "hpcl" and model["run"]["initialised_tensors"] > 0

@@ -1,0 +1,319 @@
+"""Hyper-pixel contrastive learning (segcore.hyperpixel): views with geometric correspondence,
+step order (EMA before keys, keys without grad, enqueue after the loss), resume with the same
+queue, the class-aware term on binary labels, loss goes down, superpixels."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+import segcore.hyperpixel as hpx
+from segcore.augment import BatchSpatialAugment
+from segcore.hyperpixel import (
+    HyperPixelPretrainTask,
+    HyperPixelSegmentationTask,
+    build_projection_head,
+    correspondence_view,
+    decoder_maps,
+    dihedral,
+    hypercolumn_dim,
+    hyperpixels,
+    match_hyperpixels,
+    moco_info_nce,
+    slic_superpixels,
+    warmup_weight,
+)
+from segcore.losses import HyperPixelContrastLoss
+from segcore.training import step_generator, step_loader
+from segcore.unet import UNet2D
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*self.log.*")
+SIZE = 16
+
+
+def coordinate_batch(b: int = 4, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose channels 0 and 1 are the row and column of each pixel, channel 2 noise;
+    superpixels = one id per pixel (row * size + col), so an id names its source pixel."""
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    x = torch.stack([rows.float(), cols.float(), torch.zeros(size, size)])[None].repeat(b, 1, 1, 1)
+    x[:, 2] = torch.randn(b, size, size, generator=torch.Generator().manual_seed(0))
+    sp = (rows * size + cols)[None].repeat(b, 1, 1)
+    return x, sp
+
+
+def test_dihedral_views_are_exact_and_ids_follow_the_pixels() -> None:
+    x, sp = coordinate_batch(8)
+    view, sp_view, ks = correspondence_view(x, sp, torch.Generator().manual_seed(1), jitter_channels=[2], noise_std=0.0)
+    assert len(set(ks.tolist())) > 1
+    for i, k in enumerate(ks.tolist()):
+        assert torch.equal(view[i, :2], dihedral(x[i, :2], k)) and torch.equal(sp_view[i], dihedral(sp[i], k))
+    # the pixel a view shows is the pixel its superpixel id names: same ground in every view
+    assert torch.equal(view[:, 0].long(), sp_view // SIZE) and torch.equal(view[:, 1].long(), sp_view % SIZE)
+    assert not torch.equal(view[:, 2], torch.stack([dihedral(x[i, 2], k) for i, k in enumerate(ks.tolist())]))  # jittered
+
+
+def test_crop_views_keep_ids_on_their_ground() -> None:
+    x, sp = coordinate_batch(8)
+    g = torch.Generator().manual_seed(2)
+    view, sp_view, _ = correspondence_view(x, sp, g, crop_scale=(0.5, 0.8), jitter_channels=[])
+    # bilinear sampling reproduces the coordinate channels exactly at the sampled point; the
+    # nearest-sampled id names a source pixel within half a pixel of it
+    assert (view[:, 0] - (sp_view // SIZE).float()).abs().max() <= 0.5 + 1e-4
+    assert (view[:, 1] - (sp_view % SIZE).float()).abs().max() <= 0.5 + 1e-4
+    assert all(len(sp_view[i].unique()) < SIZE * SIZE for i in range(8))  # zoomed in: ids are lost
+
+
+def test_hyperpixel_embedding_targets_match_across_views() -> None:
+    """Two views of piecewise-constant superpixels: the matched hyper-pixels carry the same
+    (image, id) and the same mean 'id channel' in both views."""
+    b = 6
+    blocks = (torch.arange(SIZE)[:, None] // 4) * 4 + torch.arange(SIZE)[None, :] // 4  # (16, 16) 4x4 blocks
+    sp = blocks[None].repeat(b, 1, 1)
+    x = torch.cat([sp[:, None].float(), torch.randn(b, 2, SIZE, SIZE)], dim=1)
+    g = torch.Generator().manual_seed(3)
+    (x1, sp1, _), (x2, sp2, _) = (correspondence_view(x, sp, g, jitter_channels=[1, 2]) for _ in range(2))
+    h1, h2 = hyperpixels([x1[:, :1]], sp1), hyperpixels([x2[:, :1]], sp2)
+    i1, i2 = match_hyperpixels(h1.batch_idx, h1.sp_id, h2.batch_idx, h2.sp_id)
+    assert i1.numel() == b * 16
+    assert torch.equal(h1.batch_idx[i1], h2.batch_idx[i2]) and torch.equal(h1.sp_id[i1], h2.sp_id[i2])
+    assert torch.equal(h1.emb[i1, 0], h1.sp_id[i1].float()) and torch.equal(h2.emb[i2, 0], h1.sp_id[i1].float())
+
+
+def test_match_hyperpixels_by_hand() -> None:
+    a_b, a_id = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 2, 5, 1, 3])
+    b_b, b_id = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([2, 5, 0, 3, 1])
+    ia, ib = match_hyperpixels(a_b, a_id, b_b, b_id)
+    assert ia.tolist() == [1, 2, 4] and ib.tolist() == [0, 1, 3]
+
+
+def test_warmup_weight() -> None:
+    assert [warmup_weight(0.4, 4, s) for s in range(6)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+    assert warmup_weight(0.4, 0, 0) == 0.4
+
+
+def test_slic_superpixels() -> None:
+    img = np.zeros((2, 1, 16, 16), dtype=np.float32)
+    img[:, :, :, 8:] = 1.0
+    sp = slic_superpixels(img, n_segments=4, compactness=0.5)
+    assert sp.shape == (2, 16, 16) and sp.dtype == np.int32 and sp.min() == 0
+    for s in sp:  # no superpixel crosses the edge between the halves
+        assert not set(np.unique(s[:, :8])) & set(np.unique(s[:, 8:]))
+    assert np.array_equal(slic_superpixels(img, 4, 0.5, indices=[1]), sp[1:])
+
+
+# --------------------------------------------------------------------------- tiny synthetic set
+
+
+def tiny_net(in_channels: int = 3, num_classes: int = 2) -> UNet2D:
+    torch.manual_seed(0)
+    return UNet2D(in_channels, num_classes, channels=(4, 8, 8))
+
+
+class TinySet(Dataset):
+    """16x16 tiles of 4x4-pixel blocks (the superpixels); each block has one of four colours
+    (class = colour > 1, so tiles have both classes and boundaries), or with ``distinct`` a
+    colour of its own (every hyper-pixel tells itself apart: an easy self-supervised task)."""
+
+    def __init__(self, n: int = 16, seed: int = 0, distinct: bool = False) -> None:
+        g = torch.Generator().manual_seed(seed)
+        blocks = (torch.arange(SIZE)[:, None] // 4) * 4 + torch.arange(SIZE)[None, :] // 4
+        self.items = []
+        protos = torch.randn(4, 3, generator=g)
+        for _ in range(n):
+            kind = torch.randint(0, 4, (16,), generator=g)
+            colours = torch.randn(16, 3, generator=g) if distinct else protos[kind]
+            img = colours[blocks].permute(2, 0, 1) + 0.3 * torch.randn(3, SIZE, SIZE, generator=g)
+            self.items.append({"image": img, "label": (kind[blocks] > 1).long(), "superpixels": blocks.clone(), "meta": {"group": "g"}})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
+def trainer(steps: int) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu", max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, use_distributed_sampler=False,
+    )
+
+
+def pretrain_task(K: int = 64, m: float = 0.9, crop: tuple[float, float] | None = (0.7, 1.0)) -> HyperPixelPretrainTask:
+    net = tiny_net()
+    return HyperPixelPretrainTask(net, build_projection_head(net, 32, 16), K=K, m=m, T=0.2, lr=3e-3, crop_scale=crop, seed=0)
+
+
+def one_batch(n: int = 4) -> dict[str, Any]:
+    from segcore.training import collate_samples
+
+    return collate_samples([TinySet(n)[i] for i in range(n)])
+
+
+def test_hypercolumn_dim() -> None:
+    net = tiny_net()
+    assert hypercolumn_dim(net) == 8 + 4
+    assert sum(f.shape[1] for f in decoder_maps(net, torch.zeros(1, 3, SIZE, SIZE))) == 12
+
+
+@pytest.mark.parametrize("key_batchnorm", ["batch", "running"])
+def test_ema_before_keys_and_keys_without_grad(monkeypatch: pytest.MonkeyPatch, key_batchnorm: str) -> None:
+    task = pretrain_task(m=0.0, crop=None)  # m = 0: after the update the key model IS the online model
+    task.key_batchnorm = key_batchnorm
+    with torch.no_grad():
+        for p in task.key_net.parameters():
+            p.add_(torch.randn_like(p))  # a stale key model: keys from it would differ
+    calls: list[str] = []
+    real_ema, real_maps, real_nce = hpx.ema_update, hpx.decoder_maps, hpx.moco_info_nce
+    monkeypatch.setattr(hpx, "ema_update", lambda k, q, m: (calls.append(f"ema:{'net' if k is task.key_net else 'head'}"), real_ema(k, q, m))[1])
+    monkeypatch.setattr(hpx, "decoder_maps", lambda net, x: (calls.append("keys" if net is task.key_net else "queries"), real_maps(net, x))[1])
+    seen: dict[str, torch.Tensor] = {}
+
+    def spy(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, *args: Any) -> torch.Tensor:
+        seen.update(q=q, k=k, queue=queue)
+        return real_nce(q, k, queue, *args)
+
+    monkeypatch.setattr(hpx, "moco_info_nce", spy)
+    batch = one_batch()
+    loss = task.training_step(batch, 0)
+    assert calls == ["queries", "ema:net", "ema:head", "keys"]
+    assert seen["q"].requires_grad and not seen["k"].requires_grad and not seen["queue"].requires_grad
+    # independent recomputation: keys = the online model on view 2 of this step
+    _, (x2, sp2) = task.views(batch["image"], batch["superpixels"], step_generator(0, 0, 0))
+    online = copy.deepcopy(task.net).train(key_batchnorm == "batch")
+    with torch.no_grad():
+        expected = task.head(hyperpixels(real_maps(online, x2), sp2).emb)
+    assert torch.allclose(seen["k"], expected, atol=1e-5)
+    loss.backward()
+    assert all(p.grad is None for p in task.key_net.parameters()) and all(p.grad is None for p in task.key_head.parameters())
+    assert any(p.grad is not None for p in task.net.encoder.parameters())
+
+
+def test_queue_enqueued_after_the_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = pretrain_task(K=1000, crop=None)
+    queues: list[torch.Tensor] = []
+    keys: list[torch.Tensor] = []
+    real = hpx.moco_info_nce
+    monkeypatch.setattr(hpx, "moco_info_nce", lambda q, k, queue, *a: (queues.append(queue), keys.append(k), real(q, k, queue, *a))[2])
+    batch = one_batch()
+    task.training_step(batch, 0)
+    assert queues[0].shape[0] == 0  # the first step's loss saw the empty queue, not its own keys
+    n = keys[0].shape[0]
+    assert int(task.queue.filled) == n == int(task.queue.ptr) == 4 * 16
+    task.training_step(batch, 1)
+    assert torch.equal(queues[1], keys[0])  # the second step's negatives: the first step's keys
+
+
+def test_moco_info_nce_by_hand_and_against_the_ssl_loss() -> None:
+    g = torch.Generator().manual_seed(0)
+    q, k, queue = (torch.nn.functional.normalize(torch.randn(n, 8, generator=g), dim=1) for n in (5, 5, 7))
+    ssl = HyperPixelContrastLoss("ssl", temperature=0.2)(q, k=k, queue=queue)
+    assert torch.allclose(moco_info_nce(q, k, queue, 0.2, batch_negatives=False), ssl, atol=1e-6)
+    terms = []
+    for i in range(5):  # brute force: positive k_i; negatives = queue + k_j (j != i)
+        negs = torch.cat([queue, k[torch.arange(5) != i]])
+        pos = torch.exp(q[i] @ k[i] / 0.2)
+        terms.append(-torch.log(pos / (pos + torch.exp(negs @ q[i] / 0.2).sum())))
+    assert torch.allclose(moco_info_nce(q, k, queue, 0.2), torch.stack(terms).mean(), atol=1e-5)
+    assert torch.isfinite(moco_info_nce(q, k, queue[:0], 0.2, batch_negatives=False))  # empty queue: 0
+
+
+def run_pretrain_steps(steps: int, start: int = 0, ckpt: Path | None = None, save: Path | None = None) -> HyperPixelPretrainTask:
+    torch.manual_seed(0)
+    task = pretrain_task(K=100)
+    tr = trainer(steps)
+    loader = step_loader(TinySet(16, distinct=True), 4, steps, seed=0, start_step=start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tr.fit(task, loader, ckpt_path=None if ckpt is None else str(ckpt), weights_only=False)
+    if save is not None:
+        tr.save_checkpoint(save)
+    return task
+
+
+def test_resumed_run_has_the_same_queue_and_pointer(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    whole = run_pretrain_steps(4)
+    half = run_pretrain_steps(2, save=tmp_path / "half.ckpt")
+    state = torch.load(tmp_path / "half.ckpt", weights_only=True)
+    assert torch.equal(state["state_dict"]["queue.queue"], half.queue.queue) and int(state["state_dict"]["queue.ptr"]) == int(half.queue.ptr)
+    assert any(k.startswith("key_net.") for k in state["state_dict"]) and state["hyperpixel_task"]["losses"] == half.losses
+    resumed = run_pretrain_steps(4, start=2, ckpt=tmp_path / "half.ckpt")
+    assert int(resumed.queue.ptr) == int(whole.queue.ptr) and int(resumed.queue.filled) == int(whole.queue.filled)
+    assert torch.allclose(resumed.queue.queue, whole.queue.queue, atol=1e-5)
+    assert resumed.losses == pytest.approx(whole.losses, abs=1e-5)
+
+
+def test_pretrain_loss_goes_down() -> None:
+    torch.set_num_threads(1)
+    task = run_pretrain_steps(30)
+    first, last = np.mean(task.losses[1:6]), np.mean(task.losses[-5:])  # step 0 has an empty queue
+    assert last < first - 0.3, task.losses
+
+
+def seg_task(**kw: Any) -> HyperPixelSegmentationTask:
+    return HyperPixelSegmentationTask(
+        tiny_net(), 2, lr=3e-3, max_steps=30, augment=BatchSpatialAugment(rotate_deg=0, scale=0, elastic_prob=0, rot90=True),
+        hpcl_queue=64, hpcl_anchors=32, hpcl_enqueue_per_class=16, **{"hpcl_weight": 0.5, **kw},
+    )
+
+
+def test_augmentation_moves_superpixels_with_the_labels() -> None:
+    batch = one_batch(8)
+    for augment in (BatchSpatialAugment(rotate_deg=0, scale=0, elastic_prob=0, rot90=True),
+                    BatchSpatialAugment(rotate_deg=20, scale=0.2, elastic_prob=1.0)):
+        task = seg_task()
+        task.augment = augment
+        sp = batch["label"] * 7  # a superpixel map that is a function of the label
+        x, y, sp_aug = task._augment(batch["image"], batch["label"], sp, torch.Generator().manual_seed(5))
+        inside = y != 255
+        assert inside.float().mean() > 0.5 and torch.equal(sp_aug[inside], y[inside] * 7)
+        assert (sp_aug[~inside] == -1).all() and augment.ignore_index == 255
+
+
+def test_binary_labels_give_a_finite_loss_with_background_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = seg_task(hpcl_warmup=2)
+    aux: list[float] = []
+    real = task.hpcl_loss.forward
+    monkeypatch.setattr(task.hpcl_loss, "forward", lambda q, **kw: (lambda v: (aux.append(float(v.detach())), v)[1])(real(q, **kw)))
+    batch = one_batch(8)
+    for step in range(3):
+        loss = task.training_step(batch, step)
+        assert torch.isfinite(loss)
+        loss.backward()
+    assert aux[0] == 0.0  # empty class queues: no positive yet, 0 rather than NaN
+    assert all(np.isfinite(aux)) and aux[1] > 0
+    assert int(task.class_queues.filled[0]) > 0 and int(task.class_queues.filled[1]) > 0  # background queued too
+    assert int(task.class_queues.filled[0]) <= 3 * 16  # at most hpcl_enqueue_per_class per step
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.hpcl_head.parameters())
+
+
+def test_segmentation_task_state_holds_momentum_model_and_queues() -> None:
+    task = seg_task()
+    keys = task.state_dict().keys()
+    assert any(k.startswith("key_net.") for k in keys) and any(k.startswith("key_head.") for k in keys)
+    assert {"class_queues.queue", "class_queues.ptr", "class_queues.filled"} <= set(keys)
+    params = {id(p) for g in task.configure_optimizers()["optimizer"].param_groups for p in g["params"]}
+    assert all(id(p) in params for p in task.hpcl_head.parameters()) and not any(id(p) in params for p in task.key_net.parameters())
+
+
+def test_supervised_hyperpixel_loss_goes_down() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    task = seg_task(hpcl_weight=1.0)
+    aux: list[float] = []
+    real = task.hpcl_loss.forward
+    task.hpcl_loss.forward = lambda q, **kw: (lambda v: (aux.append(float(v.detach())), v)[1])(real(q, **kw))  # type: ignore[method-assign]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer(40).fit(task, step_loader(TinySet(16), 4, 40, seed=0))
+    # the class queues (64 keys, 16 enqueued per class and step) are full from step 4 on
+    assert np.mean(aux[-5:]) < np.mean(aux[5:10]) - 0.2, aux
