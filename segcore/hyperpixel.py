@@ -9,9 +9,12 @@ abstract names the design but not its details:
   concatenated (:func:`segcore.losses.hypercolumn_superpixel_embed`), then an MLP projection
   head (:class:`segcore.heads.HyperPixelProjectionHead`), L2-normalised.
 * **Momentum encoder**: an EMA copy (``m``) of network + head, updated BEFORE the keys are
-  computed; keys under ``no_grad``. It runs in eval mode (BatchNorm running statistics copied
-  from the online network by :func:`segcore.momentum.ema_update`), so keys carry no batch
-  statistics the queries could match against (the reason for MoCo's shuffled BN).
+  computed; keys under ``no_grad``. BatchNorm of the key network: in pretraining, batch
+  statistics (``key_batchnorm="batch"``, as MoCo's key encoder) with the other keys of the same
+  step as negatives too (``batch_negatives``), which closes the shortcut MoCo closes with
+  shuffled BN (keys of the current batch share its statistics, queue keys do not); or the
+  running statistics copied from the online network (``"running"``; slower to learn, see
+  docs/hpcl.md). In fine-tuning the key network always uses the running statistics.
 * **Queues**: ring buffers of keys, persistent in the Lightning checkpoint (a resumed run has
   the same queue and pointer), gathered across processes under DDP, enqueued AFTER the loss.
 
@@ -22,7 +25,8 @@ Two tasks use them:
   the same random dihedral transform and crop applied to the image and to its superpixel map,
   photometric jitter on the chosen channels only), so a (tile, superpixel id) pair names the
   same ground in both views. Query = a hyper-pixel of view 1 (online encoder), positive key =
-  the same hyper-pixel of view 2 (momentum encoder), negatives = the queue (MoCo InfoNCE).
+  the same hyper-pixel of view 2 (momentum encoder), negatives = the queue (+ the step's other
+  keys) (MoCo InfoNCE, :func:`moco_info_nce`).
 * :class:`HyperPixelSegmentationTask` (``rs finetune --hpcl-weight W``, the HPCL setting): the
   supervised segmentation loss plus ``W`` x a class-aware term: anchors are labeled hyper-pixels
   (majority label), over-sampled near class boundaries; one queue per class, every class
@@ -47,12 +51,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from segcore.heads import HyperPixelProjectionHead
-from segcore.losses import (
-    HyperPixelContrastLoss,
-    hypercolumn_superpixel_embed,
-    info_nce_logits,
-    sample_anchors,
-)
+from segcore.losses import HyperPixelContrastLoss, hypercolumn_superpixel_embed, sample_anchors
 from segcore.momentum import ema_update, momentum_copy
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.queue import ClassQueues, MomentumQueue
@@ -256,15 +255,14 @@ def moco_info_nce(
     k = F.normalize(k.detach().to(q.dtype), dim=1)
     queue = F.normalize(queue.detach().to(q.dtype), dim=1)
     n = q.shape[0]
-    bank = torch.cat([k, queue])  # (N + K, D)
-    logits = torch.einsum("nd,md->nm", q, bank) / temperature  # (N, N + K)
-    pos = torch.zeros_like(logits, dtype=torch.bool)
-    pos[:, :n] = torch.eye(n, dtype=torch.bool, device=q.device)
-    neg = ~pos
-    if not batch_negatives:
-        neg[:, :n] = False
-    return info_nce_logits(logits, pos, neg, reduction="pairs")
-
+    parts = [torch.einsum("nd,nd->n", q, k)[:, None]]  # (N, 1): the positives, at index 0
+    if batch_negatives:
+        own = torch.eye(n, dtype=torch.bool, device=q.device)
+        parts.append(torch.einsum("nd,md->nm", q, k).masked_fill(own, float("-inf")))  # (N, N)
+    parts.append(torch.einsum("nd,kd->nk", q, queue))  # (N, K)
+    # one dense (N, 1 [+ N] + K) logit matrix and cross-entropy, as in MoCo: no (N, K) masks
+    logits = torch.cat(parts, dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(n, dtype=torch.long, device=q.device))
 
 
 class HyperPixelPretrainTask(L.LightningModule):
@@ -274,8 +272,12 @@ class HyperPixelPretrainTask(L.LightningModule):
     here); ``head``: the projection head on hypercolumns (in_dim = :func:`hypercolumn_dim`).
     Batches need ``image`` (B, C, H, W) and ``superpixels`` (B, H, W). Hyper-parameters named as
     in MoCo: ``K`` queue length, ``m`` EMA momentum, ``T`` temperature. ``max_anchors`` caps the
-    hyper-pixels per step (random subset; 0 = all); the keys of those are enqueued. View options
-    are those of :func:`correspondence_view`.
+    hyper-pixels per step (random subset; 0 = all); the keys of those are enqueued.
+    ``batch_negatives``: the step's other keys are negatives besides the queue
+    (:func:`moco_info_nce`); ``key_batchnorm``: ``"batch"`` (key network in train mode) or
+    ``"running"`` (eval mode). View options are those of :func:`correspondence_view`. The
+    online and momentum networks, head and queue are module state: a Lightning checkpoint holds
+    them all, and a resumed run continues with the same queue and pointer.
     """
 
     def __init__(
@@ -476,10 +478,6 @@ class HyperPixelSegmentationTask(SegmentationTask):
         self.log("train/hpcl_weight", weight, on_step=True, on_epoch=False, batch_size=n)
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        self.key_net.eval()
-        self.key_head.eval()
-
     def configure_optimizers(self) -> Any:
         # SegmentationTask's AdamW + cosine schedule, over the projection head as well
         params = list(self.net.parameters()) + list(self.hpcl_head.parameters())
@@ -496,5 +494,5 @@ def build_projection_head(net: nn.Module, hidden: int = 256, out_dim: int = 128)
 __all__ = [
     "HyperPixelPretrainTask", "HyperPixelSegmentationTask", "HyperPixels", "SuperpixelDataset", "build_projection_head",
     "correspondence_view", "decoder_maps", "dihedral", "hypercolumn_dim", "hyperpixels", "match_hyperpixels",
-    "slic_superpixels", "warmup_weight",
+    "moco_info_nce", "slic_superpixels", "warmup_weight",
 ]

@@ -230,10 +230,13 @@ class LocalContrastiveTask(L.LightningModule):
         for p in self.net.encoder.parameters():
             p.requires_grad_(False)
 
+    # BatchNorm statistics of the frozen encoder must not drift either: eval mode from the start
+    # of every fit (on_train_start also runs when Lightning resumes mid-epoch, where it skips
+    # on_train_epoch_start) and after every later switch to training mode
+    def on_train_start(self) -> None:
+        self.net.encoder.eval()
+
     def train(self, mode: bool = True) -> LocalContrastiveTask:
-        # BatchNorm statistics of the frozen encoder must not drift either. Overriding train()
-        # covers every switch to training mode: on_train_epoch_start is skipped when Lightning
-        # resumes mid-epoch, and a resumed run must normalise exactly as the original did.
         super().train(mode)
         self.net.encoder.eval()
         return self

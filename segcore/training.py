@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import shutil
@@ -44,6 +45,13 @@ from segcore.errors import InputError
 log = logging.getLogger(__name__)
 
 RESUME_FILE = "last.ckpt"
+RESUME_ARGS = "args.json"
+# options that change where or how fast a stage runs, not what it computes: a checkpoint made
+# with other values of these is still resumed (e.g. on another node)
+RUNTIME_OPTIONS = frozenset({
+    "threads", "workers", "accelerator", "devices", "num_nodes", "dist_strategy", "precision", "channels_last",
+    "checkpoint_every", "config", "out",
+})
 
 
 def configure_runtime(threads: int, seed: int) -> None:
@@ -319,11 +327,13 @@ class ResumeCheckpoint(Callback):
     Where validation follows step k (``val_every``), the checkpoint is written after it, so a
     resumed run neither repeats nor loses that validation (Lightning restarts such a checkpoint
     past the finished validation). No checkpoint is written at the last step: the stage writes
-    its outputs right after.
+    its outputs right after. ``run_args`` (the arguments that shape the result) are written
+    beside it as ``args.json``: a checkpoint made with other arguments is not resumed.
     """
 
-    def __init__(self, folder: Path, every: int, val_every: int | None = None) -> None:
+    def __init__(self, folder: Path, every: int, val_every: int | None = None, run_args: dict[str, str] | None = None) -> None:
         self.folder, self.every, self.val_every = Path(folder), every, val_every
+        self.run_args = run_args or {}
 
     def _due(self, trainer: L.Trainer) -> bool:
         step = trainer.global_step
@@ -349,6 +359,7 @@ class ResumeCheckpoint(Callback):
                 logger.save()  # the CSV rows up to this step survive a kill; later ones are trimmed on resume
         trainer.save_checkpoint(tmp, weights_only=False)  # rank 0 writes; every rank takes part (barrier)
         if trainer.is_global_zero:
+            (self.folder / RESUME_ARGS).write_text(json.dumps(self.run_args, indent=1) + "\n")
             os.replace(tmp, final)
         trainer.strategy.barrier("resume-checkpoint")
 
@@ -470,14 +481,31 @@ def resumable_trainer(
     (:func:`add_device_options`), working in :func:`resume_dir` and checkpointing there."""
     rt = runtime_settings(args)
     work = resume_dir(out)
-    callbacks: list[Callback] = [ResumeCheckpoint(work, rt["checkpoint_every"], val_every)]
+    run_args = {k: str(v) for k, v in sorted(vars(args).items()) if k not in RUNTIME_OPTIONS}
+    callbacks: list[Callback] = [ResumeCheckpoint(work, rt["checkpoint_every"], val_every, run_args)]
     if rt["channels_last"]:
         callbacks.append(ChannelsLast())
-    return make_trainer(
+    trainer = make_trainer(
         work, max_steps, val_every=val_every, accelerator=rt["accelerator"], devices=rt["devices"], precision=rt["precision"],
         num_nodes=rt["num_nodes"], strategy=rt["strategy"], sync_batchnorm=rt["sync_batchnorm"],
         find_unused_parameters=find_unused_parameters, callbacks=callbacks,
     )
+    _discard_foreign_checkpoint(work, run_args, trainer.is_global_zero)
+    return trainer
+
+
+def _discard_foreign_checkpoint(work: Path, run_args: dict[str, str], is_global_zero: bool) -> None:
+    """A resume checkpoint left by a run with other arguments (say, more steps after a config
+    change) would mix two runs: delete it and start over."""
+    if not (work / RESUME_FILE).is_file():
+        return
+    saved = json.loads((work / RESUME_ARGS).read_text()) if (work / RESUME_ARGS).is_file() else {}
+    if saved == run_args:
+        return
+    changed = sorted(k for k in set(saved) | set(run_args) if saved.get(k) != run_args.get(k))
+    log.warning("not resuming from %s: it was made with other arguments (%s); starting over", work, ", ".join(changed))
+    if is_global_zero:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def fit_resumable(trainer: L.Trainer, task: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader | None, out: str | Path) -> None:

@@ -69,6 +69,19 @@ def test_step_generator_is_a_function_of_seed_rank_step():
     assert len({tuple(draw(*a)) for a in [(0, 0, 5), (0, 1, 5), (0, 0, 6), (1, 0, 5), (0, 0, 4), (1, 0, 4)]}) == 6
 
 
+def test_a_checkpoint_made_with_other_arguments_is_not_resumed(tmp_path):
+    from segcore.training import _discard_foreign_checkpoint
+
+    work = resume_dir(tmp_path / "out")
+    work.mkdir()
+    (work / "last.ckpt").write_bytes(b"state")
+    (work / "args.json").write_text(json.dumps({"seed": "0", "steps": "40"}))
+    _discard_foreign_checkpoint(work, {"seed": "0", "steps": "40"}, is_global_zero=True)
+    assert (work / "last.ckpt").is_file()  # same arguments: resumed
+    _discard_foreign_checkpoint(work, {"seed": "0", "steps": "60"}, is_global_zero=True)
+    assert not work.exists()  # more steps after a config change: started over
+
+
 # --------------------------------------------------------------------------- a real kill
 
 

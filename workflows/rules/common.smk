@@ -81,13 +81,20 @@ def rs_finetune_extra_args(wildcards):
     return ""
 
 
+def rs_fusions_for(method):
+    """Fusion variants of one rs method: rs.hpcl.fusions for the HPCL methods when set."""
+    c = rs_cfg()
+    hpcl_fusions = c.get("hpcl", {}).get("fusions")
+    return hpcl_fusions if method.startswith("hpcl") and hpcl_fusions else c["fusions"]
+
+
 def rs_metrics_files():
     c = rs_cfg()
     files = []
     for method in c["methods"]:
         files += expand(
             f"{RESULTS}/rs/evaluate/{method}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/metrics.json",
-            fusion=c["fusions"],
+            fusion=rs_fusions_for(method),
             pct=budgets_for(method, c),
             seed=c["finetune"]["seeds"],
         )

@@ -70,6 +70,31 @@ rule mri_pretrain_global:
         "--temperature {params.p[temperature]} --seed {params.seed} --threads {threads} > {log} 2>&1"
 
 
+rule mri_pretrain_hpcl:
+    input:
+        data=f"{RESULTS}/mri/prepared",
+    output:
+        model=f"{RESULTS}/mri/pretrain/hpcl/model.pt",
+    params:
+        p=mri_cfg()["pretrain"]["hpcl"],
+        channels=comma_list(mri_cfg()["network"]["channels"]),
+        crop=space_list(mri_cfg()["pretrain"]["hpcl"]["crop_scale"]),
+        seed=mri_cfg()["pretrain"]["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/mri_pretrain/hpcl.log",
+    shell:
+        "medseg pretrain --method hpcl --data {input.data} --out $(dirname {output.model}) "
+        "--channels {params.channels} --steps {params.p[steps]} --batch-size {params.p[batch_size]} "
+        "--lr {params.p[lr]} --queue-size {params.p[queue_size]} --momentum {params.p[momentum]} "
+        "--temperature {params.p[temperature]} --crop-scale {params.crop} --seed {params.seed} "
+        "--threads {threads} > {log} 2>&1"
+
+
 rule mri_pretrain_local:
     input:
         data=f"{RESULTS}/mri/prepared",

@@ -37,6 +37,44 @@ rule rs_preprocess:
         "--test-fraction {params.p[test_fraction]} --seed {params.p[seed]} > {log} 2>&1"
 
 
+def rs_hpcl_finetune_args(wildcards):
+    """The class-aware hyper-pixel term of the 'sup' methods (hpcl-sup, hpcl-ssl+sup), every
+    option from config rs.hpcl."""
+    if not wildcards.method.endswith("sup"):
+        return ""
+    h = rs_cfg()["hpcl"]
+    return (
+        f"--hpcl-weight {h['weight']} --hpcl-warmup {h['warmup']} --hpcl-queue {h['queue']} "
+        f"--hpcl-temperature {h['temperature']} --hpcl-mochi {h['mochi']}"
+    )
+
+
+rule rs_pretrain:
+    input:
+        data=f"{RESULTS}/rs/prepared",
+    output:
+        model=f"{RESULTS}/rs/pretrain/hpcl-ssl/{{fusion}}/model.pt",
+    params:
+        p=rs_cfg()["pretrain"],
+        net=rs_cfg()["network"],
+        decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
+        crop=space_list(rs_cfg()["pretrain"]["crop_scale"]),
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+    conda:
+        "../envs/segpretrain.yaml"
+    log:
+        f"{RESULTS}/logs/rs_pretrain/hpcl-ssl_{{fusion}}.log",
+    shell:
+        "rs pretrain --method hpcl --data {input.data} --out $(dirname {output.model}) --fusion {wildcards.fusion} "
+        "--encoder {params.net[encoder]} --encoder-depth {params.net[encoder_depth]} "
+        "--decoder-channels {params.decoder} --steps {params.p[steps]} --batch-size {params.p[batch_size]} "
+        "--lr {params.p[lr]} --queue-size {params.p[queue_size]} --momentum {params.p[momentum]} "
+        "--temperature {params.p[temperature]} --crop-scale {params.crop} --seed {params.p[seed]} "
+        "--threads {threads} > {log} 2>&1"
+
+
 rule rs_finetune:
     input:
         data=f"{RESULTS}/rs/prepared",
@@ -49,7 +87,7 @@ rule rs_finetune:
         ft=rs_cfg()["finetune"],
         net=rs_cfg()["network"],
         decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
-        extra=rs_finetune_extra_args,
+        extra=rs_hpcl_finetune_args,
     threads: config["threads"]
     resources:
         mem_mb=3000,
