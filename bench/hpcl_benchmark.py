@@ -45,7 +45,7 @@ def run(cmd: list[str], log: Path) -> None:
         res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if res.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed ({res.returncode}); see {log}")
-    print(f"  {time.perf_counter() - t0:6.0f}s  {shlex.join(cmd[1:4])} ... -> {log.parent.name}", flush=True)
+    print(f"  {time.perf_counter() - t0:6.0f}s  rs {cmd[1]}: {log}", flush=True)
 
 
 def prepare(work: Path) -> Path:

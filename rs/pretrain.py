@@ -57,9 +57,10 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-batchnorm", choices=["batch", "running"], default="batch", help="BatchNorm of the key encoder: batch statistics (train mode) or the running statistics copied from the online net")
     p.add_argument("--crop-scale", type=float, nargs=2, default=(0.6, 1.0), metavar=("LO", "HI"), help="views: crop side as a fraction of the tile side (1 1: no crop)")
     p.add_argument("--dihedral", action=argparse.BooleanOptionalAction, default=True, help="views: random flips and quarter turns (image and superpixels alike)")
-    p.add_argument("--brightness", type=float, default=0.2, help="views: max shift per spectral channel (standardised units)")
-    p.add_argument("--contrast", type=float, nargs=2, default=(0.8, 1.2), metavar=("LO", "HI"), help="views: gain range per spectral channel")
-    p.add_argument("--noise-std", type=float, default=0.05, help="views: max std of Gaussian noise on the spectral channels")
+    p.add_argument("--jitter", choices=["spectral", "all"], default="spectral", help="views: which channels get the photometric jitter; 'all' also shifts and scales the terrain channels, so that a hyper-pixel cannot find its positive by its (otherwise identical) terrain values alone")
+    p.add_argument("--brightness", type=float, default=0.2, help="views: max shift per jittered channel (standardised units)")
+    p.add_argument("--contrast", type=float, nargs=2, default=(0.8, 1.2), metavar=("LO", "HI"), help="views: gain range per jittered channel")
+    p.add_argument("--noise-std", type=float, default=0.05, help="views: max std of Gaussian noise on the jittered channels")
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
@@ -76,6 +77,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
     if args.queue_size <= 0 or not 0.0 <= args.momentum <= 1.0 or args.temperature <= 0:
         raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
     spectral = data.manifest.get("spectral_channels") or list(range(data.in_channels))
+    jittered = list(range(data.in_channels)) if args.jitter == "all" else spectral
     t0 = time.perf_counter()
     spec = network_spec(data, args.fusion, args.encoder, args.encoder_depth, parse_widths(args.decoder_channels))
     net = build_from_spec(spec)
@@ -83,7 +85,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
     crop = None if args.crop_scale[0] >= 1.0 else tuple(args.crop_scale)
     task = HyperPixelPretrainTask(
         net, head, K=args.queue_size, m=args.momentum, T=args.temperature, lr=args.lr, max_anchors=args.max_anchors,
-        batch_negatives=args.batch_negatives, key_batchnorm=args.key_batchnorm, dihedral_transforms=args.dihedral, crop_scale=crop, jitter_channels=spectral, brightness=args.brightness,
+        batch_negatives=args.batch_negatives, key_batchnorm=args.key_batchnorm, dihedral_transforms=args.dihedral, crop_scale=crop, jitter_channels=jittered, brightness=args.brightness,
         contrast=tuple(args.contrast), noise_std=args.noise_std, seed=args.seed,
     )
     trainer = resumable_trainer(args.out, args, args.steps, find_unused_parameters=True)

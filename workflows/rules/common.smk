@@ -74,11 +74,15 @@ def rs_pretrain_method(method):
 
 
 def rs_finetune_extra_args(wildcards):
-    """The class-aware hyper-pixel term of the 'sup' methods (hpcl-sup, hpcl-ssl+sup)."""
-    if wildcards.method.endswith("sup"):
-        h = rs_cfg().get("hpcl", {})
-        return f"--hpcl-weight {h.get('weight', 0.2)} --hpcl-warmup {h.get('warmup', 0)}"
-    return ""
+    """The class-aware hyper-pixel term of the 'sup' methods (hpcl-sup, hpcl-ssl+sup), every
+    option from config rs.hpcl (defaults from the schema)."""
+    if not wildcards.method.endswith("sup"):
+        return ""
+    h = rs_cfg()["hpcl"]
+    return (
+        f"--hpcl-weight {h['weight']} --hpcl-warmup {h['warmup']} --hpcl-queue {h['queue']} "
+        f"--hpcl-temperature {h['temperature']} --hpcl-mochi {h['mochi']}"
+    )
 
 
 def rs_fusions_for(method):

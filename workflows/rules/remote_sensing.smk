@@ -37,18 +37,6 @@ rule rs_preprocess:
         "--test-fraction {params.p[test_fraction]} --seed {params.p[seed]} > {log} 2>&1"
 
 
-def rs_hpcl_finetune_args(wildcards):
-    """The class-aware hyper-pixel term of the 'sup' methods (hpcl-sup, hpcl-ssl+sup), every
-    option from config rs.hpcl."""
-    if not wildcards.method.endswith("sup"):
-        return ""
-    h = rs_cfg()["hpcl"]
-    return (
-        f"--hpcl-weight {h['weight']} --hpcl-warmup {h['warmup']} --hpcl-queue {h['queue']} "
-        f"--hpcl-temperature {h['temperature']} --hpcl-mochi {h['mochi']}"
-    )
-
-
 rule rs_pretrain:
     input:
         data=f"{RESULTS}/rs/prepared",
@@ -87,7 +75,7 @@ rule rs_finetune:
         ft=rs_cfg()["finetune"],
         net=rs_cfg()["network"],
         decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
-        extra=rs_hpcl_finetune_args,
+        extra=rs_finetune_extra_args,
     threads: config["threads"]
     resources:
         mem_mb=3000,
