@@ -51,6 +51,8 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hpcl-momentum", type=float, default=0.99, help="EMA momentum of the key encoder")
     p.add_argument("--hpcl-anchors", type=int, default=256, help="labeled hyper-pixels per step in the term")
     p.add_argument("--hpcl-boundary-fraction", type=float, default=0.5, help="share of anchors drawn among hyper-pixels touching another class")
+    p.add_argument("--hpcl-unlabeled", type=int, default=0, help="unlabeled tiles per step whose confidently pseudo-labeled hyper-pixels (momentum network) also fill the class queues (0: labeled tiles only)")
+    p.add_argument("--hpcl-pseudo-threshold", type=float, default=0.9, help="min mean softmax probability of a pseudo-labeled hyper-pixel")
 
 
 def parse_widths(text: str | None) -> list[int] | None:
@@ -97,7 +99,13 @@ def run_finetune(args: argparse.Namespace) -> None:
            "init": None if args.init is None else str(args.init), "initialised_tensors": n_init}
     task: dict = {}
     if hpcl:
-        run["hpcl"] = {k: getattr(args, f"hpcl_{k}") for k in ("weight", "warmup", "queue", "temperature", "mochi", "momentum", "anchors", "boundary_fraction")}
+        keys = ("weight", "warmup", "queue", "temperature", "mochi", "momentum", "anchors", "boundary_fraction", "unlabeled", "pseudo_threshold")
+        run["hpcl"] = {k: getattr(args, f"hpcl_{k}") for k in keys}
         task = {"task_cls": HyperPixelSegmentationTask, "task_kwargs": {f"hpcl_{k}": v for k, v in run["hpcl"].items()}}
+        if args.hpcl_unlabeled > 0:
+            pool = data.sample_indices(data.split_groups("unlabeled"))
+            if len(pool) == 0:
+                raise InputError(args.data, "--hpcl-unlabeled needs tiles in the 'unlabeled' split")
+            task["task_kwargs"]["hpcl_unlabeled_data"] = PreparedDataset(data, pool, with_label=False, extras=["superpixels"])
     fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="miou", run=run, args=args,
                      augment=BatchSpatialAugment(rotate_deg=0, scale=0, flip_axes=(0, 1), elastic_prob=0, rot90=True, ignore_index=data.ignore_index), **task)

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
+from torch.utils.data import Dataset
 
 from segcore.heads import HyperPixelProjectionHead
 from segcore.losses import HyperPixelContrastLoss, hypercolumn_superpixel_embed, sample_anchors
@@ -389,7 +390,11 @@ class HyperPixelSegmentationTask(SegmentationTask):
     ``hpcl_queue`` keys per class. Keys come from a momentum copy (``hpcl_momentum``) of net +
     projection head on the same augmented batch; at most ``hpcl_enqueue_per_class`` random keys
     per class are enqueued per step (so one batch of background does not flush its queue).
-    ``hpcl_mochi`` > 0 adds that many MoCHi negatives per anchor. Batches need
+    ``hpcl_mochi`` > 0 adds that many MoCHi negatives per anchor. With ``hpcl_unlabeled`` > 0
+    the class queues also receive keys of hyper-pixels of that many tiles per step drawn from
+    ``hpcl_unlabeled_data`` (samples with ``image`` and ``superpixels``), pseudo-labeled by the
+    momentum network where confident (``hpcl_pseudo_threshold``): the anchors (labeled) then meet
+    positives and negatives from the unlabeled pool. Batches need
     ``superpixels`` (B, H, W) besides ``image`` and ``label``; the spatial augmentation is applied
     to both with the same random draws. The momentum encoder, head and queues are module state,
     so they are in every Lightning (resume) checkpoint; the exported model is ``net`` alone.
@@ -412,9 +417,14 @@ class HyperPixelSegmentationTask(SegmentationTask):
         hpcl_enqueue_per_class: int = 128,
         hpcl_proj_dim: int = 128,
         hpcl_proj_hidden: int = 256,
+        hpcl_unlabeled: int = 0,
+        hpcl_unlabeled_data: Dataset | None = None,
+        hpcl_pseudo_threshold: float = 0.9,
         **kwargs: Any,
     ) -> None:
         super().__init__(net, num_classes, **kwargs)
+        if hpcl_unlabeled > 0 and (hpcl_unlabeled_data is None or len(hpcl_unlabeled_data) == 0):
+            raise ValueError("hpcl_unlabeled > 0 needs a non-empty hpcl_unlabeled_data")
         self.hpcl_head = HyperPixelProjectionHead(hypercolumn_dim(net), hpcl_proj_hidden, hpcl_proj_dim)
         self.key_net, self.key_head = momentum_copy(net), momentum_copy(self.hpcl_head)
         self.class_queues = ClassQueues(num_classes, hpcl_queue, hpcl_proj_dim)
@@ -422,6 +432,9 @@ class HyperPixelSegmentationTask(SegmentationTask):
         self.hpcl_weight, self.hpcl_warmup, self.hpcl_momentum = hpcl_weight, hpcl_warmup, hpcl_momentum
         self.hpcl_anchors, self.hpcl_boundary_fraction = hpcl_anchors, hpcl_boundary_fraction
         self.hpcl_enqueue_per_class = hpcl_enqueue_per_class
+        self.hpcl_unlabeled, self.hpcl_pseudo_threshold = hpcl_unlabeled, hpcl_pseudo_threshold
+        self.hpcl_unlabeled_data = hpcl_unlabeled_data  # a Dataset, not module state
+        self.pseudo_enqueued = 0  # pseudo-labeled keys enqueued so far (a record, for the logs)
 
     def _augment(self, x: torch.Tensor, y: torch.Tensor, sp: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The task's spatial augmentation on image, label and superpixels with the same draws:
@@ -447,6 +460,26 @@ class HyperPixelSegmentationTask(SegmentationTask):
             keep.append(idx)
         return torch.cat(keep) if keep else labels.new_zeros(0)
 
+    @torch.no_grad()
+    def _pseudo_labeled(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hyper-pixels of ``hpcl_unlabeled`` random unlabeled tiles (drawn with ``g``: a function
+        of the step), pseudo-labeled by the momentum network: mean softmax over the hyper-pixel,
+        kept where its top probability reaches ``hpcl_pseudo_threshold``. Returns their mean
+        hypercolumns (n, C) from the momentum network and labels (n,)."""
+        from segcore.training import collate_samples
+
+        ds = self.hpcl_unlabeled_data
+        picks = torch.randint(len(ds), (self.hpcl_unlabeled,), generator=g).tolist()
+        batch = collate_samples([ds[i] for i in picks])
+        x, sp = batch["image"].to(self.device), batch["superpixels"].to(self.device)
+        feats = decoder_maps(self.key_net, x)
+        probs = self.key_net.head(feats[-1]).float().softmax(dim=1)  # (B_u, K, H, W)
+        hp = hyperpixels([*feats, probs], sp)  # hypercolumn, then the K mean probabilities
+        conf, label = hp.emb[:, -self.num_classes :].max(dim=1)  # (P_u,)
+        keep = conf >= self.hpcl_pseudo_threshold
+        self.pseudo_enqueued += int(keep.sum())
+        return hp.emb[keep, : -self.num_classes], label[keep]
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x, y, sp = batch["image"], batch["label"], batch["superpixels"]
         g = step_generator(self.seed, self.global_rank, self.global_step)
@@ -465,8 +498,12 @@ class HyperPixelSegmentationTask(SegmentationTask):
             self.key_net.eval()
             hp_k = hyperpixels(decoder_maps(self.key_net, x), sp, y, self.ignore_index)
             k_labels = hp_k.majority[labeled]
+            k_emb = hp_k.emb[labeled]  # (P_l, C)
+            if self.hpcl_unlabeled > 0:
+                u_emb, u_labels = self._pseudo_labeled(g)
+                k_emb, k_labels = torch.cat([k_emb, u_emb]), torch.cat([k_labels, u_labels])
             chosen = self._enqueue_selection(k_labels, g)
-            keys = self.key_head(hp_k.emb[labeled[chosen]])  # (n, D)
+            keys = self.key_head(k_emb[chosen])  # (n, D)
         queue, queue_labels = self.class_queues.keys_and_labels()
         aux = self.hpcl_loss(q, labels=hp.majority[anchors], queue=queue, queue_labels=queue_labels)
         self.class_queues.enqueue(keys, k_labels[chosen])  # after the loss; a collective under DDP
@@ -476,7 +513,17 @@ class HyperPixelSegmentationTask(SegmentationTask):
         self.log("train/seg_loss", seg_loss, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/hpcl_loss", aux, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/hpcl_weight", weight, on_step=True, on_epoch=False, batch_size=n)
+        if self.hpcl_unlabeled > 0:
+            self.log("train/pseudo_enqueued", float(self.pseudo_enqueued), on_step=True, on_epoch=False, batch_size=n)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["hyperpixel_segmentation"] = {"pseudo_enqueued": self.pseudo_enqueued}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.pseudo_enqueued = int(checkpoint.get("hyperpixel_segmentation", {}).get("pseudo_enqueued", 0))
 
     def configure_optimizers(self) -> Any:
         # SegmentationTask's AdamW + cosine schedule, over the projection head as well

@@ -262,7 +262,7 @@ def test_pretrain_loss_goes_down() -> None:
 def seg_task(**kw: Any) -> HyperPixelSegmentationTask:
     return HyperPixelSegmentationTask(
         tiny_net(), 2, lr=3e-3, max_steps=30, augment=BatchSpatialAugment(rotate_deg=0, scale=0, elastic_prob=0, rot90=True),
-        hpcl_queue=64, hpcl_anchors=32, hpcl_enqueue_per_class=16, **{"hpcl_weight": 0.5, **kw},
+        **{"hpcl_weight": 0.5, "hpcl_queue": 64, "hpcl_anchors": 32, "hpcl_enqueue_per_class": 16, **kw},
     )
 
 
@@ -317,3 +317,33 @@ def test_supervised_hyperpixel_loss_goes_down() -> None:
         trainer(40).fit(task, step_loader(TinySet(16), 4, 40, seed=0))
     # the class queues (64 keys, 16 enqueued per class and step) are full from step 4 on
     assert np.mean(aux[-5:]) < np.mean(aux[5:10]) - 0.2, aux
+
+
+def test_pseudo_labeled_hyperpixels_come_from_the_momentum_network() -> None:
+    unlabeled = TinySet(6, seed=1)
+    task = seg_task(hpcl_unlabeled=3, hpcl_unlabeled_data=unlabeled, hpcl_pseudo_threshold=0.0)
+    with torch.no_grad():
+        for p in task.net.parameters():
+            p.add_(1.0)  # the online net differs: pseudo-labels must come from the momentum net
+    task.key_net.eval()
+    emb, labels = task._pseudo_labeled(torch.Generator().manual_seed(0))
+    picks = torch.randint(6, (3,), generator=torch.Generator().manual_seed(0)).tolist()
+    x = torch.stack([unlabeled[i]["image"] for i in picks])
+    with torch.no_grad():
+        probs = task.key_net(x).softmax(1)  # (3, 2, 16, 16)
+    blocks = unlabeled[0]["superpixels"]
+    expected = torch.stack([torch.stack([probs[b][:, blocks == s].mean(1) for s in range(16)]) for b in range(3)])  # (3, 16, 2)
+    assert emb.shape == (48, 12) and torch.equal(labels, expected.argmax(-1).flatten())
+    assert task.pseudo_enqueued == 48
+    confident = seg_task(hpcl_unlabeled=3, hpcl_unlabeled_data=unlabeled, hpcl_pseudo_threshold=1.01)
+    confident.key_net.eval()
+    assert confident._pseudo_labeled(torch.Generator().manual_seed(0))[1].numel() == 0
+    with pytest.raises(ValueError, match="hpcl_unlabeled_data"):
+        seg_task(hpcl_unlabeled=2)
+
+
+def test_training_step_fills_the_class_queues_from_unlabeled_tiles() -> None:
+    task = seg_task(hpcl_unlabeled=4, hpcl_unlabeled_data=TinySet(6, seed=1), hpcl_pseudo_threshold=0.0, hpcl_enqueue_per_class=1000,
+                    hpcl_queue=1000)
+    task.training_step(one_batch(2), 0).backward()
+    assert int(task.class_queues.filled.sum()) == 2 * 16 + 4 * 16  # labeled + pseudo-labeled hyper-pixels

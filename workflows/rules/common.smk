@@ -136,7 +136,7 @@ def all_metrics_files():
 def all_targets():
     targets = [f"{RESULTS}/tables/tables.md", f"{RESULTS}/report/index.html"]
     if rs_enabled() and not rs_cfg().get("input"):
-        targets.append(f"{RESULTS}/rs/predict/{rs_showcase_scene()}_prediction.tif")
+        targets.append(f"{RESULTS}/rs/predict/{rs_showcase_scene()}_image_prediction.tif")
     return targets
 
 

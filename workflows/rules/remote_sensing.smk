@@ -113,7 +113,7 @@ rule rs_predict_scene:
         raw=rs_raw_input(),
         model=rs_showcase_model(),
     output:
-        f"{RESULTS}/rs/predict/{rs_showcase_scene()}_prediction.tif",
+        f"{RESULTS}/rs/predict/{rs_showcase_scene()}_image_prediction.tif",
     params:
         image=rs_showcase_image,
         dem=rs_showcase_dem,
