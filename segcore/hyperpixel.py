@@ -9,12 +9,13 @@ abstract names the design but not its details:
   concatenated (:func:`segcore.losses.hypercolumn_superpixel_embed`), then an MLP projection
   head (:class:`segcore.heads.HyperPixelProjectionHead`), L2-normalised.
 * **Momentum encoder**: an EMA copy (``m``) of network + head, updated BEFORE the keys are
-  computed; keys under ``no_grad``. BatchNorm of the key network: in pretraining, batch
-  statistics (``key_batchnorm="batch"``, as MoCo's key encoder) with the other keys of the same
-  step as negatives too (``batch_negatives``), which closes the shortcut MoCo closes with
-  shuffled BN (keys of the current batch share its statistics, queue keys do not); or the
-  running statistics copied from the online network (``"running"``; slower to learn, see
-  docs/hpcl.md). In fine-tuning the key network always uses the running statistics.
+  computed; keys under ``no_grad``. The key network normalises with the BatchNorm running
+  statistics copied from the online network (eval mode, ``key_batchnorm="running"``, the
+  default): keys then carry no statistics of the current batch, which queue keys lack, so
+  the positive cannot be told from the queue's negatives by batch statistics (the shortcut
+  MoCo closes with shuffled BN). Option: batch statistics (``"batch"``) with the step's other
+  keys as negatives too (``batch_negatives``), which closes the same shortcut another way
+  (learns the pretext faster on toy data; no better downstream, docs/hpcl.md).
 * **Queues**: ring buffers of keys, persistent in the Lightning checkpoint (a resumed run has
   the same queue and pointer), gathered across processes under DDP, enqueued AFTER the loss.
 
@@ -142,7 +143,9 @@ def correspondence_view(
     ids cut off by the box are simply absent from the view). Then per image and per jittered
     channel a gain U(contrast) about the channel mean and a shift U(-brightness, brightness) (in
     the data's units, standardised for rs), plus Gaussian noise of std U(0, noise_std); channels
-    not in ``jitter_channels`` (default: all) are left as they are (terrain keeps its meaning).
+    not in ``jitter_channels`` (default: all) are left as they are. (Left-alone channels are
+    identical in both views up to geometry: the terrain channels alone let a hyper-pixel find
+    its positive among thousands; docs/hpcl.md.)
     Returns (view (B, C, H, W), superpixels (B, H, W) long, k (B,) long).
     """
     b, c, h, w = x.shape
@@ -291,8 +294,8 @@ class HyperPixelPretrainTask(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         max_anchors: int = 0,
-        batch_negatives: bool = True,
-        key_batchnorm: str = "batch",
+        batch_negatives: bool = False,
+        key_batchnorm: str = "running",
         dihedral_transforms: bool = True,
         crop_scale: tuple[float, float] | None = None,
         jitter_channels: Sequence[int] | None = None,
