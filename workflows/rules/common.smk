@@ -81,7 +81,8 @@ def rs_finetune_extra_args(wildcards):
     h = rs_cfg()["hpcl"]
     return (
         f"--hpcl-weight {h['weight']} --hpcl-warmup {h['warmup']} --hpcl-queue {h['queue']} "
-        f"--hpcl-temperature {h['temperature']} --hpcl-mochi {h['mochi']}"
+        f"--hpcl-temperature {h['temperature']} --hpcl-mochi {h['mochi']} "
+        f"--hpcl-unlabeled {h['unlabeled']} --hpcl-pseudo-threshold {h['pseudo_threshold']}"
     )
 
 
