@@ -86,7 +86,13 @@ def time_steps(task: HyperPixelPretrainTask, batch: dict, reps: int, device: tor
     if timers:
         task.queue.keys = timers["keys"].wrap(real_keys)
         task.queue.enqueue = timers["enqueue"].wrap(real_enqueue)
-        hpx.moco_info_nce = timers["loss"].wrap(real_loss)
+        anchors = timers["loss"].anchors = []
+
+        def counted(q: torch.Tensor, *a, **kw):
+            anchors.append(q.shape[0])  # hyper-pixels present in both views of this step
+            return real_loss(q, *a, **kw)
+
+        hpx.moco_info_nce = timers["loss"].wrap(counted)
     try:
         for i in range(reps + 2):
             if i == 2:  # two warm-up steps, then reset the timers
@@ -139,14 +145,15 @@ def main() -> None:
     timers = {k: Timer(device) for k in ("keys", "loss", "enqueue")}
     full = time_steps(make_task(args.K, args.D, device, full=True), batch, args.reps, device, timers)
     empty = time_steps(make_task(args.K, args.D, device, full=False), batch, args.reps, device)
-    logits = time_queue_logits(n, args.K, args.D, args.reps, device)
+    n_step = round(sum(timers["loss"].anchors) / len(timers["loss"].anchors))  # after cropping
+    logits = time_queue_logits(n_step, args.K, args.D, args.reps, device)
     per = {k: t.total / max(t.calls, 1) for k, t in timers.items()}
     queue_parts = per["keys"] + logits + per["enqueue"]
     print(f"whole step, full queue      {full * 1e3:9.1f} ms")
     print(f"whole step, empty queue     {empty * 1e3:9.1f} ms   -> queue overhead {(full - empty) * 1e3:.1f} ms = {(full - empty) / full:.1%} of the step")
     print(f"  queue.keys() copy         {per['keys'] * 1e3:9.2f} ms")
     print(f"  loss (fwd, in the step)   {per['loss'] * 1e3:9.2f} ms")
-    print(f"  queue logits fwd+bwd      {logits * 1e3:9.2f} ms   (isolated, {n} x {args.K} x {args.D})")
+    print(f"  queue logits fwd+bwd      {logits * 1e3:9.2f} ms   (isolated, {n_step} x {args.K} x {args.D}: the step's mean anchor count)")
     print(f"  enqueue                   {per['enqueue'] * 1e3:9.2f} ms")
     print(f"share of the step on queue logits + enqueueing (+ keys copy): {queue_parts / full:.3f} "
           f"(logits {logits / full:.3f}, enqueue {per['enqueue'] / full:.4f}, copy {per['keys'] / full:.4f})")
