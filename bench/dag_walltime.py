@@ -99,15 +99,15 @@ class LoadSampler(threading.Thread):
     def __init__(self, every: float = 5.0) -> None:
         super().__init__(daemon=True)
         self.every, self.samples = every, []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.samples.append(os.getloadavg()[0])
-            self._stop.wait(self.every)
+            self._halt.wait(self.every)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _machine import machine_description
 
 BIN = Path(sys.executable).parent
 NETWORK = ["--encoder", "tu-regnetx_002", "--encoder-depth", "4", "--decoder-channels", "32,16,16,8"]
@@ -108,7 +108,7 @@ def main() -> None:
         f"HPCL demo benchmark: {args.fusion} fusion, {args.percent}% labeled tiles, seeds {args.seeds} (paired), setting '{args.tag}'",
         f"pretrain: {' '.join(PRETRAIN)} {args.pretrain_args}".rstrip(),
         f"finetune: {' '.join(FINETUNE)} {args.finetune_args}; *sup: {' '.join(HPCL)} {args.hpcl_args}".rstrip(),
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; {time.perf_counter() - t0:.0f}s for missing runs",
+        f"machine: {machine_description(1)}; {time.perf_counter() - t0:.0f}s for missing runs",
         "",
         "| method | test mIoU | landslide F1 | landslide IoU | Δ mIoU vs none (wins) | Δ F1 vs none (wins) | best val mIoU |",
         "|---|---|---|---|---|---|---|",

@@ -14,14 +14,13 @@ HPCL contrasts) is trained with cross-entropy on the same labeled tiles as ``rs 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _machine import machine_description
 
 from rs.models import build_from_spec
 from segcore.budget import select_percent
@@ -81,7 +80,8 @@ def main() -> None:
     specs = [(str(p), read_checkpoint(p)) for p in args.init]
     if args.random:
         specs.insert(0, ("random init", None))
-    print(f"linear probe on frozen hypercolumns; {args.percent}% labeled, seeds {args.seeds}; {platform.platform()}, {os.cpu_count()} CPUs")
+    print(f"machine: {machine_description(1)}")
+    print(f"linear probe on frozen hypercolumns; {args.percent}% labeled, seeds {args.seeds}")
     print("| features | probe mIoU | probe landslide F1 |\n|---|---|---|")
     for name, ckpt in specs:
         mious, f1s = [], []

@@ -1,7 +1,7 @@
 """Share of an HPCL pretraining step spent on the queue: logits against K keys and enqueueing.
 
     python bench/queue_share.py [--K 65536] [--D 128] [--batch 16] [--size 64] [--reps 10]
-        [--threads 1] [--device cpu|cuda]
+        [--max-anchors 0] [--threads 1] [--device cpu|cuda]
 
 Builds the demo network (dual fusion, tu-regnetx_002, decoder 32,16,16,8; 4 spectral + 5 terrain
 channels), a HyperPixelPretrainTask with a FULL queue of K x D keys and a batch of tiles with
@@ -21,12 +21,11 @@ Prints the machine, the times, and the ratios (queue parts / whole step).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
 import torch
+from _machine import machine_description
 
 import segcore.hyperpixel as hpx
 from rs.networks import build_network
@@ -59,11 +58,12 @@ class Timer:
         return timed
 
 
-def make_task(K: int, D: int, device: torch.device, full: bool) -> HyperPixelPretrainTask:
+def make_task(K: int, D: int, device: torch.device, full: bool, max_anchors: int = 0) -> HyperPixelPretrainTask:
     torch.manual_seed(0)
     net = build_network("dual", 9, 2, spectral_channels=range(4), terrain_channels=range(4, 9), encoder_name="tu-regnetx_002",
                         encoder_depth=4, decoder_channels=(32, 16, 16, 8))
-    task = HyperPixelPretrainTask(net, build_projection_head(net, 256, D), K=K, crop_scale=(0.6, 1.0), jitter_channels=range(4)).to(device)
+    task = HyperPixelPretrainTask(net, build_projection_head(net, 256, D), K=K, crop_scale=(0.6, 1.0), jitter_channels=range(4),
+                                  max_anchors=max_anchors).to(device)
     if full:
         with torch.no_grad():
             task.queue.queue.copy_(torch.nn.functional.normalize(torch.randn(K, D, device=device), dim=1))
@@ -131,20 +131,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--max-anchors", type=int, default=0, help="hyper-pixels per step in the loss (0: all), as rs pretrain --max-anchors")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {args.threads} thread(s)"
-    print(f"machine: {platform.platform()}; {name}; {os.cpu_count()} logical CPUs; torch {torch.__version__}")
+    gpu = f"; {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"machine: {machine_description(args.threads)}{gpu}")
     batch = make_batch(args.batch, args.size, device)
     n = args.batch * (args.size // 8) ** 2
     print(f"queue K={args.K} x D={args.D}; batch {args.batch} x 9 x {args.size} x {args.size}; ~{n} hyper-pixels per step (before cropping)")
 
     timers = {k: Timer(device) for k in ("keys", "loss", "enqueue")}
-    full = time_steps(make_task(args.K, args.D, device, full=True), batch, args.reps, device, timers)
-    empty = time_steps(make_task(args.K, args.D, device, full=False), batch, args.reps, device)
+    full = time_steps(make_task(args.K, args.D, device, True, args.max_anchors), batch, args.reps, device, timers)
+    empty = time_steps(make_task(args.K, args.D, device, False, args.max_anchors), batch, args.reps, device)
     n_step = round(sum(timers["loss"].anchors) / len(timers["loss"].anchors))  # after cropping
     logits = time_queue_logits(n_step, args.K, args.D, args.reps, device)
     per = {k: t.total / max(t.calls, 1) for k, t in timers.items()}
