@@ -170,6 +170,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_dag_") as tmp:
         results = (args.results or Path(tmp) / "results").resolve()
         log = Path(tmp) / "snakemake.log" if args.results is None else results.parent / f"{results.name}.snakemake.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
         before = load_average()
         sampler = LoadSampler()
         sampler.start()

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from _machine import machine_description
 
-BIN = Path(sys.executable).parent
+RS = [sys.executable, "-m", "rs.cli"]  # the stage CLI, also where the package is on PYTHONPATH rather than installed
 NETWORK = ["--encoder", "tu-regnetx_002", "--encoder-depth", "4", "--decoder-channels", "32,16,16,8"]
 FINETUNE = ["--steps", "200", "--batch-size", "16", "--lr", "0.002", "--val-every", "50"]
 PRETRAIN = ["--steps", "200", "--batch-size", "16", "--lr", "0.001"]
@@ -45,15 +45,15 @@ def run(cmd: list[str], log: Path) -> None:
         res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if res.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed ({res.returncode}); see {log}")
-    print(f"  {time.perf_counter() - t0:6.0f}s  rs {cmd[1]}: {log}", flush=True)
+    print(f"  {time.perf_counter() - t0:6.0f}s  rs {cmd[len(RS)]}: {log}", flush=True)
 
 
 def prepare(work: Path) -> Path:
     raw, prepared = work / "raw", work / "prepared"
     if not (raw / "scenes.json").is_file():
-        run([str(BIN / "rs"), "demo-data", "--out", str(raw)], work / "logs" / "demo-data.log")
+        run([*RS, "demo-data", "--out", str(raw)], work / "logs" / "demo-data.log")
     if not (prepared / "manifest.json").is_file():
-        run([str(BIN / "rs"), "preprocess", "--input", str(raw), "--out", str(prepared)], work / "logs" / "preprocess.log")
+        run([*RS, "preprocess", "--input", str(raw), "--out", str(prepared)], work / "logs" / "preprocess.log")
     return prepared
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     prepared = prepare(work)
     pre = work / "pretrain" / args.tag / args.fusion
     if any(m.startswith("hpcl-ssl") for m in args.methods) and not (pre / "model.pt").is_file():
-        run([str(BIN / "rs"), "pretrain", "--method", "hpcl", "--data", str(prepared), "--out", str(pre), "--fusion", args.fusion,
+        run([*RS, "pretrain", "--method", "hpcl", "--data", str(prepared), "--out", str(pre), "--fusion", args.fusion,
              *NETWORK, *PRETRAIN, *shlex.split(args.pretrain_args), "--threads", "1", "--seed", "0"], pre.parent / f"{args.fusion}.log")
 
     def cell(method: str, seed: int) -> Path:
@@ -82,7 +82,7 @@ def main() -> None:
         ft = work / "finetune" / tag / method / args.fusion / f"seed_{seed}"
         ev = work / "evaluate" / tag / method / args.fusion / f"seed_{seed}"
         if not (ft / "model.pt").is_file():
-            cmd = [str(BIN / "rs"), "finetune", "--data", str(prepared), "--out", str(ft), "--percent", args.percent, "--seed", str(seed),
+            cmd = [*RS, "finetune", "--data", str(prepared), "--out", str(ft), "--percent", args.percent, "--seed", str(seed),
                    "--method", method, "--fusion", args.fusion, *NETWORK, *FINETUNE, *shlex.split(args.finetune_args), "--threads", "1"]
             if method.startswith("hpcl-ssl"):
                 cmd += ["--init", str(pre / "model.pt")]
@@ -90,7 +90,7 @@ def main() -> None:
                 cmd += [*HPCL, *shlex.split(args.hpcl_args)]
             run(cmd, ft.parent / f"seed_{seed}.log")
         if not (ev / "metrics.json").is_file():
-            run([str(BIN / "rs"), "evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), "--out", str(ev), "--threads", "1"],
+            run([*RS, "evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), "--out", str(ev), "--threads", "1"],
                 ev.parent / f"seed_{seed}.log")
         return ev / "metrics.json"
 

@@ -1,6 +1,6 @@
 """Peak memory of preprocessing and of training on the demo dataset and on one 4× its size.
 
-    .venv/bin/python bench/memory_scaling.py [--steps 30] [--scale 4] [--repeats 2] [--work DIR]
+    .venv/bin/python bench/memory_scaling.py [--steps 30] [--scale 4] [--repeats 2] [--work DIR] [--preprocess-only]
 
 Target: flat, peak RSS at 4× / peak RSS at 1× ≈ 1.0, because prepared data are memory-mapped
 (ARCHITECTURE: a dataset larger than RAM must still train).
@@ -83,7 +83,7 @@ def _with_out(argv: list[str], out: Path) -> list[str]:
     return argv
 
 
-def measure_scale(work: Path, scale: int, steps: int, repeats: int) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
+def measure_scale(work: Path, scale: int, steps: int, repeats: int, training: bool = True) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
     """Peak memory of every measured stage at ``scale`` × the demo size, ``repeats`` runs each,
     and the prepared data size per domain (MiB)."""
     rows: dict[str, list[dict[str, float]]] = {}
@@ -98,7 +98,7 @@ def measure_scale(work: Path, scale: int, steps: int, repeats: int) -> tuple[dic
             out = work / domain / ("prepared" if r == 0 else f"prepared_repeat{r}")
             rows.setdefault(name, []).append(peak_memory(_with_out(commands["preprocess"], out), logs / f"{domain}_preprocess_{r}.log"))
         sizes[domain] = prepared_mib(work / domain / "prepared")
-    for r in range(repeats):
+    for r in range(repeats if training else 0):
         training = training_commands(work / "mri" / "prepared", work / "rs" / "prepared", work / f"out{r}", steps)
         for name, argv in training.items():  # the global stage runs before the local one it initialises
             rows.setdefault(name, []).append(peak_memory(argv, logs / f"{name.replace(' ', '_')}_{r}.log"))
@@ -111,11 +111,12 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=4, help="the larger dataset, in multiples of the demo size")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each stage per size; the table shows the lowest peak and the spread")
     ap.add_argument("--work", type=Path, default=None, help="folder for data and outputs (kept; default: a temporary one)")
+    ap.add_argument("--preprocess-only", action="store_true", help="measure the two preprocess stages only (about 2 min)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_memory_") as tmp:
         work = args.work or Path(tmp)
-        small, small_sizes = measure_scale(work / "x1", 1, args.steps, args.repeats)
-        large, large_sizes = measure_scale(work / f"x{args.scale}", args.scale, args.steps, args.repeats)
+        small, small_sizes = measure_scale(work / "x1", 1, args.steps, args.repeats, not args.preprocess_only)
+        large, large_sizes = measure_scale(work / f"x{args.scale}", args.scale, args.steps, args.repeats, not args.preprocess_only)
     k = args.scale
     print(f"machine: {machine_description(1)}")
     print(f"prepared arrays: MRI {small_sizes['mri']:.1f} -> {large_sizes['mri']:.1f} MiB, "

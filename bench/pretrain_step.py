@@ -2,6 +2,7 @@
 same U-Net and batch size, side by side in one run, and print the ratios.
 
     python bench/pretrain_step.py [--batch 16] [--size 64] [--channels 8,16,32,64,64] [--reps 20]
+        [--threads 1] [--device cpu|cuda]
 
 The contrastive steps run the real LightningModule ``training_step`` (views, encoder, heads,
 masks, loss) plus backward and the optimiser; "per forward pass" divides by the number of
@@ -25,27 +26,34 @@ from segcore.unet import UNet2D
 warnings.filterwarnings("ignore")
 
 
-def batch(b: int, size: int, volumes: int, partitions: int) -> dict:
+def batch(b: int, size: int, volumes: int, partitions: int, device: torch.device) -> dict:
     per = b // (volumes * partitions)
     groups = [f"v{v}" for v in range(volumes) for _ in range(partitions) for _ in range(per)]
     parts = [p for _ in range(volumes) for p in range(partitions) for _ in range(per)]
     return {
-        "image": torch.rand(b, 1, size, size), "label": torch.randint(0, 4, (b, size, size)),
+        "image": torch.rand(b, 1, size, size, device=device), "label": torch.randint(0, 4, (b, size, size), device=device),
         "meta": {"group": groups, "partition": parts, "sample": list(range(b))},
     }
 
 
-def time_step(step, params, reps: int) -> float:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_step(step, params, reps: int, device: torch.device) -> float:
     opt = torch.optim.Adam(params, lr=1e-4)
     for _ in range(3):  # warm-up
         opt.zero_grad(set_to_none=True)
         step().backward()
         opt.step()
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(reps):
         opt.zero_grad(set_to_none=True)
         step().backward()
         opt.step()
+    sync(device)
     return (time.perf_counter() - t0) / reps
 
 
@@ -56,32 +64,34 @@ def main() -> None:
     ap.add_argument("--channels", default="8,16,32,64,64")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32 on both)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     channels = tuple(int(c) for c in args.channels.split(","))
-    data = batch(args.batch, args.size, volumes=4, partitions=4)
-    print(f"machine: {machine_description(args.threads)}")
+    data = batch(args.batch, args.size, volumes=4, partitions=4, device=dev)
+    print(f"machine: {machine_description(args.threads)}" + (f"; device {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""))
     print(f"batch {args.batch}×1×{args.size}², U-Net {channels}; target: contrastive ≤ 1.15× supervised per forward pass")
 
-    net = UNet2D(1, 4, channels)
+    net = UNet2D(1, 4, channels).to(dev)
     seg_loss = SoftDiceCELoss(4)
-    t_sup = time_step(lambda: seg_loss(net(data["image"]), data["label"]), net.parameters(), args.reps)
+    t_sup = time_step(lambda: seg_loss(net(data["image"]), data["label"]), net.parameters(), args.reps, dev)
     rows = [("supervised (Dice+CE)", t_sup, 1)]
     c, h, w = net.bottleneck_shape((args.size, args.size))
     for strategy in ("GR", "GD-", "GD"):
         net = UNet2D(1, 4, channels)
         head = GlobalProjectionHead(c * h * w)
-        task = GlobalContrastiveTask(net, head, GlobalContrastiveLoss(strategy))
-        t = time_step(lambda task=task: task.training_step(data, 0), list(net.encoder.parameters()) + list(head.parameters()), args.reps)
+        task = GlobalContrastiveTask(net, head, GlobalContrastiveLoss(strategy)).to(dev)
+        t = time_step(lambda task=task: task.training_step(data, 0), list(net.encoder.parameters()) + list(head.parameters()), args.reps, dev)
         rows.append((f"global {strategy} (encoder + g1)", t, 2))
     for strategy in ("LR", "LD"):
         net = UNet2D(1, 4, channels)
         n_blocks = max(1, len(channels) - 3)
         width = channels[::-1][n_blocks]
         head, loss = LocalProjectionHead(width), LocalContrastiveLoss(width, strategy=strategy, negatives="all")
-        task = LocalContrastiveTask(net, n_blocks, head, loss)
+        task = LocalContrastiveTask(net, n_blocks, head, loss).to(dev)
         params = [p for blk in list(net.decoder)[:n_blocks] for p in blk.parameters()] + list(head.parameters()) + list(loss.parameters())
-        t = time_step(lambda task=task: task.training_step(data, 0), params, args.reps)
+        t = time_step(lambda task=task: task.training_step(data, 0), params, args.reps, dev)
         rows.append((f"local {strategy} (frozen encoder)", t, 2))
     print(f"{'step':34s} {'s/step':>8s} {'passes':>6s} {'ratio/step':>10s} {'ratio/pass':>10s}")
     for name, t, passes in rows:

@@ -18,7 +18,7 @@ import torch
 
 from medseg.models import build_network
 from medseg.native import save_native_label, to_native
-from segcore.checkpoints import read_checkpoint
+from segcore.checkpoints import paired_models, read_checkpoint
 from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.metrics import score_volume, summarise_mri
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared data folder")
-    p.add_argument("--model", type=Path, required=True, help="fine-tuned model checkpoint (model.pt)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (metrics.json, predictions/)")
+    p.add_argument("--model", type=Path, nargs="+", required=True, help="fine-tuned model checkpoint(s) (model.pt); several are scored in one process (one --out each)")
+    p.add_argument("--out", type=Path, nargs="+", required=True, help="output folder (metrics.json, predictions/); one per --model, in the same order")
     p.add_argument("--split", default="test", help="which subjects to score: test or val")
     p.add_argument("--save-predictions", action=argparse.BooleanOptionalAction, default=True, help="write native-space NIfTI predictions")
     p.add_argument("--batch-size", type=int, default=32, help="slices per inference batch")
@@ -61,8 +61,15 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
+    """Score each ``--model`` into its ``--out`` (a workflow job scores every seed of a cell in one
+    process: the imports cost more than scoring one model)."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    for model, out in paired_models(args.model, args.out):
+        evaluate_one(argparse.Namespace(**{**vars(args), "model": model, "out": out}))
+
+
+def evaluate_one(args: argparse.Namespace) -> None:
     data = PreparedData(args.data)
     net, ckpt = load_model(args.model)
     if ckpt["network"]["num_classes"] != data.num_classes:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from rs.models import build_from_spec
-from segcore.checkpoints import read_checkpoint
+from segcore.checkpoints import paired_models, read_checkpoint
 from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.metrics import confusion_matrix, summarise_segmentation
@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared tiles folder")
-    p.add_argument("--model", type=Path, required=True, help="fine-tuned model checkpoint (model.pt)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (metrics.json)")
+    p.add_argument("--model", type=Path, nargs="+", required=True, help="fine-tuned model checkpoint(s) (model.pt); several are scored in one process (one --out each)")
+    p.add_argument("--out", type=Path, nargs="+", required=True, help="output folder (metrics.json); one per --model, in the same order")
     p.add_argument("--split", default="test", help="which tiles to score: test or val")
     p.add_argument("--batch-size", type=int, default=32, help="tiles per inference batch")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
@@ -107,8 +107,15 @@ def overlay_tiles(net: torch.nn.Module, data: PreparedData, indices: np.ndarray,
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
+    """Score each ``--model`` into its ``--out`` (a workflow job scores every seed of a cell in one
+    process: the imports cost more than scoring one model)."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    for model, out in paired_models(args.model, args.out):
+        evaluate_one(argparse.Namespace(**{**vars(args), "model": model, "out": out}))
+
+
+def evaluate_one(args: argparse.Namespace) -> None:
     data = PreparedData(args.data)
     net, ckpt = load_model(args.model)
     if ckpt["network"]["in_channels"] != data.in_channels:

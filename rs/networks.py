@@ -34,7 +34,9 @@ that changes the decoder fails loudly.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
@@ -42,8 +44,6 @@ from segmentation_models_pytorch.base import SegmentationHead
 from segmentation_models_pytorch.base import initialization as smp_init
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import nn
-
-from segcore.unet import UNet2D
 
 # Light enough to train on 64x64 tiles on one CPU thread (about 0.5 s per forward+backward of
 # a 16x9x64x64 batch for the early-fusion net); see the module report for measured times.
@@ -431,37 +431,51 @@ class DualEncoderFusionUNet(_SmpUNetBase):
         self._decoder_channels = widths
 
 
-class UNet2DNetwork(UNet2D, SegmentationNetwork):
-    """:class:`segcore.unet.UNet2D` under the :class:`SegmentationNetwork` interface.
+@functools.cache
+def _unet2d_network_class() -> type:
+    """:class:`UNet2DNetwork`, built on first use: :mod:`segcore.unet` imports MONAI (about 3 s
+    per process), which the smp-based networks of every default remote-sensing job never need."""
+    from segcore.unet import UNet2D
 
-    ``encode``/``decode`` are UNet2D's own; the input side must be a multiple of
-    ``2 ** (len(channels) - 1)``.
-    """
+    class UNet2DNetwork(UNet2D, SegmentationNetwork):
+        """:class:`segcore.unet.UNet2D` under the :class:`SegmentationNetwork` interface.
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        channels: Sequence[int] = (16, 32, 64, 128, 128, 128),
-        norm: str = "BATCH",
-    ) -> None:
-        super().__init__(in_channels, num_classes, channels=channels, norm=norm)
+        ``encode``/``decode`` are UNet2D's own; the input side must be a multiple of
+        ``2 ** (len(channels) - 1)``.
+        """
 
-    @property
-    def decoder_channels(self) -> tuple[int, ...]:
-        return self.channels[::-1][1:]
+        def __init__(
+            self,
+            in_channels: int,
+            num_classes: int,
+            channels: Sequence[int] = (16, 32, 64, 128, 128, 128),
+            norm: str = "BATCH",
+        ) -> None:
+            super().__init__(in_channels, num_classes, channels=channels, norm=norm)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        super()._check_input(x)
-        if any(s % self.downsampling for s in x.shape[-2:]):
-            raise ValueError(
-                f"UNet2D with {len(self.channels)} levels needs H and W divisible by "
-                f"{self.downsampling}, got {tuple(x.shape[-2:])}"
-            )
+        @property
+        def decoder_channels(self) -> tuple[int, ...]:
+            return self.channels[::-1][1:]
 
-    # UNet2D.forward skips the input check; route through the interface's forward instead.
-    forward = SegmentationNetwork.forward
+        def _check_input(self, x: torch.Tensor) -> None:
+            super()._check_input(x)
+            if any(s % self.downsampling for s in x.shape[-2:]):
+                raise ValueError(
+                    f"UNet2D with {len(self.channels)} levels needs H and W divisible by "
+                    f"{self.downsampling}, got {tuple(x.shape[-2:])}"
+                )
 
+        # UNet2D.forward skips the input check; route through the interface's forward instead.
+        forward = SegmentationNetwork.forward
+
+    UNet2DNetwork.__qualname__ = "UNet2DNetwork"
+    return UNet2DNetwork
+
+
+def __getattr__(name: str) -> Any:
+    if name == "UNet2DNetwork":
+        return _unet2d_network_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 def build_network(
     arch: str,
@@ -501,5 +515,5 @@ def build_network(
             in_channels=in_channels,
         )
     if arch == "unet2d":
-        return UNet2DNetwork(in_channels, num_classes, channels=unet_channels, norm=unet_norm)
+        return _unet2d_network_class()(in_channels, num_classes, channels=unet_channels, norm=unet_norm)
     raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")

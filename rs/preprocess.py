@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,7 @@ log = logging.getLogger(__name__)
 CLASSES = ["background", "landslide"]
 DEFAULT_TILE = {"geotiff": 64, "landslide4sense": 128}
 DEFAULT_OVERLAP = {"geotiff": 16, "landslide4sense": 0}
-_CACHE_BYTES = 1 << 30  # keep loaded scenes between the two passes up to this size
+_SCENE_TILES = "_scene_tiles"  # pass 1's per-scene raw tiles, inside the temporary output folder
 
 
 # --------------------------------------------------------------------------- scene channels
@@ -362,6 +363,27 @@ def superpixels(x: np.ndarray, n_segments: int, compactness: float) -> np.ndarra
     return labels.astype(np.int32)
 
 
+def _write_scene_tiles(stem: Path, scene: SceneChannels, windows: Sequence[Window], tile: int) -> None:
+    """Pass 1's scratch of one scene: raw channels (m, C, t, t), validity and labels (m, t, t)
+    of its kept tiles, labels already LABEL_NODATA outside valid pixels."""
+    m, c = len(windows), scene.channels.shape[0]
+    raw = np.lib.format.open_memmap(f"{stem}_raw.npy", mode="w+", dtype=np.float32, shape=(m, c, tile, tile))
+    valid = np.lib.format.open_memmap(f"{stem}_valid.npy", mode="w+", dtype=np.uint8, shape=(m, tile, tile))
+    label = np.lib.format.open_memmap(f"{stem}_label.npy", mode="w+", dtype=np.uint8, shape=(m, tile, tile))
+    for q, win in enumerate(windows):
+        rs, cs = win.toslices()
+        ok = scene.valid[rs, cs]
+        raw[q] = scene.channels[:, rs, cs]
+        valid[q] = ok
+        label[q] = LABEL_NODATA if scene.label is None else np.where(ok, scene.label[rs, cs], LABEL_NODATA)
+    for a in (raw, valid, label):
+        a.flush()
+
+
+def _read_scene_tiles(stem: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.load(f"{stem}_{part}.npy", mmap_mode="r") for part in ("raw", "valid", "label"))
+
+
 def prepare(
     sources: Sequence[SceneSource],
     out: Path,
@@ -386,8 +408,12 @@ def prepare(
     Returns the manifest.
     """
     c = len(channel_names)
-    cache: dict[str, SceneChannels] = {}
-    cached_bytes = 0
+    # Two passes, one scene in memory at a time (peak memory flat in the number of scenes):
+    # pass 1 loads each scene once, keeps its tiles' raw channels, validity and labels in a
+    # memory-mapped scratch file and adds its training pixels to the statistics; pass 2 reads
+    # the scratch files back, normalises, computes superpixels and writes the final arrays.
+    scratch = Path(out) / _SCENE_TILES
+    scratch.mkdir(parents=True, exist_ok=True)
     records: list[TileRecord] = []
     skipped = 0
     buffer = 0
@@ -420,6 +446,7 @@ def prepare(
                 windows, tile, overlap, block_tiles, val_fraction, test_fraction, rng
             )
         train_windows = []
+        first = len(records)
         for i, (win, split) in enumerate(zip(windows, splits, strict=True)):
             rs, cs = win.toslices()
             if not scene.valid[rs, cs].any():
@@ -435,10 +462,8 @@ def prepare(
             if split == "train":
                 train_windows.append(win)
         stats.add(training_statistics(scene, train_windows))
-        nbytes = scene.channels.nbytes
-        if cached_bytes + nbytes <= _CACHE_BYTES:
-            cache[src.id] = scene
-            cached_bytes += nbytes
+        _write_scene_tiles(scratch / f"{k}", scene, [r.window for r in records[first:]], tile)
+        del scene
 
     if not records:
         raise InputError(
@@ -458,28 +483,27 @@ def prepare(
     arrays = create_arrays(
         out, n, c, tile, tile, extras={"superpixels": np.int32, "valid": np.uint8}
     )
-    by_scene: dict[str, list[int]] = {}
-    for j, r in enumerate(records):
-        by_scene.setdefault(r.scene, []).append(j)
-    for src in sources:
-        if src.id not in by_scene:
-            continue
-        scene = cache.pop(src.id, None) or _pad_to(src.load(), tile)
-        for j in by_scene[src.id]:
-            rs, cs = records[j].window.toslices()
-            raw = scene.channels[:, rs, cs].copy()  # (C, t, t)
-            valid = scene.valid[rs, cs]
+    names = list(arrays)
+    del arrays  # reopened per scene: pages written through a mapping stay resident until it is closed
+    j = 0  # records are in scene order: scene k's tiles are the next rows
+    for k in range(len(sources)):
+        raw_tiles, valid_tiles, label_tiles = _read_scene_tiles(scratch / f"{k}")
+        arrays = {name: np.load(Path(out) / f"{name}.npy", mmap_mode="r+") for name in names}
+        for q in range(len(raw_tiles)):
+            raw = np.array(raw_tiles[q])  # (C, t, t)
+            valid = valid_tiles[q].astype(bool)
             raw[:, ~valid] = mean[:, None]
             arrays["images"][j] = raw
             arrays["valid"][j] = valid
-            if scene.label is not None:
-                arrays["labels"][j] = np.where(valid, scene.label[rs, cs], LABEL_NODATA)
-            else:
-                arrays["labels"][j] = LABEL_NODATA
+            arrays["labels"][j] = label_tiles[q]
             standard = (raw - mean[:, None, None]) / std[:, None, None] * weights[:, None, None]
             arrays["superpixels"][j] = superpixels(standard, n_segments, compactness)
-    for a in arrays.values():
-        a.flush()
+            j += 1
+        for a in arrays.values():
+            a.flush()
+        del raw_tiles, valid_tiles, label_tiles, arrays
+    assert j == n, (j, n)
+    shutil.rmtree(scratch)
 
     tile_ids = [f"{r.scene}/t{r.index:04d}" for r in records]
     splits_out = {

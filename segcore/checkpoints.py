@@ -10,6 +10,7 @@ and ``stage`` / ``method`` strings.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,18 @@ def load_pretrained(net: nn.Module, ckpt: dict[str, Any], path: str | Path, skip
     net.load_state_dict(taken, strict=False)
     log.info("initialised %d tensors from %s (prefixes %s)", len(taken), path, list(prefixes))
     return sorted(taken)
+
+
+def paired_models(models: Sequence[Path], outs: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """``--model A B C --out a b c`` → ``[(A, a), (B, b), (C, c)]``: the evaluating stages score
+    several checkpoints in one process. Checked up front, before any output is written: equal
+    counts, every checkpoint a file, no output folder named twice."""
+    models, outs = [Path(m) for m in models], [Path(o) for o in outs]
+    if len(models) != len(outs):
+        raise InputError(None, f"{len(models)} --model checkpoint(s) but {len(outs)} --out folder(s): give one --out per --model")
+    for m in models:
+        if not m.is_file():
+            raise InputError(m, "model checkpoint not found")
+    if len({o.resolve() for o in outs}) != len(outs):
+        raise InputError(None, "the same --out folder is named more than once")
+    return list(zip(models, outs, strict=True))

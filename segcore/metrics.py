@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import compute_hausdorff_distance
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -232,6 +231,9 @@ def hd95_per_class_3d(
         else:
             with warnings.catch_warnings():  # MONAI deprecation chatter about its own internals
                 warnings.simplefilter("ignore")
+                # imported here: MONAI's import costs ~3 s per process, needed only for HD95
+                from monai.metrics import compute_hausdorff_distance
+
                 hd = compute_hausdorff_distance(
                     torch.from_numpy(p)[None, None],  # (1, 1, D, H, W)
                     torch.from_numpy(t)[None, None],

@@ -212,7 +212,7 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dist-strategy", choices=["auto", "ddp"], default="auto", help="Lightning strategy; auto: one process, or DDP when devices × nodes > 1; ddp: distributed data parallel")
     p.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over the global batch of all processes (SyncBatchNorm)")
     p.add_argument("--precision", default="auto", help="Lightning precision; auto: bf16-mixed on a GPU that supports it, else 32-true")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels-last memory format for weights and images (default None: on with a GPU, off on CPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels-last (NHWC) memory format for weights and images; default on (tensor-core convolutions on a GPU, 13-29%% faster steps on CPU: bench/README.md)")
     p.add_argument("--workers", type=parse_workers, default="auto", help="data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU")
     p.add_argument("--checkpoint-every", type=int, default=50, help="write the resume checkpoint every N steps (0: never); a restarted run resumes from it")
 
@@ -269,7 +269,7 @@ def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
         "strategy": getattr(args, "dist_strategy", "auto"),
         "sync_batchnorm": bool(getattr(args, "sync_batchnorm", False)),
         "precision": default_precision(accelerator) if precision in (None, "auto") else precision,
-        "channels_last": gpu if channels_last is None else bool(channels_last),
+        "channels_last": True if channels_last is None else bool(channels_last),
         "workers": default_workers(accelerator, devices) if workers == "auto" else int(workers),
         "pin_memory": gpu,
         "checkpoint_every": int(getattr(args, "checkpoint_every", 50)),

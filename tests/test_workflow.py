@@ -29,9 +29,29 @@ def test_default_dag_dry_run_lists_every_stage(tmp_path):
         assert rule in out, f"{rule} missing from the default DAG"
     cfg = yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())
     ft = cfg["mri"]["finetune"]
-    n_cells = sum(len(ft["budgets"]) + (m in ft["all_labels_methods"]) for m in cfg["mri"]["methods"]) * len(ft["seeds"])
-    line = next(ln for ln in out.splitlines() if ln.strip().startswith("mri_finetune "))
-    assert int(line.split()[-1]) == n_cells
+    n_all = len(ft.get("all_labels_seeds") or ft["seeds"])
+    n_runs = sum(len(ft["budgets"]) * len(ft["seeds"]) + (m in ft["all_labels_methods"]) * n_all for m in cfg["mri"]["methods"])
+    n_cells = sum(len(ft["budgets"]) + (m in ft["all_labels_methods"]) for m in cfg["mri"]["methods"])
+    stats = out.split("Job stats:", 1)[1].split("\n\n", 1)[0].splitlines()
+    counts = {ln.split()[0]: int(ln.split()[1]) for ln in stats if len(ln.split()) == 2 and ln.split()[1].isdigit()}
+    assert counts["mri_finetune"] == n_runs
+    # one evaluation job per cell scores every seed of it
+    assert counts["mri_evaluate"] + counts.get("mri_evaluate_all_labels", 0) == n_cells
+
+
+def test_evaluation_job_scores_every_seed_of_its_cell(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"rs": {"enabled": False}, "mri": {"methods": ["none"], "finetune": {
+        "budgets": ["1"], "all_labels_methods": ["none"], "seeds": [3, 5, 7], "all_labels_seeds": [5]}}}))
+    res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r")
+    assert res.returncode == 0, res.stderr + res.stdout
+    shells = [ln.split(": ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("Shell command: medseg evaluate")]
+    assert len(shells) == 2
+    one = next(s for s in shells if "budget_1/" in s)
+    assert [f"budget_1/seed_{s}/model.pt" in one for s in (3, 5, 7)] == [True] * 3
+    assert all(f"evaluate/none/budget_1/seed_{s} " in one + " " for s in (3, 5, 7))
+    full = next(s for s in shells if "budget_all/" in s)
+    assert "budget_all/seed_5/model.pt" in full and "seed_3" not in full and "seed_7" not in full
 
 
 def test_lint_is_clean():

@@ -78,6 +78,17 @@ def test_global_then_local_then_finetune_evaluate_predict(prepared, tmp_path):
         pred = nib.load(ev / "predictions" / f"{subject}.nii.gz")
         assert pred.shape == src.shape and np.allclose(pred.affine, src.affine)
 
+    # several models in one process (the workflow's one job per cell): each --out as if alone
+    ev2, ev3 = tmp_path / "ev2", tmp_path / "ev3"
+    _run("evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), str(ft / "model.pt"), "--out", str(ev2), str(ev3),
+         "--no-save-predictions")
+    for other in (ev2, ev3):
+        assert json.loads((other / "metrics.json").read_text())["summary"] == metrics["summary"]
+    assert medseg(["evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), str(ft / "model.pt"), "--out", str(tmp_path / "x")]) == 2
+    assert medseg(["evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), str(tmp_path / "missing.pt"),
+                   "--out", str(tmp_path / "y"), str(tmp_path / "z")]) == 2
+    assert not any((tmp_path / n).exists() for n in "xyz")  # checked before anything is written
+
     pr = tmp_path / "pred"
     image = data.manifest["groups"][data.split_groups("test")[0]]["image"]
     _run("predict", "--input", image, "--model", str(ft / "model.pt"), "--data", str(prepared), "--out", str(pr))

@@ -62,8 +62,11 @@ def test_rs_pretrain_then_finetune_with_the_class_aware_term(prepared: Path, tmp
         rows = [r for r in csv.DictReader(f) if r.get("train/hpcl_weight")]
     assert rows and all(np.isfinite(float(r["train/hpcl_loss"])) for r in rows)
 
-    assert rs(["evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), "--out", str(ev), "--no-whole-scene"]) == 0
-    assert json.loads((ev / "metrics.json").read_text())["method"] == "hpcl-ssl+sup"
+    ev2 = ev.with_name("ev2")  # two models in one process, one --out each
+    assert rs(["evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), str(ft / "model.pt"), "--out", str(ev), str(ev2),
+               "--no-whole-scene"]) == 0
+    first, second = (json.loads((e / "metrics.json").read_text()) for e in (ev, ev2))
+    assert first["method"] == "hpcl-ssl+sup" and first["summary"] == second["summary"]
 
 
 def test_rs_pretrain_refuses_data_without_superpixels(prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,7 +112,7 @@ def test_device_options_resolve_to_cpu_defaults_and_refuse_cpu_syncbatchnorm(tmp
     rt = runtime_settings(p.parse_args(["--accelerator", "cpu"]))
     assert rt == {
         "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": False, "precision": "32-true",
-        "channels_last": False, "workers": 0, "pin_memory": False, "checkpoint_every": 50,
+        "channels_last": True, "workers": 0, "pin_memory": False, "checkpoint_every": 50,
     }
     rt = runtime_settings(p.parse_args(["--accelerator", "cpu", "--devices", "0,1", "--workers", "3", "--channels-last", "--precision", "bf16-mixed"]))
     assert (rt["devices"], rt["workers"], rt["channels_last"], rt["precision"]) == ([0, 1], 3, True, "bf16-mixed")

@@ -1,4 +1,6 @@
 # Helper functions for targets and paths; rules stay free of lambdas.
+import os
+import re
 
 RESULTS = config["results"]
 
@@ -34,15 +36,56 @@ def budgets_for(method, section):
     return budgets
 
 
+def all_budget(section):
+    return str(section["finetune"].get("all_budget", "all"))
+
+
+def seeds_for(section, budget):
+    """Seeds of one label budget: finetune.all_labels_seeds for the all-labels budget when set."""
+    ft = section["finetune"]
+    if str(budget) == all_budget(section) and ft.get("all_labels_seeds"):
+        return ft["all_labels_seeds"]
+    return ft["seeds"]
+
+
+def budget_regex(section, all_labels):
+    """Wildcard constraint of the evaluation rules: the all-labels budget, or every other one."""
+    ab = all_budget(section)
+    values = [ab] if all_labels else [str(b) for b in section["finetune"]["budgets"] if str(b) != ab]
+    return "|".join(re.escape(v) for v in values) or "(?!)"
+
+
+def output_dirs(wildcards, output):
+    """The folder of each output file (the --out of an evaluation job, one per seed)."""
+    return [os.path.dirname(f) for f in output]
+
+
+def mri_cell_models(wildcards):
+    """Every seed's fine-tuned model of one MRI cell (method, budget): one evaluation job."""
+    return [
+        f"{RESULTS}/mri/finetune/{wildcards.method}/budget_{wildcards.budget}/seed_{s}/model.pt"
+        for s in seeds_for(mri_cfg(), wildcards.budget)
+    ]
+
+
+def mri_cell_metrics(all_labels):
+    """Outputs of one MRI evaluation job: metrics.json of each seed of a (method, budget) cell."""
+    c = mri_cfg()
+    return expand(
+        f"{RESULTS}/mri/evaluate/{{{{method}}}}/budget_{{{{budget}}}}/seed_{{seed}}/metrics.json",
+        seed=seeds_for(c, all_budget(c) if all_labels else None),
+    )
+
+
 def mri_metrics_files():
     c = mri_cfg()
     files = []
     for method in c["methods"]:
-        files += expand(
-            f"{RESULTS}/mri/evaluate/{method}/budget_{{budget}}/seed_{{seed}}/metrics.json",
-            budget=budgets_for(method, c),
-            seed=c["finetune"]["seeds"],
-        )
+        for budget in budgets_for(method, c):
+            files += expand(
+                f"{RESULTS}/mri/evaluate/{method}/budget_{budget}/seed_{{seed}}/metrics.json",
+                seed=seeds_for(c, budget),
+            )
     return files
 
 
@@ -93,16 +136,33 @@ def rs_fusions_for(method):
     return hpcl_fusions if method.startswith("hpcl") and hpcl_fusions else c["fusions"]
 
 
+def rs_cell_models(wildcards):
+    """Every seed's fine-tuned model of one remote-sensing cell (method, fusion, percentage)."""
+    return [
+        f"{RESULTS}/rs/finetune/{wildcards.method}/{wildcards.fusion}/pct_{wildcards.pct}/seed_{s}/model.pt"
+        for s in seeds_for(rs_cfg(), wildcards.pct)
+    ]
+
+
+def rs_cell_metrics(all_labels):
+    """Outputs of one remote-sensing evaluation job: metrics.json of each seed of a cell."""
+    c = rs_cfg()
+    return expand(
+        f"{RESULTS}/rs/evaluate/{{{{method}}}}/{{{{fusion}}}}/pct_{{{{pct}}}}/seed_{{seed}}/metrics.json",
+        seed=seeds_for(c, all_budget(c) if all_labels else None),
+    )
+
+
 def rs_metrics_files():
     c = rs_cfg()
     files = []
     for method in c["methods"]:
-        files += expand(
-            f"{RESULTS}/rs/evaluate/{method}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/metrics.json",
-            fusion=rs_fusions_for(method),
-            pct=budgets_for(method, c),
-            seed=c["finetune"]["seeds"],
-        )
+        for pct in budgets_for(method, c):
+            files += expand(
+                f"{RESULTS}/rs/evaluate/{method}/{{fusion}}/pct_{pct}/seed_{{seed}}/metrics.json",
+                fusion=rs_fusions_for(method),
+                seed=seeds_for(c, pct),
+            )
     return files
 
 

@@ -147,17 +147,28 @@ rule mri_finetune:
         "--val-every {params.ft[val_every]} --threads {threads} > {log} 2>&1"
 
 
-rule mri_evaluate:
-    input:
-        data=f"{RESULTS}/mri/prepared",
-        model=f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}/seed_{{seed}}/model.pt",
-    output:
-        f"{RESULTS}/mri/evaluate/{{method}}/budget_{{budget}}/seed_{{seed}}/metrics.json",
-    threads: config["threads"]
-    conda:
-        "../envs/segpretrain.yaml"
-    log:
-        f"{RESULTS}/logs/mri_evaluate/{{method}}_budget_{{budget}}_seed_{{seed}}.log",
-    shell:
-        "medseg evaluate --data {input.data} --model {input.model} --out $(dirname {output}) "
-        "--threads {threads} > {log} 2>&1"
+# One job scores every seed of a cell (method, budget): the stage's imports cost more than
+# scoring a model. Two rules, because the all-labels budget may have its own seeds
+# (finetune.all_labels_seeds) and a rule's outputs cannot depend on a wildcard.
+for _rule, _all_labels in (("mri_evaluate", False), ("mri_evaluate_all_labels", True)):
+
+    rule:
+        name:
+            _rule
+        input:
+            data=f"{RESULTS}/mri/prepared",
+            models=mri_cell_models,
+        output:
+            mri_cell_metrics(_all_labels),
+        wildcard_constraints:
+            budget=budget_regex(mri_cfg(), _all_labels),
+        params:
+            outs=output_dirs,
+        threads: config["threads"]
+        conda:
+            "../envs/segpretrain.yaml"
+        log:
+            f"{RESULTS}/logs/mri_evaluate/{{method}}_budget_{{budget}}.log",
+        shell:
+            "medseg evaluate --data {input.data} --model {input.models} --out {params.outs} "
+            "--threads {threads} > {log} 2>&1"

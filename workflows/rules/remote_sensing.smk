@@ -91,20 +91,29 @@ rule rs_finetune:
         "--lr {params.ft[lr]} --val-every {params.ft[val_every]} {params.extra} --threads {threads} > {log} 2>&1"
 
 
-rule rs_evaluate:
-    input:
-        data=f"{RESULTS}/rs/prepared",
-        model=f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/model.pt",
-    output:
-        f"{RESULTS}/rs/evaluate/{{method}}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/metrics.json",
-    threads: config["threads"]
-    conda:
-        "../envs/segpretrain.yaml"
-    log:
-        f"{RESULTS}/logs/rs_evaluate/{{method}}_{{fusion}}_pct_{{pct}}_seed_{{seed}}.log",
-    shell:
-        "rs evaluate --data {input.data} --model {input.model} --out $(dirname {output}) "
-        "--threads {threads} > {log} 2>&1"
+# One job scores every seed of a cell (method, fusion, percentage), as mri_evaluate.
+for _rule, _all_labels in (("rs_evaluate", False), ("rs_evaluate_all_labels", True)):
+
+    rule:
+        name:
+            _rule
+        input:
+            data=f"{RESULTS}/rs/prepared",
+            models=rs_cell_models,
+        output:
+            rs_cell_metrics(_all_labels),
+        wildcard_constraints:
+            pct=budget_regex(rs_cfg(), _all_labels),
+        params:
+            outs=output_dirs,
+        threads: config["threads"]
+        conda:
+            "../envs/segpretrain.yaml"
+        log:
+            f"{RESULTS}/logs/rs_evaluate/{{method}}_{{fusion}}_pct_{{pct}}.log",
+        shell:
+            "rs evaluate --data {input.data} --model {input.models} --out {params.outs} "
+            "--threads {threads} > {log} 2>&1"
 
 
 rule rs_predict_scene:
