@@ -444,15 +444,6 @@ def _unet2d_network_class() -> type:
         ``2 ** (len(channels) - 1)``.
         """
 
-        def __init__(
-            self,
-            in_channels: int,
-            num_classes: int,
-            channels: Sequence[int] = (16, 32, 64, 128, 128, 128),
-            norm: str = "BATCH",
-        ) -> None:
-            super().__init__(in_channels, num_classes, channels=channels, norm=norm)
-
         @property
         def decoder_channels(self) -> tuple[int, ...]:
             return self.channels[::-1][1:]
