@@ -18,7 +18,7 @@ import torch
 
 from medseg.models import build_network
 from medseg.native import save_native_label, to_native
-from segcore.checkpoints import paired_models, read_checkpoint
+from segcore.checkpoints import per_model_args, read_checkpoint
 from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.metrics import score_volume, summarise_mri
@@ -65,12 +65,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
     process: the imports cost more than scoring one model)."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    for model, out in paired_models(args.model, args.out):
-        evaluate_one(argparse.Namespace(**{**vars(args), "model": model, "out": out}))
-
-
-def evaluate_one(args: argparse.Namespace) -> None:
+    runs = per_model_args(args)
     data = PreparedData(args.data)
+    for one in runs:
+        evaluate_one(one, data)
+
+
+def evaluate_one(args: argparse.Namespace, data: PreparedData) -> None:
     net, ckpt = load_model(args.model)
     if ckpt["network"]["num_classes"] != data.num_classes:
         raise InputError(args.model, f"model predicts {ckpt['network']['num_classes']} classes, data has {data.num_classes}")

@@ -9,8 +9,8 @@ and ``stage`` / ``method`` strings.
 
 from __future__ import annotations
 
+import argparse
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +73,12 @@ def load_pretrained(net: nn.Module, ckpt: dict[str, Any], path: str | Path, skip
     return sorted(taken)
 
 
-def paired_models(models: Sequence[Path], outs: Sequence[Path]) -> list[tuple[Path, Path]]:
-    """``--model A B C --out a b c`` → ``[(A, a), (B, b), (C, c)]``: the evaluating stages score
-    several checkpoints in one process. Checked up front, before any output is written: equal
-    counts, every checkpoint a file, no output folder named twice."""
-    models, outs = [Path(m) for m in models], [Path(o) for o in outs]
+def per_model_args(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """``--model A B C --out a b c`` → one copy of ``args`` per pair, with ``model`` and ``out``
+    single paths: the evaluating stages score several checkpoints in one process. Checked up
+    front, before any output is written: equal counts, every checkpoint a file, no output
+    folder named twice."""
+    models, outs = [Path(m) for m in args.model], [Path(o) for o in args.out]
     if len(models) != len(outs):
         raise InputError(None, f"{len(models)} --model checkpoint(s) but {len(outs)} --out folder(s): give one --out per --model")
     for m in models:
@@ -85,4 +86,4 @@ def paired_models(models: Sequence[Path], outs: Sequence[Path]) -> list[tuple[Pa
             raise InputError(m, "model checkpoint not found")
     if len({o.resolve() for o in outs}) != len(outs):
         raise InputError(None, "the same --out folder is named more than once")
-    return list(zip(models, outs, strict=True))
+    return [argparse.Namespace(**{**vars(args), "model": m, "out": o}) for m, o in zip(models, outs, strict=True)]
