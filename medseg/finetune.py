@@ -36,6 +36,7 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (pretrained or fine-tuned); none = random init")
     p.add_argument("--method", default=None, help="name of the pretraining method, recorded for the report (default: from --init, or 'none')")
     p.add_argument("--val-every", type=int, default=50, help="validate (whole-volume Dice) every N steps; best weights kept")
+    p.add_argument("--weight-ema", type=float, default=0.0, help="validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up min(m, (1+t)/(10+t))) instead of the raw weights (0: off)")
     p.add_argument("--val-batch-size", type=int, default=32, help="slices per validation batch")
 
 

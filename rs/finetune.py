@@ -41,6 +41,7 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from; none = random init")
     p.add_argument("--method", default=None, help="pretraining method name for the report (default: from --init, or 'none')")
     p.add_argument("--val-every", type=int, default=50, help="validate (mIoU) every N steps; best weights kept")
+    p.add_argument("--weight-ema", type=float, default=0.0, help="validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up min(m, (1+t)/(10+t))) instead of the raw weights (0: off)")
     p.add_argument("--val-batch-size", type=int, default=32, help="tiles per validation batch")
     # the class-aware hyper-pixel term (HPCL setting, docs/hpcl.md); off at weight 0
     p.add_argument("--hpcl-weight", type=float, default=0.0, help="weight of the class-aware hyper-pixel contrastive term (0: off)")
@@ -53,6 +54,7 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hpcl-boundary-fraction", type=float, default=0.5, help="share of anchors drawn among hyper-pixels touching another class")
     p.add_argument("--hpcl-unlabeled", type=int, default=0, help="unlabeled tiles per step whose confidently pseudo-labeled hyper-pixels (momentum network) also fill the class queues (0: labeled tiles only)")
     p.add_argument("--hpcl-pseudo-threshold", type=float, default=0.9, help="min mean softmax probability of a pseudo-labeled hyper-pixel")
+    p.add_argument("--hpcl-unlabeled-anchors", type=int, default=0, help="pseudo-labeled hyper-pixels of the --hpcl-unlabeled tiles per class and step that are anchors too, seen by the online network in a second view (dihedral, spectral jitter): the unlabeled pool then trains the network, not only fills the queues (0: labeled anchors only)")
 
 
 def parse_widths(text: str | None) -> list[int] | None:
@@ -99,9 +101,14 @@ def run_finetune(args: argparse.Namespace) -> None:
            "init": None if args.init is None else str(args.init), "initialised_tensors": n_init}
     task: dict = {}
     if hpcl:
-        keys = ("weight", "warmup", "queue", "temperature", "mochi", "momentum", "anchors", "boundary_fraction", "unlabeled", "pseudo_threshold")
+        keys = ("weight", "warmup", "queue", "temperature", "mochi", "momentum", "anchors", "boundary_fraction", "unlabeled", "pseudo_threshold",
+                "unlabeled_anchors")
         run["hpcl"] = {k: getattr(args, f"hpcl_{k}") for k in keys}
         task = {"task_cls": HyperPixelSegmentationTask, "task_kwargs": {f"hpcl_{k}": v for k, v in run["hpcl"].items()}}
+        if args.hpcl_unlabeled_anchors > 0 and args.hpcl_unlabeled <= 0:
+            raise InputError(None, "--hpcl-unlabeled-anchors needs --hpcl-unlabeled > 0 (the unlabeled tiles per step they are drawn from)")
+        # the second view of unlabeled tiles jitters the spectral bands only, as `rs pretrain` does by default
+        task["task_kwargs"]["hpcl_jitter_channels"] = data.manifest.get("spectral_channels") or list(range(data.in_channels))
         if args.hpcl_unlabeled > 0:
             pool = data.sample_indices(data.split_groups("unlabeled"))
             if len(pool) == 0:

@@ -397,7 +397,13 @@ class HyperPixelSegmentationTask(SegmentationTask):
     the class queues also receive keys of hyper-pixels of that many tiles per step drawn from
     ``hpcl_unlabeled_data`` (samples with ``image`` and ``superpixels``), pseudo-labeled by the
     momentum network where confident (``hpcl_pseudo_threshold``): the anchors (labeled) then meet
-    positives and negatives from the unlabeled pool. Batches need
+    positives and negatives from the unlabeled pool. With ``hpcl_unlabeled_anchors`` > 0 (needs
+    ``hpcl_unlabeled``) up to that many of those pseudo-labeled hyper-pixels per class are
+    anchors too: the online network sees a second view of the unlabeled tiles (a dihedral
+    transform of image and superpixels, photometric jitter on ``hpcl_jitter_channels``), and the
+    term pulls each such hyper-pixel toward its pseudo-class in the queues (the semi-supervised
+    class-wise memory-bank contrast of Alonso et al. 2021), so the unlabeled pool shapes the
+    online network and not only the queues. Batches need
     ``superpixels`` (B, H, W) besides ``image`` and ``label``; the spatial augmentation is applied
     to both with the same random draws. The momentum encoder, head and queues are module state,
     so they are in every Lightning (resume) checkpoint; the exported model is ``net`` alone.
@@ -423,11 +429,15 @@ class HyperPixelSegmentationTask(SegmentationTask):
         hpcl_unlabeled: int = 0,
         hpcl_unlabeled_data: Dataset | None = None,
         hpcl_pseudo_threshold: float = 0.9,
+        hpcl_unlabeled_anchors: int = 0,
+        hpcl_jitter_channels: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(net, num_classes, **kwargs)
         if hpcl_unlabeled > 0 and (hpcl_unlabeled_data is None or len(hpcl_unlabeled_data) == 0):
             raise ValueError("hpcl_unlabeled > 0 needs a non-empty hpcl_unlabeled_data")
+        if hpcl_unlabeled_anchors > 0 and hpcl_unlabeled <= 0:
+            raise ValueError("hpcl_unlabeled_anchors > 0 needs hpcl_unlabeled > 0 (the unlabeled tiles they come from)")
         self.hpcl_head = HyperPixelProjectionHead(hypercolumn_dim(net), hpcl_proj_hidden, hpcl_proj_dim)
         self.key_net, self.key_head = momentum_copy(net), momentum_copy(self.hpcl_head)
         self.class_queues = ClassQueues(num_classes, hpcl_queue, hpcl_proj_dim)
@@ -436,6 +446,8 @@ class HyperPixelSegmentationTask(SegmentationTask):
         self.hpcl_anchors, self.hpcl_boundary_fraction = hpcl_anchors, hpcl_boundary_fraction
         self.hpcl_enqueue_per_class = hpcl_enqueue_per_class
         self.hpcl_unlabeled, self.hpcl_pseudo_threshold = hpcl_unlabeled, hpcl_pseudo_threshold
+        self.hpcl_unlabeled_anchors = hpcl_unlabeled_anchors
+        self.hpcl_jitter_channels = None if hpcl_jitter_channels is None else list(hpcl_jitter_channels)
         self.hpcl_unlabeled_data = hpcl_unlabeled_data  # a Dataset, not module state
         self.pseudo_enqueued = 0  # pseudo-labeled keys enqueued so far (a record, for the logs)
 
@@ -453,22 +465,25 @@ class HyperPixelSegmentationTask(SegmentationTask):
         x, y = self.augment(x, y, g)
         return x, y, sp
 
-    def _enqueue_selection(self, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Indices of at most ``hpcl_enqueue_per_class`` random rows per class of ``labels``."""
+    def _enqueue_selection(self, labels: torch.Tensor, g: torch.Generator, per_class: int | None = None) -> torch.Tensor:
+        """Indices of at most ``per_class`` (default ``hpcl_enqueue_per_class``) random rows per
+        class of ``labels``."""
+        per_class = self.hpcl_enqueue_per_class if per_class is None else per_class
         keep = []
         for c in range(self.num_classes):
             idx = (labels == c).nonzero(as_tuple=True)[0]
-            if idx.numel() > self.hpcl_enqueue_per_class:
-                idx = idx[torch.randperm(idx.numel(), generator=g)[: self.hpcl_enqueue_per_class].to(idx.device)]
+            if idx.numel() > per_class:
+                idx = idx[torch.randperm(idx.numel(), generator=g)[:per_class].to(idx.device)]
             keep.append(idx)
         return torch.cat(keep) if keep else labels.new_zeros(0)
 
     @torch.no_grad()
-    def _pseudo_labeled(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pseudo_labeled(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Hyper-pixels of ``hpcl_unlabeled`` random unlabeled tiles (drawn with ``g``: a function
         of the step), pseudo-labeled by the momentum network: mean softmax over the hyper-pixel,
         kept where its top probability reaches ``hpcl_pseudo_threshold``. Returns their mean
-        hypercolumns (n, C) from the momentum network and labels (n,)."""
+        hypercolumns (n, C) from the momentum network, labels (n,), and the unlabeled batch
+        (``image``, ``superpixels``) with the kept hyper-pixels' ``batch_idx`` and ``sp_id`` (n,)."""
         from segcore.training import collate_samples
 
         ds = self.hpcl_unlabeled_data
@@ -481,7 +496,21 @@ class HyperPixelSegmentationTask(SegmentationTask):
         conf, label = hp.emb[:, -self.num_classes :].max(dim=1)  # (P_u,)
         keep = conf >= self.hpcl_pseudo_threshold
         self.pseudo_enqueued += int(keep.sum())
-        return hp.emb[keep, : -self.num_classes], label[keep]
+        source = {"image": x, "superpixels": sp, "batch_idx": hp.batch_idx[keep], "sp_id": hp.sp_id[keep]}
+        return hp.emb[keep, : -self.num_classes], label[keep], source
+
+    def _unlabeled_anchors(self, source: dict[str, torch.Tensor], labels: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Online-network embeddings (n, D) and pseudo-labels (n,) of at most
+        ``hpcl_unlabeled_anchors`` pseudo-labeled hyper-pixels per class, computed on a second
+        view of the unlabeled tiles (dihedral transform, photometric jitter on
+        ``hpcl_jitter_channels``); the view carries the superpixel map along, so ids still name
+        the hyper-pixels the momentum network labeled."""
+        x_v, sp_v, _ = correspondence_view(source["image"], source["superpixels"], g, jitter_channels=self.hpcl_jitter_channels)
+        hp_u = hyperpixels(decoder_maps(self.net, x_v), sp_v)
+        i_src, i_view = match_hyperpixels(source["batch_idx"], source["sp_id"], hp_u.batch_idx, hp_u.sp_id)
+        labels = labels[i_src]
+        pick = self._enqueue_selection(labels, g, per_class=self.hpcl_unlabeled_anchors)
+        return self.hpcl_head(hp_u.emb[i_view[pick]]), labels[pick]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         x, y, sp = batch["image"], batch["label"], batch["superpixels"]
@@ -503,12 +532,16 @@ class HyperPixelSegmentationTask(SegmentationTask):
             k_labels = hp_k.majority[labeled]
             k_emb = hp_k.emb[labeled]  # (P_l, C)
             if self.hpcl_unlabeled > 0:
-                u_emb, u_labels = self._pseudo_labeled(g)
+                u_emb, u_labels, u_source = self._pseudo_labeled(g)
                 k_emb, k_labels = torch.cat([k_emb, u_emb]), torch.cat([k_labels, u_labels])
             chosen = self._enqueue_selection(k_labels, g)
             keys = self.key_head(k_emb[chosen])  # (n, D)
+        q_labels = hp.majority[anchors]
+        if self.hpcl_unlabeled_anchors > 0:
+            q_u, q_u_labels = self._unlabeled_anchors(u_source, u_labels, g)
+            q, q_labels = torch.cat([q, q_u]), torch.cat([q_labels, q_u_labels])
         queue, queue_labels = self.class_queues.keys_and_labels()
-        aux = self.hpcl_loss(q, labels=hp.majority[anchors], queue=queue, queue_labels=queue_labels)
+        aux = self.hpcl_loss(q, labels=q_labels, queue=queue, queue_labels=queue_labels)
         self.class_queues.enqueue(keys, k_labels[chosen])  # after the loss; a collective under DDP
         loss = seg_loss + weight * aux
         n = len(logits)

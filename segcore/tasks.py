@@ -23,6 +23,7 @@ from torch import nn
 
 from segcore.augment import BatchSpatialAugment
 from segcore.losses import SoftDiceCELoss
+from segcore.momentum import ema_decay, ema_update, momentum_copy
 from segcore.training import step_generator
 from segcore.views import crop_resize, intensity_jitter
 
@@ -77,9 +78,15 @@ class SegmentationTask(L.LightningModule):
         max_steps: int = 1000,
         augment: BatchSpatialAugment | None = None,
         seed: int = 0,
+        weight_ema: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = net
+        if not 0.0 <= weight_ema < 1.0:
+            raise ValueError(f"weight_ema must lie in [0, 1), got {weight_ema}")
+        self.weight_ema = weight_ema
+        # an exponential moving average of the weights, validated and exported instead of net
+        self.ema_net = momentum_copy(net) if weight_ema > 0 else None
         self.augment = augment
         self.seed = seed
         self.num_classes = num_classes
@@ -107,11 +114,20 @@ class SegmentationTask(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(logits))
         return loss
 
+    @property
+    def eval_net(self) -> nn.Module:
+        """The network validated and kept: the weight average when ``weight_ema`` > 0, else ``net``."""
+        return self.net if self.ema_net is None else self.ema_net
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema_net is not None:  # after the optimiser step
+            ema_update(self.ema_net, self.net, ema_decay(self.weight_ema, int(self.global_step) - 1), average_buffers=True)
+
     def on_validation_epoch_start(self) -> None:
         self._counts = {}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self.net(batch["image"])
+        logits = self.eval_net(batch["image"])
         loss = self.loss(logits, batch["label"])
         self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(logits))
         pred = logits.argmax(1)  # (B, H, W)
@@ -129,7 +145,7 @@ class SegmentationTask(L.LightningModule):
         if not math.isnan(score) and score > self.best_score:
             self.best_score = score
             self.best_step = int(self.global_step)
-            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.net.state_dict().items()})
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.eval_net.state_dict().items()})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["segmentation_task"] = {

@@ -82,6 +82,22 @@ def test_rs_finetune_refuses_a_bad_hpcl_option(prepared: Path, tmp_path: Path, c
     assert rs(["finetune", "--data", str(prepared), "--out", str(tmp_path / "ft"), *NET, "--steps", "1", "--hpcl-weight", "0.2",
                "--hpcl-boundary-fraction", "1.5"]) == 2
     assert "--hpcl-boundary-fraction" in capsys.readouterr().err
+    assert rs(["finetune", "--data", str(prepared), "--out", str(tmp_path / "ft"), *NET, "--steps", "1", "--hpcl-weight", "0.2",
+               "--hpcl-unlabeled-anchors", "8"]) == 2
+    assert "--hpcl-unlabeled" in capsys.readouterr().err and not (tmp_path / "ft").exists()
+
+
+def test_rs_finetune_with_pseudo_labeled_unlabeled_anchors(prepared: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    ft = tmp_path / "ft"
+    assert rs(["finetune", "--data", str(prepared), "--out", str(ft), *NET, "--percent", "50", "--method", "hpcl-sup", "--steps", "10",
+               "--val-every", "10", "--batch-size", "4", "--hpcl-weight", "0.2", "--hpcl-queue", "32", "--hpcl-unlabeled", "2",
+               "--hpcl-pseudo-threshold", "0", "--hpcl-unlabeled-anchors", "4", "--checkpoint-every", "0"]) == 0
+    model = read_checkpoint(ft / "model.pt")
+    assert model["run"]["hpcl"]["unlabeled"] == 2 and model["run"]["hpcl"]["unlabeled_anchors"] == 4
+    with (ft / "logs" / "metrics.csv").open() as f:  # logged every 10 steps
+        rows = [r for r in csv.DictReader(f) if r.get("train/pseudo_enqueued")]
+    assert rows and float(rows[-1]["train/pseudo_enqueued"]) > 0 and all(np.isfinite(float(r["train/hpcl_loss"])) for r in rows)
 
 
 def test_mri_hpcl_pretrain_then_finetune(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 import segcore.hyperpixel as hpx
@@ -331,7 +332,7 @@ def test_pseudo_labeled_hyperpixels_come_from_the_momentum_network() -> None:
         for p in task.net.parameters():
             p.add_(1.0)  # the online net differs: pseudo-labels must come from the momentum net
     task.key_net.eval()
-    emb, labels = task._pseudo_labeled(torch.Generator().manual_seed(0))
+    emb, labels, source = task._pseudo_labeled(torch.Generator().manual_seed(0))
     picks = torch.randint(6, (3,), generator=torch.Generator().manual_seed(0)).tolist()
     x = torch.stack([unlabeled[i]["image"] for i in picks])
     with torch.no_grad():
@@ -340,6 +341,8 @@ def test_pseudo_labeled_hyperpixels_come_from_the_momentum_network() -> None:
     expected = torch.stack([torch.stack([probs[b][:, blocks == s].mean(1) for s in range(16)]) for b in range(3)])  # (3, 16, 2)
     assert emb.shape == (48, 12) and torch.equal(labels, expected.argmax(-1).flatten())
     assert task.pseudo_enqueued == 48
+    assert torch.equal(source["image"], x) and torch.equal(source["batch_idx"], torch.arange(3).repeat_interleave(16))
+    assert torch.equal(source["sp_id"], torch.arange(16).repeat(3))
     confident = seg_task(hpcl_unlabeled=3, hpcl_unlabeled_data=unlabeled, hpcl_pseudo_threshold=1.01)
     confident.key_net.eval()
     assert confident._pseudo_labeled(torch.Generator().manual_seed(0))[1].numel() == 0
@@ -352,3 +355,50 @@ def test_training_step_fills_the_class_queues_from_unlabeled_tiles() -> None:
                     hpcl_queue=1000)
     task.training_step(one_batch(2), 0).backward()
     assert int(task.class_queues.filled.sum()) == 2 * 16 + 4 * 16  # labeled + pseudo-labeled hyper-pixels
+
+
+def test_unlabeled_anchors_are_online_embeddings_of_pseudo_labeled_hyperpixels_in_a_second_view() -> None:
+    unlabeled = TinySet(6, seed=1)
+    task = seg_task(hpcl_unlabeled=3, hpcl_unlabeled_data=unlabeled, hpcl_pseudo_threshold=0.0, hpcl_unlabeled_anchors=5,
+                    hpcl_jitter_channels=[0, 1])
+    task.key_net.eval()
+    with torch.no_grad():
+        for p in task.key_net.parameters():
+            p.add_(0.5)  # pseudo-labels from the momentum net, anchors from the online net
+    _, labels, source = task._pseudo_labeled(torch.Generator().manual_seed(0))
+    # drop some hyper-pixels (as a confidence threshold would): the rest must keep their ids
+    kept = torch.arange(labels.numel()) % 3 != 1
+    source = {**source, "batch_idx": source["batch_idx"][kept], "sp_id": source["sp_id"][kept]}
+    labels = labels[kept]
+    q, q_labels = task._unlabeled_anchors(source, labels, torch.Generator().manual_seed(7))
+    # brute force: the same view (same generator), online hypercolumn means per (tile, id), head
+    x_v, sp_v, ks = correspondence_view(source["image"], source["superpixels"], torch.Generator().manual_seed(7), jitter_channels=[0, 1])
+    assert torch.equal(x_v[:, 2], torch.stack([dihedral(source["image"][b, 2], int(k)) for b, k in enumerate(ks)]))  # channel 2 not jittered
+    feats = decoder_maps(task.net, x_v)
+    hyper = torch.cat([F.interpolate(f, size=(SIZE, SIZE), mode="bilinear", align_corners=False) for f in feats], 1)  # (3, 12, 16, 16)
+    table = {(int(b), int(s)): (task.hpcl_head(hyper[b][:, sp_v[b] == s].mean(1)[None])[0], int(lab))
+             for b, s, lab in zip(source["batch_idx"], source["sp_id"], labels, strict=True)}
+    assert q.requires_grad and 0 < q.shape[0] <= 2 * 5
+    for c in (0, 1):
+        assert int((q_labels == c).sum()) == min(5, int((labels == c).sum()))  # at most 5 per class
+    for row, lab in zip(q, q_labels, strict=True):
+        hits = [key for key, (emb, lab2) in table.items() if lab2 == int(lab) and torch.allclose(emb, row, atol=1e-5)]
+        assert len(hits) == 1, "every anchor is the head of one pseudo-labeled hyper-pixel's online hypercolumn mean"
+    q.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.net.parameters())  # the unlabeled tiles train the online net
+    assert all(p.grad is None for p in task.key_net.parameters())
+    with pytest.raises(ValueError, match="hpcl_unlabeled_anchors"):
+        seg_task(hpcl_unlabeled_anchors=4)
+
+
+def test_training_step_with_unlabeled_anchors_adds_them_to_the_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = seg_task(hpcl_unlabeled=4, hpcl_unlabeled_data=TinySet(6, seed=1), hpcl_pseudo_threshold=0.0, hpcl_unlabeled_anchors=8)
+    seen: list[int] = []
+    real = task.hpcl_loss.forward
+    monkeypatch.setattr(task.hpcl_loss, "forward", lambda q, **kw: (seen.append(q.shape[0]), real(q, **kw))[1])
+    for step in range(2):
+        loss = task.training_step(one_batch(2), step)
+        assert torch.isfinite(loss)
+        loss.backward()
+    labeled_anchors = 32  # hpcl_anchors of seg_task, 2 tiles x 16 hyper-pixels available
+    assert all(labeled_anchors < n <= labeled_anchors + 2 * 8 for n in seen), seen

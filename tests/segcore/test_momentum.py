@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from segcore.momentum import ema_update, momentum_copy
+from segcore.momentum import ema_decay, ema_update, momentum_copy
 
 
 def make_pair() -> tuple[nn.Module, nn.Module]:
@@ -60,3 +60,18 @@ def test_bad_momentum_and_mismatched_models_raise() -> None:
         ema_update(key, query, 1.5)
     with pytest.raises(ValueError, match="parameters"):
         ema_update(nn.Linear(3, 4), query, 0.9)
+
+
+def test_averaged_buffers_for_a_weight_average() -> None:
+    key, query = make_pair()
+    old = {n: b.clone() for n, b in key.named_buffers()}
+    ema_update(key, query, 0.75, average_buffers=True)
+    kb, qb = dict(key.named_buffers()), dict(query.named_buffers())
+    for n in ("1.running_mean", "1.running_var"):
+        assert torch.allclose(kb[n], 0.75 * old[n] + 0.25 * qb[n], atol=1e-7), n
+    assert int(kb["1.num_batches_tracked"]) == 1  # integer buffers are copied
+
+
+def test_ema_decay_warms_up_to_m() -> None:
+    assert ema_decay(0.99, 0) == pytest.approx(0.1) and ema_decay(0.99, 8) == pytest.approx(9 / 18)
+    assert ema_decay(0.99, 10_000) == 0.99 and ema_decay(0.5, 5) == 0.5

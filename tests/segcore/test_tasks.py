@@ -27,3 +27,45 @@ def test_miou_pools_counts():
     # pooled: class 0 tp 4 fp 1 fn 1 -> 4/6; class 1 tp 3 fp 1 fn 1 -> 3/5
     assert math.isclose(score_from_counts(counts, "miou"), (4 / 6 + 3 / 5) / 2)
     assert math.isnan(score_from_counts({}, "miou"))
+
+
+def test_weight_average_is_validated_and_kept():
+    import warnings
+
+    import lightning as L
+    import pytest
+
+    from segcore.tasks import SegmentationTask
+    from segcore.training import eval_loader, step_loader
+    from segcore.unet import UNet2D
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    items = [{"image": torch.randn(1, 16, 16, generator=g), "label": (torch.rand(16, 16, generator=g) > 0.5).long(),
+              "meta": {"group": f"g{i}"}} for i in range(6)]
+    task = SegmentationTask(UNet2D(1, 2, channels=(4, 8)), 2, lr=1e-2, max_steps=3, val_metric="miou", weight_ema=0.5)
+    seen = []  # the raw weights after each optimiser step
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append({k: v.detach().clone() for k, v in pl_module.net.state_dict().items()})
+
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, val_check_interval=3, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+                        use_distributed_sampler=False, callbacks=[Record()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(task, step_loader(items, 2, 3, seed=0), eval_loader(items, 6))
+    # recompute from the initial weights: ema_t = d_t ema_{t-1} + (1 - d_t) w_t, d_t = min(0.5, (1 + t) / (10 + t))
+    torch.manual_seed(0)
+    ema = {k: v.detach().clone().float() for k, v in UNet2D(1, 2, channels=(4, 8)).state_dict().items()}
+    for t, w in enumerate(seen):
+        d = min(0.5, (1 + t) / (10 + t))
+        ema = {k: (d * ema[k] + (1 - d) * w[k].float()) if w[k].is_floating_point() else w[k] for k in ema}
+    assert len(seen) == 3 and task.best_step == 3
+    for k, v in task.ema_net.state_dict().items():
+        assert torch.allclose(v.float(), ema[k].float(), atol=1e-6), k
+        assert torch.equal(task.best_state[k], v)  # the average is what validation scored and kept
+    assert any(not torch.equal(task.best_state[k], seen[-1][k]) for k in ema)  # and it is not the raw weights
+    with pytest.raises(ValueError, match="weight_ema"):
+        SegmentationTask(UNet2D(1, 2, channels=(4, 8)), 2, weight_ema=1.0)

@@ -125,7 +125,8 @@ def rs_finetune_extra_args(wildcards):
     return (
         f"--hpcl-weight {h['weight']} --hpcl-warmup {h['warmup']} --hpcl-queue {h['queue']} "
         f"--hpcl-temperature {h['temperature']} --hpcl-mochi {h['mochi']} "
-        f"--hpcl-unlabeled {h['unlabeled']} --hpcl-pseudo-threshold {h['pseudo_threshold']}"
+        f"--hpcl-unlabeled {h['unlabeled']} --hpcl-pseudo-threshold {h['pseudo_threshold']} "
+        f"--hpcl-unlabeled-anchors {h['unlabeled_anchors']}"
     )
 
 
