@@ -8,7 +8,7 @@ from pathlib import Path
 
 from medseg.models import build_network, network_spec, parse_channels
 from segcore.augment import BatchSpatialAugment
-from segcore.budget import select_count
+from segcore.budget import label_seed, select_count
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.prepared import PreparedData, PreparedDataset
@@ -21,7 +21,8 @@ def add_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int
     """Options shared by the MRI training stages (finetune, pretrain)."""
     p.add_argument("--data", type=Path, required=True, help="prepared data folder (from `medseg preprocess`)")
     p.add_argument("--out", type=Path, required=True, help="output folder (model.pt, train.json, config.yaml, logs/)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (also picks the labeled volumes)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (also picks the labeled volumes, unless --label-seed is given)")
+    p.add_argument("--label-seed", type=int, default=None, help="seed of the labeled-volume draw alone (default: --seed); repeats of one labeled set with other training seeds")
     p.add_argument("--steps", type=int, default=steps, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=batch_size, help="slices per batch")
     p.add_argument("--lr", type=float, default=lr, help="learning rate (AdamW)")
@@ -47,7 +48,7 @@ def run_finetune(args: argparse.Namespace) -> None:
         raise InputError(args.data, f"expected MRI prepared data, found domain {data.manifest.get('domain')!r}")
     pool = data.split_groups("labeled")
     try:
-        chosen = select_count(pool, args.budget, args.seed)
+        chosen = select_count(pool, args.budget, label_seed(args))
     except ValueError as err:
         raise InputError(args.data, str(err)) from err
     val_groups = data.split_groups("val")
@@ -71,7 +72,7 @@ def run_finetune(args: argparse.Namespace) -> None:
 
     train_ds = PreparedDataset(data, data.sample_indices(chosen))
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
-    run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "labeled": chosen,
+    run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "label_seed": label_seed(args), "labeled": chosen,
            "init": None if args.init is None else str(args.init), "initialised_tensors": len(pretrained)}
     fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="dice", run=run, args=args,
                      augment=BatchSpatialAugment(rotate_deg=15, scale=0.1, flip_axes=(0, 1), elastic_prob=0.3, ignore_index=data.ignore_index))

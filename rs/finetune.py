@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rs.models import build_from_spec, network_spec
 from segcore.augment import BatchSpatialAugment
-from segcore.budget import select_percent
+from segcore.budget import label_seed, select_percent
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.hyperpixel import HyperPixelSegmentationTask
@@ -23,7 +23,8 @@ def add_rs_training_options(p: argparse.ArgumentParser, steps: int, batch_size: 
     """Options shared by the remote-sensing training stages."""
     p.add_argument("--data", type=Path, required=True, help="prepared tiles folder (from `rs preprocess`)")
     p.add_argument("--out", type=Path, required=True, help="output folder (model.pt, train.json, config.yaml, logs/)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (also picks the labeled tiles)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (also picks the labeled tiles, unless --label-seed is given)")
+    p.add_argument("--label-seed", type=int, default=None, help="seed of the labeled-tile draw alone (default: --seed); repeats of one labeled set with other training seeds")
     p.add_argument("--steps", type=int, default=steps, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=batch_size, help="tiles per batch")
     p.add_argument("--lr", type=float, default=lr, help="learning rate (AdamW)")
@@ -72,7 +73,7 @@ def run_finetune(args: argparse.Namespace) -> None:
     if not pool:
         raise InputError(args.data, "no labeled training tiles in the prepared data")
     try:
-        chosen = select_percent(pool, args.percent, args.seed)
+        chosen = select_percent(pool, args.percent, label_seed(args))
     except ValueError as err:
         raise InputError(None, str(err)) from err
     val_groups = data.split_groups("val")
@@ -97,7 +98,7 @@ def run_finetune(args: argparse.Namespace) -> None:
         raise InputError(None, "need --hpcl-queue, --hpcl-temperature, --hpcl-anchors > 0 and --hpcl-boundary-fraction in [0, 1]")
     train_ds = PreparedDataset(data, data.sample_indices(chosen), extras=["superpixels"] if hpcl else ())
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
-    run = {"method": method, "variant": spec["name"], "budget": f"{args.percent:g}", "seed": int(args.seed), "labeled": chosen,
+    run = {"method": method, "variant": spec["name"], "budget": f"{args.percent:g}", "seed": int(args.seed), "label_seed": label_seed(args), "labeled": chosen,
            "init": None if args.init is None else str(args.init), "initialised_tensors": n_init}
     task: dict = {}
     if hpcl:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,3 +46,9 @@ def select_percent(candidates: Sequence[str], percent: float, seed: int) -> list
         raise ValueError(f"label percentage must be in (0, 100], got {percent}")
     n = max(1, math.ceil(len(candidates) * percent / 100.0 - 1e-9))
     return _permutation(candidates, seed)[:n]
+
+
+def label_seed(args: Any) -> int:
+    """The seed that draws the labeled set: ``args.label_seed`` when set, else ``args.seed``."""
+    value = getattr(args, "label_seed", None)
+    return int(args.seed if value is None else value)

@@ -95,6 +95,12 @@ def test_rs_finetune_with_pseudo_labeled_unlabeled_anchors(prepared: Path, tmp_p
                "--hpcl-pseudo-threshold", "0", "--hpcl-unlabeled-anchors", "4", "--checkpoint-every", "0"]) == 0
     model = read_checkpoint(ft / "model.pt")
     assert model["run"]["hpcl"]["unlabeled"] == 2 and model["run"]["hpcl"]["unlabeled_anchors"] == 4
+    # a repeat on the same labeled tiles with another training seed (--label-seed): same tiles, other weights
+    rep = tmp_path / "rep"
+    assert rs(["finetune", "--data", str(prepared), "--out", str(rep), *NET, "--percent", "50", "--seed", "7", "--label-seed", "0",
+               "--steps", "2", "--val-every", "2", "--batch-size", "4", "--checkpoint-every", "0"]) == 0
+    other = read_checkpoint(rep / "model.pt")
+    assert other["run"]["labeled"] == model["run"]["labeled"] and other["run"]["label_seed"] == 0 and other["run"]["seed"] == 7
     with (ft / "logs" / "metrics.csv").open() as f:  # logged every 10 steps
         rows = [r for r in csv.DictReader(f) if r.get("train/pseudo_enqueued")]
     assert rows and float(rows[-1]["train/pseudo_enqueued"]) > 0 and all(np.isfinite(float(r["train/hpcl_loss"])) for r in rows)

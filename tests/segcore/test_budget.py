@@ -1,6 +1,8 @@
 import pytest
 
-from segcore.budget import parse_budget, select_count, select_percent
+import argparse
+
+from segcore.budget import label_seed, parse_budget, select_count, select_percent
 
 IDS = [f"case_{i:03d}" for i in range(10)]
 
@@ -36,3 +38,9 @@ def test_percent_rounds_up_and_keeps_one():
     assert set(select_percent(IDS, 10, seed=1)) <= set(select_percent(IDS, 50, seed=1))
     with pytest.raises(ValueError):
         select_percent(IDS, 0, seed=0)
+
+
+def test_label_seed_defaults_to_the_run_seed():
+    assert label_seed(argparse.Namespace(seed=4, label_seed=None)) == 4
+    assert label_seed(argparse.Namespace(seed=4)) == 4
+    assert label_seed(argparse.Namespace(seed=4, label_seed=0)) == 0  # 0 is a seed, not "unset"
