@@ -74,4 +74,4 @@ def test_averaged_buffers_for_a_weight_average() -> None:
 
 def test_ema_decay_warms_up_to_m() -> None:
     assert ema_decay(0.99, 0) == pytest.approx(0.1) and ema_decay(0.99, 8) == pytest.approx(9 / 18)
-    assert ema_decay(0.99, 10_000) == 0.99 and ema_decay(0.5, 5) == 0.5
+    assert ema_decay(0.99, 10_000) == 0.99 and ema_decay(0.5, 5) == pytest.approx(6 / 15) and ema_decay(0.5, 20) == 0.5
