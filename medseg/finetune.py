@@ -37,6 +37,7 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (pretrained or fine-tuned); none = random init")
     p.add_argument("--method", default=None, help="name of the pretraining method, recorded for the report (default: from --init, or 'none')")
     p.add_argument("--val-every", type=int, default=50, help="validate (whole-volume Dice) every N steps; best weights kept")
+    p.add_argument("--pretrained-lr-scale", type=float, default=1.0, help="learning rate of the weights loaded by --init, as a multiple of --lr (e.g. 0.1: the pretrained backbone moves slower than the new head)")
     p.add_argument("--weight-ema", type=float, default=0.0, help="validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up min(m, (1+t)/(10+t))) instead of the raw weights (0: off)")
     p.add_argument("--val-batch-size", type=int, default=32, help="slices per validation batch")
 
@@ -74,7 +75,7 @@ def run_finetune(args: argparse.Namespace) -> None:
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
     run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "label_seed": label_seed(args), "labeled": chosen,
            "init": None if args.init is None else str(args.init), "initialised_tensors": len(pretrained)}
-    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="dice", run=run, args=args,
+    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="dice", run=run, args=args, pretrained=pretrained,
                      augment=BatchSpatialAugment(rotate_deg=15, scale=0.1, flip_axes=(0, 1), elastic_prob=0.3, ignore_index=data.ignore_index))
 
 

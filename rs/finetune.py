@@ -42,6 +42,7 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from; none = random init")
     p.add_argument("--method", default=None, help="pretraining method name for the report (default: from --init, or 'none')")
     p.add_argument("--val-every", type=int, default=50, help="validate (mIoU) every N steps; best weights kept")
+    p.add_argument("--pretrained-lr-scale", type=float, default=1.0, help="learning rate of the weights loaded by --init, as a multiple of --lr (e.g. 0.1: the pretrained backbone moves slower than the new head)")
     p.add_argument("--weight-ema", type=float, default=0.0, help="validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up min(m, (1+t)/(10+t))) instead of the raw weights (0: off)")
     p.add_argument("--val-batch-size", type=int, default=32, help="tiles per validation batch")
     # the class-aware hyper-pixel term (HPCL setting, docs/hpcl.md); off at weight 0
@@ -80,14 +81,14 @@ def run_finetune(args: argparse.Namespace) -> None:
     if not val_groups:
         raise InputError(args.data, "no validation tiles in the prepared data")
     method = args.method
-    n_init = 0
+    pretrained: list[str] = []
     if args.init is not None:
         init = read_checkpoint(args.init)
         spec = init["network"]
         if spec.get("in_channels") != data.in_channels:
             raise InputError(args.init, f"checkpoint expects {spec.get('in_channels')} channels, data has {data.in_channels}")
         net = build_from_spec(spec)
-        n_init = len(load_pretrained(net, init, args.init, skip_prefixes=("head.", "segmentation_head.")))
+        pretrained = load_pretrained(net, init, args.init, skip_prefixes=("head.", "segmentation_head."))
         method = method or init.get("method", "pretrained")
     else:
         spec = network_spec(data, args.fusion, args.encoder, args.encoder_depth, parse_widths(args.decoder_channels))
@@ -99,7 +100,7 @@ def run_finetune(args: argparse.Namespace) -> None:
     train_ds = PreparedDataset(data, data.sample_indices(chosen), extras=["superpixels"] if hpcl else ())
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
     run = {"method": method, "variant": spec["name"], "budget": f"{args.percent:g}", "seed": int(args.seed), "label_seed": label_seed(args), "labeled": chosen,
-           "init": None if args.init is None else str(args.init), "initialised_tensors": n_init}
+           "init": None if args.init is None else str(args.init), "initialised_tensors": len(pretrained)}
     task: dict = {}
     if hpcl:
         keys = ("weight", "warmup", "queue", "temperature", "mochi", "momentum", "anchors", "boundary_fraction", "unlabeled", "pseudo_threshold",
@@ -115,5 +116,5 @@ def run_finetune(args: argparse.Namespace) -> None:
             if len(pool) == 0:
                 raise InputError(args.data, "--hpcl-unlabeled needs tiles in the 'unlabeled' split")
             task["task_kwargs"]["hpcl_unlabeled_data"] = PreparedDataset(data, pool, with_label=False, extras=["superpixels"])
-    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="miou", run=run, args=args,
+    fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="miou", run=run, args=args, pretrained=pretrained,
                      augment=BatchSpatialAugment(rotate_deg=0, scale=0, flip_axes=(0, 1), elastic_prob=0, rot90=True, ignore_index=data.ignore_index), **task)

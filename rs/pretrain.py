@@ -57,7 +57,7 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-batchnorm", choices=["batch", "running"], default="running", help="BatchNorm of the key encoder: the running statistics copied from the online net (eval mode) or batch statistics (train mode; use with --batch-negatives)")
     p.add_argument("--crop-scale", type=float, nargs=2, default=(0.6, 1.0), metavar=("LO", "HI"), help="views: crop side as a fraction of the tile side (1 1: no crop)")
     p.add_argument("--dihedral", action=argparse.BooleanOptionalAction, default=True, help="views: random flips and quarter turns (image and superpixels alike)")
-    p.add_argument("--jitter", choices=["spectral", "all"], default="spectral", help="views: which channels get the photometric jitter; 'all' also shifts and scales the terrain channels, so that a hyper-pixel cannot find its positive by its (otherwise identical) terrain values alone")
+    p.add_argument("--jitter", choices=["spectral", "elevation", "all"], default="spectral", help="views: which channels get the photometric jitter; 'elevation': the spectral bands and the elevation channel (absolute height, which alone names a hyper-pixel) but not slope, aspect or hillshade; 'all' also shifts and scales every terrain channel, so that a hyper-pixel cannot find its positive by its (otherwise identical) terrain values alone")
     p.add_argument("--brightness", type=float, default=0.2, help="views: max shift per jittered channel (standardised units)")
     p.add_argument("--contrast", type=float, nargs=2, default=(0.8, 1.2), metavar=("LO", "HI"), help="views: gain range per jittered channel")
     p.add_argument("--noise-std", type=float, default=0.05, help="views: max std of Gaussian noise on the jittered channels")
@@ -77,7 +77,12 @@ def run_pretrain(args: argparse.Namespace) -> None:
     if args.queue_size <= 0 or not 0.0 <= args.momentum <= 1.0 or args.temperature <= 0:
         raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
     spectral = data.manifest.get("spectral_channels") or list(range(data.in_channels))
-    jittered = list(range(data.in_channels)) if args.jitter == "all" else spectral
+    jittered = list(range(data.in_channels)) if args.jitter == "all" else list(spectral)
+    if args.jitter == "elevation":
+        names = list(data.manifest.get("channels") or [])
+        if "elevation" not in names:
+            raise InputError(args.data, f"--jitter elevation needs an 'elevation' channel; the data has {names}")
+        jittered.append(names.index("elevation"))
     t0 = time.perf_counter()
     spec = network_spec(data, args.fusion, args.encoder, args.encoder_depth, parse_widths(args.decoder_channels))
     net = build_from_spec(spec)
@@ -109,7 +114,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
         write_json(tmp / "train.json", {
             "stage": "pretrain", "method": method, "variant": spec["name"], "steps": args.steps, "seed": args.seed,
             "batch_size": args.batch_size, "tiles": len(ds), "queue_size": args.queue_size, "momentum": args.momentum,
-            "temperature": args.temperature, "loss_first": task.losses[0], "loss_last": task.losses[-1],
+            "temperature": args.temperature, "jitter_channels": [data.manifest["channels"][i] for i in jittered] if data.manifest.get("channels") else jittered,
+            "loss_first": task.losses[0], "loss_last": task.losses[-1],
             "loss_history": task.losses, "wall_seconds": time.perf_counter() - t0, "processes": trainer.world_size,
         })
         write_yaml(tmp / "config.yaml", resolved_args(args))

@@ -563,8 +563,7 @@ class HyperPixelSegmentationTask(SegmentationTask):
 
     def configure_optimizers(self) -> Any:
         # SegmentationTask's AdamW + cosine schedule, over the projection head as well
-        params = list(self.net.parameters()) + list(self.hpcl_head.parameters())
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(self.param_groups(list(self.hpcl_head.parameters())), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_steps), eta_min=self.lr * 0.05)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -79,9 +80,15 @@ class SegmentationTask(L.LightningModule):
         augment: BatchSpatialAugment | None = None,
         seed: int = 0,
         weight_ema: float = 0.0,
+        pretrained: Sequence[str] = (),
+        pretrained_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.net = net
+        if pretrained_lr_scale <= 0:
+            raise ValueError(f"pretrained_lr_scale must be > 0, got {pretrained_lr_scale}")
+        # parameters of net loaded from a pretrained checkpoint train at lr x pretrained_lr_scale
+        self.pretrained, self.pretrained_lr_scale = set(pretrained), pretrained_lr_scale
         if not 0.0 <= weight_ema < 1.0:
             raise ValueError(f"weight_ema must lie in [0, 1), got {weight_ema}")
         self.weight_ema = weight_ema
@@ -157,8 +164,18 @@ class SegmentationTask(L.LightningModule):
         self.best_score, self.best_step = float(state["best_score"]), int(state["best_step"])
         self.best_state, self.history = state["best_state"], list(state["history"])
 
+    def param_groups(self, extra: Sequence[nn.Parameter] = ()) -> list[dict[str, Any]]:
+        """AdamW parameter groups: ``net``'s pretrained parameters at lr x ``pretrained_lr_scale``
+        (when that is not 1), every other parameter of ``net`` and ``extra`` at lr."""
+        if self.pretrained_lr_scale == 1.0 or not self.pretrained:
+            return [{"params": [*self.net.parameters(), *extra]}]
+        named = list(self.net.named_parameters())
+        slow = [p for n, p in named if n in self.pretrained]
+        fast = [p for n, p in named if n not in self.pretrained] + list(extra)
+        return [g for g in ({"params": slow, "lr": self.lr * self.pretrained_lr_scale}, {"params": fast}) if g["params"]]
+
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(self.param_groups(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_steps), eta_min=self.lr * 0.05)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

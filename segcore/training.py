@@ -560,12 +560,14 @@ def fit_segmentation(
     extra_record: dict[str, Any] | None = None,
     task_cls: Any = None,
     task_kwargs: dict[str, Any] | None = None,
+    pretrained: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`~segcore.tasks.SegmentationTask`, keep the best validation weights and
     write ``model.pt``, ``train.json``, ``config.yaml`` and ``logs/`` into ``out`` atomically.
 
     ``args`` needs: steps, batch_size, lr, val_every, val_batch_size, seed, and the options of
-    :func:`add_device_options`. Resumes from ``resume_dir(out)`` when a checkpoint is there.
+    :func:`add_device_options`; optional: weight_ema, pretrained_lr_scale (for the parameters
+    named in ``pretrained``, those loaded from a checkpoint). Resumes from ``resume_dir(out)`` when a checkpoint is there.
     Returns the train record (on every rank; only rank 0 writes).
     """
     from segcore.checkpoints import save_checkpoint
@@ -578,9 +580,14 @@ def fit_segmentation(
         from segcore.errors import InputError
 
         raise InputError(None, f"--weight-ema must lie in [0, 1), got {args.weight_ema}")
+    if float(getattr(args, "pretrained_lr_scale", 1.0)) <= 0:
+        from segcore.errors import InputError
+
+        raise InputError(None, f"--pretrained-lr-scale must be > 0, got {args.pretrained_lr_scale}")
     task = task_cls(
         net, data.num_classes, ignore_index=data.ignore_index, lr=args.lr, val_metric=val_metric, max_steps=args.steps,
-        augment=augment, seed=args.seed, weight_ema=float(getattr(args, "weight_ema", 0.0) or 0.0), **(task_kwargs or {}),
+        augment=augment, seed=args.seed, weight_ema=float(getattr(args, "weight_ema", 0.0) or 0.0), pretrained=pretrained or (),
+        pretrained_lr_scale=float(getattr(args, "pretrained_lr_scale", 1.0)), **(task_kwargs or {}),
     )
     t0 = time.perf_counter()
     rt = runtime_settings(args)

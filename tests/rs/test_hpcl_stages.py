@@ -50,6 +50,10 @@ def test_rs_pretrain_then_finetune_with_the_class_aware_term(prepared: Path, tmp
     assert set(ckpt["state_dict"]) == set(fresh.state_dict())  # the segmentation net only
     record = json.loads((pre / "train.json").read_text())
     assert len(record["loss_history"]) == 4 and all(np.isfinite(record["loss_history"]))
+    assert record["jitter_channels"] == ["B", "G", "R", "NIR"]  # --jitter spectral (default)
+    assert rs(["pretrain", "--method", "hpcl", "--data", str(prepared), "--out", str(tmp_path / "pre_elev"), *NET, "--steps", "1",
+               "--batch-size", "4", "--queue-size", "64", "--checkpoint-every", "0", "--jitter", "elevation"]) == 0
+    assert json.loads((tmp_path / "pre_elev" / "train.json").read_text())["jitter_channels"] == ["B", "G", "R", "NIR", "elevation"]
 
     assert rs(["finetune", "--data", str(prepared), "--out", str(ft), "--init", str(pre / "model.pt"), "--percent", "50", "--seed", "1",
                "--method", "hpcl-ssl+sup", "--steps", "10", "--val-every", "5", "--batch-size", "4", "--hpcl-weight", "0.2",

@@ -69,3 +69,23 @@ def test_weight_average_is_validated_and_kept():
     assert any(not torch.equal(task.best_state[k], seen[-1][k]) for k in ema)  # and it is not the raw weights
     with pytest.raises(ValueError, match="weight_ema"):
         SegmentationTask(UNet2D(1, 2, channels=(4, 8)), 2, weight_ema=1.0)
+
+
+def test_pretrained_parameters_train_at_a_scaled_learning_rate():
+    import pytest
+
+    from segcore.tasks import SegmentationTask
+    from segcore.unet import UNet2D
+
+    net = UNet2D(1, 2, channels=(4, 8))
+    names = [n for n, _ in net.named_parameters() if not n.startswith("head.")]
+    task = SegmentationTask(net, 2, lr=0.01, pretrained=[*names, "encoders.0.bn.running_mean"], pretrained_lr_scale=0.1)
+    groups = task.configure_optimizers()["optimizer"].param_groups
+    assert [g["lr"] for g in groups] == [pytest.approx(0.001), 0.01]
+    params = dict(net.named_parameters())
+    assert {id(p) for p in groups[0]["params"]} == {id(params[n]) for n in names}
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for n, p in params.items() if n.startswith("head.")}
+    plain = SegmentationTask(UNet2D(1, 2, channels=(4, 8)), 2, lr=0.01, pretrained=names)  # scale 1: one group
+    assert len(plain.configure_optimizers()["optimizer"].param_groups) == 1
+    with pytest.raises(ValueError, match="pretrained_lr_scale"):
+        SegmentationTask(UNet2D(1, 2, channels=(4, 8)), 2, pretrained_lr_scale=0)
