@@ -1,6 +1,6 @@
-import pytest
-
 import argparse
+
+import pytest
 
 from segcore.budget import label_seed, parse_budget, select_count, select_percent
 
