@@ -59,6 +59,12 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hpcl-unlabeled-anchors", type=int, default=0, help="pseudo-labeled hyper-pixels of the --hpcl-unlabeled tiles per class and step that are anchors too, seen by the online network in a second view (dihedral, spectral jitter): the unlabeled pool then trains the network, not only fills the queues (0: labeled anchors only)")
 
 
+def spectral_channels(data: PreparedData) -> list[int]:
+    """Indices of the spectral bands among the prepared channels (all channels when the manifest
+    does not say): the channels the views of HPCL jitter by default."""
+    return list(data.manifest.get("spectral_channels") or range(data.in_channels))
+
+
 def parse_widths(text: str | None) -> list[int] | None:
     if text in (None, "", "auto"):
         return None
@@ -110,7 +116,7 @@ def run_finetune(args: argparse.Namespace) -> None:
         if args.hpcl_unlabeled_anchors > 0 and args.hpcl_unlabeled <= 0:
             raise InputError(None, "--hpcl-unlabeled-anchors needs --hpcl-unlabeled > 0 (the unlabeled tiles per step they are drawn from)")
         # the second view of unlabeled tiles jitters the spectral bands only, as `rs pretrain` does by default
-        task["task_kwargs"]["hpcl_jitter_channels"] = data.manifest.get("spectral_channels") or list(range(data.in_channels))
+        task["task_kwargs"]["hpcl_jitter_channels"] = spectral_channels(data)
         if args.hpcl_unlabeled > 0:
             pool = data.sample_indices(data.split_groups("unlabeled"))
             if len(pool) == 0:

@@ -21,7 +21,7 @@ import argparse
 import logging
 import time
 
-from rs.finetune import add_rs_training_options, parse_widths
+from rs.finetune import add_rs_training_options, parse_widths, spectral_channels
 from rs.models import build_from_spec, network_spec
 from segcore.checkpoints import save_checkpoint
 from segcore.cli import resolved_args
@@ -76,10 +76,9 @@ def run_pretrain(args: argparse.Namespace) -> None:
         raise InputError(data.folder / "superpixels.npy", f"shape {superpixels.shape} differs from the tiles' {data.labels.shape}")
     if args.queue_size <= 0 or not 0.0 <= args.momentum <= 1.0 or args.temperature <= 0:
         raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
-    spectral = data.manifest.get("spectral_channels") or list(range(data.in_channels))
-    jittered = list(range(data.in_channels)) if args.jitter == "all" else list(spectral)
+    names = list(data.manifest.get("channels") or [])
+    jittered = list(range(data.in_channels)) if args.jitter == "all" else spectral_channels(data)
     if args.jitter == "elevation":
-        names = list(data.manifest.get("channels") or [])
         if "elevation" not in names:
             raise InputError(args.data, f"--jitter elevation needs an 'elevation' channel; the data has {names}")
         jittered.append(names.index("elevation"))
@@ -114,7 +113,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
         write_json(tmp / "train.json", {
             "stage": "pretrain", "method": method, "variant": spec["name"], "steps": args.steps, "seed": args.seed,
             "batch_size": args.batch_size, "tiles": len(ds), "queue_size": args.queue_size, "momentum": args.momentum,
-            "temperature": args.temperature, "jitter_channels": [data.manifest["channels"][i] for i in jittered] if data.manifest.get("channels") else jittered,
+            "temperature": args.temperature, "jitter_channels": [names[i] for i in jittered] if names else jittered,
             "loss_first": task.losses[0], "loss_last": task.losses[-1],
             "loss_history": task.losses, "wall_seconds": time.perf_counter() - t0, "processes": trainer.world_size,
         })

@@ -465,10 +465,9 @@ class HyperPixelSegmentationTask(SegmentationTask):
         x, y = self.augment(x, y, g)
         return x, y, sp
 
-    def _enqueue_selection(self, labels: torch.Tensor, g: torch.Generator, per_class: int | None = None) -> torch.Tensor:
-        """Indices of at most ``per_class`` (default ``hpcl_enqueue_per_class``) random rows per
-        class of ``labels``."""
-        per_class = self.hpcl_enqueue_per_class if per_class is None else per_class
+    def _per_class_selection(self, labels: torch.Tensor, g: torch.Generator, per_class: int) -> torch.Tensor:
+        """Indices of at most ``per_class`` random rows per class of ``labels`` (keys to enqueue,
+        unlabeled anchors)."""
         keep = []
         for c in range(self.num_classes):
             idx = (labels == c).nonzero(as_tuple=True)[0]
@@ -509,7 +508,7 @@ class HyperPixelSegmentationTask(SegmentationTask):
         hp_u = hyperpixels(decoder_maps(self.net, x_v), sp_v)
         i_src, i_view = match_hyperpixels(source["batch_idx"], source["sp_id"], hp_u.batch_idx, hp_u.sp_id)
         labels = labels[i_src]
-        pick = self._enqueue_selection(labels, g, per_class=self.hpcl_unlabeled_anchors)
+        pick = self._per_class_selection(labels, g, self.hpcl_unlabeled_anchors)
         return self.hpcl_head(hp_u.emb[i_view[pick]]), labels[pick]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -534,7 +533,7 @@ class HyperPixelSegmentationTask(SegmentationTask):
             if self.hpcl_unlabeled > 0:
                 u_emb, u_labels, u_source = self._pseudo_labeled(g)
                 k_emb, k_labels = torch.cat([k_emb, u_emb]), torch.cat([k_labels, u_labels])
-            chosen = self._enqueue_selection(k_labels, g)
+            chosen = self._per_class_selection(k_labels, g, self.hpcl_enqueue_per_class)
             keys = self.key_head(k_emb[chosen])  # (n, D)
         q_labels = hp.majority[anchors]
         if self.hpcl_unlabeled_anchors > 0:

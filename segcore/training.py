@@ -576,18 +576,16 @@ def fit_segmentation(
     from segcore.tasks import SegmentationTask
 
     task_cls = task_cls or SegmentationTask
-    if not 0.0 <= float(getattr(args, "weight_ema", 0.0) or 0.0) < 1.0:
-        from segcore.errors import InputError
-
-        raise InputError(None, f"--weight-ema must lie in [0, 1), got {args.weight_ema}")
-    if float(getattr(args, "pretrained_lr_scale", 1.0)) <= 0:
-        from segcore.errors import InputError
-
-        raise InputError(None, f"--pretrained-lr-scale must be > 0, got {args.pretrained_lr_scale}")
+    weight_ema = float(getattr(args, "weight_ema", 0.0) or 0.0)
+    lr_scale = float(getattr(args, "pretrained_lr_scale", 1.0))
+    if not 0.0 <= weight_ema < 1.0:
+        raise InputError(None, f"--weight-ema must lie in [0, 1), got {weight_ema}")
+    if lr_scale <= 0:
+        raise InputError(None, f"--pretrained-lr-scale must be > 0, got {lr_scale}")
     task = task_cls(
         net, data.num_classes, ignore_index=data.ignore_index, lr=args.lr, val_metric=val_metric, max_steps=args.steps,
-        augment=augment, seed=args.seed, weight_ema=float(getattr(args, "weight_ema", 0.0) or 0.0), pretrained=pretrained or (),
-        pretrained_lr_scale=float(getattr(args, "pretrained_lr_scale", 1.0)), **(task_kwargs or {}),
+        augment=augment, seed=args.seed, weight_ema=weight_ema, pretrained=pretrained or (), pretrained_lr_scale=lr_scale,
+        **(task_kwargs or {}),
     )
     t0 = time.perf_counter()
     rt = runtime_settings(args)
