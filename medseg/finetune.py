@@ -12,16 +12,21 @@ from segcore.budget import label_seed, select_count
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.prepared import PreparedData, PreparedDataset
-from segcore.training import add_device_options, configure_runtime, fit_segmentation
+from segcore.training import (
+    add_device_options,
+    add_seed_out_options,
+    configure_runtime,
+    fit_segmentation,
+    per_seed_args,
+)
 
 log = logging.getLogger(__name__)
 
 
-def add_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int, lr: float) -> None:
+def add_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int, lr: float, several: bool = False) -> None:
     """Options shared by the MRI training stages (finetune, pretrain)."""
     p.add_argument("--data", type=Path, required=True, help="prepared data folder (from `medseg preprocess`)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (model.pt, train.json, config.yaml, logs/)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (also picks the labeled volumes, unless --label-seed is given)")
+    add_seed_out_options(p, "labeled volumes", several)
     p.add_argument("--label-seed", type=int, default=None, help="seed of the labeled-volume draw alone (default: --seed); repeats of one labeled set with other training seeds")
     p.add_argument("--steps", type=int, default=steps, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=batch_size, help="slices per batch")
@@ -32,7 +37,7 @@ def add_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:
-    add_training_options(p, steps=300, batch_size=8, lr=1e-3)
+    add_training_options(p, steps=300, batch_size=8, lr=1e-3, several=True)
     p.add_argument("--budget", default="all", help="labeled volumes: an integer or 'all' (the whole labeled pool)")
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (pretrained or fine-tuned); none = random init")
     p.add_argument("--method", default=None, help="name of the pretraining method, recorded for the report (default: from --init, or 'none')")
@@ -43,6 +48,15 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> None:
+    """Fine-tune once per ``--seed`` (each into its ``--out``), one after the other."""
+    runs = per_seed_args(args)
+    for i, one in enumerate(runs):
+        if len(runs) > 1:
+            log.info("seed %d (%d of %d) -> %s", one.seed, i + 1, len(runs), one.out)
+        finetune_one(one)
+
+
+def finetune_one(args: argparse.Namespace) -> None:
     configure_runtime(args.threads, args.seed)
     data = PreparedData(args.data)
     if data.manifest.get("domain") != "mri":

@@ -14,16 +14,21 @@ from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.hyperpixel import HyperPixelSegmentationTask
 from segcore.prepared import PreparedData, PreparedDataset
-from segcore.training import add_device_options, configure_runtime, fit_segmentation
+from segcore.training import (
+    add_device_options,
+    add_seed_out_options,
+    configure_runtime,
+    fit_segmentation,
+    per_seed_args,
+)
 
 log = logging.getLogger(__name__)
 
 
-def add_rs_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int, lr: float) -> None:
+def add_rs_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int, lr: float, several: bool = False) -> None:
     """Options shared by the remote-sensing training stages."""
     p.add_argument("--data", type=Path, required=True, help="prepared tiles folder (from `rs preprocess`)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (model.pt, train.json, config.yaml, logs/)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (also picks the labeled tiles, unless --label-seed is given)")
+    add_seed_out_options(p, "labeled tiles", several)
     p.add_argument("--label-seed", type=int, default=None, help="seed of the labeled-tile draw alone (default: --seed); repeats of one labeled set with other training seeds")
     p.add_argument("--steps", type=int, default=steps, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=batch_size, help="tiles per batch")
@@ -37,7 +42,7 @@ def add_rs_training_options(p: argparse.ArgumentParser, steps: int, batch_size: 
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:
-    add_rs_training_options(p, steps=300, batch_size=16, lr=1e-3)
+    add_rs_training_options(p, steps=300, batch_size=16, lr=1e-3, several=True)
     p.add_argument("--percent", type=float, default=100.0, help="labeled tiles, in percent of the labeled pool")
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from; none = random init")
     p.add_argument("--method", default=None, help="pretraining method name for the report (default: from --init, or 'none')")
@@ -72,6 +77,15 @@ def parse_widths(text: str | None) -> list[int] | None:
 
 
 def run_finetune(args: argparse.Namespace) -> None:
+    """Fine-tune once per ``--seed`` (each into its ``--out``), one after the other."""
+    runs = per_seed_args(args)
+    for i, one in enumerate(runs):
+        if len(runs) > 1:
+            log.info("seed %d (%d of %d) -> %s", one.seed, i + 1, len(runs), one.out)
+        finetune_one(one)
+
+
+def finetune_one(args: argparse.Namespace) -> None:
     configure_runtime(args.threads, args.seed)
     data = PreparedData(args.data)
     if data.manifest.get("domain") != "rs":

@@ -57,7 +57,7 @@ from segcore.losses import HyperPixelContrastLoss, hypercolumn_superpixel_embed,
 from segcore.momentum import ema_update, momentum_copy
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.queue import ClassQueues, MomentumQueue
-from segcore.tasks import SegmentationTask
+from segcore.tasks import OPTIMIZER_KWARGS, SegmentationTask
 from segcore.training import step_generator
 
 # --------------------------------------------------------------------------- superpixels
@@ -370,7 +370,7 @@ class HyperPixelPretrainTask(L.LightningModule):
         return [p for p in self.net.parameters() if id(p) not in skip] + list(self.head.parameters())
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.AdamW(self.trained_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(self.trained_parameters(), lr=self.lr, weight_decay=self.weight_decay, **OPTIMIZER_KWARGS)
 
 
 # --------------------------------------------------------------------------- supervised auxiliary term
@@ -562,7 +562,7 @@ class HyperPixelSegmentationTask(SegmentationTask):
 
     def configure_optimizers(self) -> Any:
         # SegmentationTask's AdamW + cosine schedule, over the projection head as well
-        opt = torch.optim.AdamW(self.param_groups(list(self.hpcl_head.parameters())), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(self.param_groups(list(self.hpcl_head.parameters())), lr=self.lr, weight_decay=self.weight_decay, **OPTIMIZER_KWARGS)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_steps), eta_min=self.lr * 0.05)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

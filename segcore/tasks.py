@@ -63,6 +63,15 @@ def score_from_counts(counts: dict[str, torch.Tensor], metric: str) -> float:
     raise ValueError(f"unknown validation metric {metric!r}")
 
 
+
+# Adam(W) as one multi-tensor (foreach) kernel per operation over all parameters, not a Python
+# loop over ~170 tensors: the AdamW step of the RS dual network takes 7.0 instead of 13.8 ms on
+# one CPU thread (4 % of a training step), with bitwise the same update. torch picks foreach on
+# CUDA by itself but the loop on CPU. Not fused=True: its CPU kernel (torch 2.14) updates a
+# channels-last weight wrongly when the gradient is contiguous (0.015 off after 10 steps).
+OPTIMIZER_KWARGS = {"foreach": True}
+
+
 class SegmentationTask(L.LightningModule):
     """Supervised segmentation: soft Dice + cross-entropy, best weights kept by validation score."""
 
@@ -175,7 +184,7 @@ class SegmentationTask(L.LightningModule):
         return [g for g in ({"params": slow, "lr": self.lr * self.pretrained_lr_scale}, {"params": fast}) if g["params"]]
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.param_groups(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(self.param_groups(), lr=self.lr, weight_decay=self.weight_decay, **OPTIMIZER_KWARGS)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_steps), eta_min=self.lr * 0.05)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -233,7 +242,7 @@ class GlobalContrastiveTask(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = list(self.net.encoder.parameters()) + list(self.head.parameters())
-        return torch.optim.Adam(params, lr=self.lr)
+        return torch.optim.Adam(params, lr=self.lr, **OPTIMIZER_KWARGS)
 
 
 class LocalContrastiveTask(L.LightningModule):
@@ -304,4 +313,4 @@ class LocalContrastiveTask(L.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for blk in list(self.net.decoder)[: self.n_blocks] for p in blk.parameters()]
         params += list(self.head.parameters()) + list(self.loss.parameters())
-        return torch.optim.Adam(params, lr=self.lr)
+        return torch.optim.Adam(params, lr=self.lr, **OPTIMIZER_KWARGS)

@@ -62,6 +62,38 @@ def configure_runtime(threads: int, seed: int) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
 
 
+def add_seed_out_options(p: argparse.ArgumentParser, what: str, several: bool = False) -> None:
+    """``--seed`` and ``--out`` of a training stage. With ``several``, both take several values
+    in the same order (``--seed 0 1 2 --out a b c``): one process trains every seed of a cell
+    one after the other (:func:`per_seed_args`), paying the stage's start-up once."""
+    if several:
+        p.add_argument("--out", type=Path, nargs="+", required=True, help="output folder (model.pt, train.json, config.yaml, logs/); one per --seed, in the same order")
+        p.add_argument("--seed", type=int, nargs="+", default=[0], help=f"random seed(s), trained one after the other in this process (each also picks the {what}, unless --label-seed is given)")
+    else:
+        p.add_argument("--out", type=Path, required=True, help="output folder (model.pt, train.json, config.yaml, logs/)")
+        p.add_argument("--seed", type=int, default=0, help=f"random seed (also picks the {what}, unless --label-seed is given)")
+
+
+def per_seed_args(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """``--seed 0 1 2 --out a b c`` → one copy of ``args`` per pair, with ``seed`` an int and
+    ``out`` one path. Each copy is exactly the arguments of a single-seed run (its
+    ``config.yaml`` reruns that seed alone), and the stage reseeds everything per copy
+    (:func:`configure_runtime`), so seed ``s`` trained beside others equals seed ``s`` alone.
+    Checked up front, before any output is written: equal counts, no output folder named twice,
+    and a single process (a DDP launcher cannot start its processes once per seed)."""
+    seeds = list(args.seed) if isinstance(args.seed, (list, tuple)) else [args.seed]
+    outs = [Path(o) for o in (args.out if isinstance(args.out, (list, tuple)) else [args.out])]
+    if len(seeds) != len(outs):
+        raise InputError(None, f"{len(seeds)} --seed value(s) but {len(outs)} --out folder(s): give one --out per --seed")
+    if len({o.resolve() for o in outs}) != len(outs):
+        raise InputError(None, "the same --out folder is named more than once")
+    if len(seeds) > 1:
+        world = local_device_count(parse_devices(getattr(args, "devices", 1))) * int(getattr(args, "num_nodes", 1))
+        if world > 1:
+            raise InputError(None, f"several --seed values train in one process; with {world} processes (--devices/--num-nodes) run one seed per command")
+    return [argparse.Namespace(**{**vars(args), "seed": int(s), "out": o}) for s, o in zip(seeds, outs, strict=True)]
+
+
 def collate_samples(batch: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in batch[0]:

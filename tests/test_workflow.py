@@ -34,8 +34,16 @@ def test_default_dag_dry_run_lists_every_stage(tmp_path):
     n_cells = sum(len(ft["budgets"]) + (m in ft["all_labels_methods"]) for m in cfg["mri"]["methods"])
     stats = out.split("Job stats:", 1)[1].split("\n\n", 1)[0].splitlines()
     counts = {ln.split()[0]: int(ln.split()[1]) for ln in stats if len(ln.split()) == 2 and ln.split()[1].isdigit()}
-    assert counts["mri_finetune"] == n_runs
-    # one evaluation job per cell scores every seed of it
+    # one fine-tuning job per cell trains every seed of it (finetune_jobs: cell, the default); one evaluation job per cell scores them
+    assert cfg["finetune_jobs"] == "cell"
+    assert counts["mri_finetune"] + counts.get("mri_finetune_all_labels", 0) == n_cells
+    assert counts["mri_evaluate"] + counts.get("mri_evaluate_all_labels", 0) == n_cells
+    # finetune_jobs: seed, one job per seed
+    res = _snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}/results", "finetune_jobs=seed")
+    assert res.returncode == 0, res.stderr + res.stdout
+    stats = res.stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0].splitlines()
+    counts = {ln.split()[0]: int(ln.split()[1]) for ln in stats if len(ln.split()) == 2 and ln.split()[1].isdigit()}
+    assert counts["mri_finetune"] + counts.get("mri_finetune_all_labels", 0) == n_runs
     assert counts["mri_evaluate"] + counts.get("mri_evaluate_all_labels", 0) == n_cells
 
 
@@ -52,6 +60,27 @@ def test_evaluation_job_scores_every_seed_of_its_cell(tmp_path):
     assert all(f"evaluate/none/budget_1/seed_{s} " in one + " " for s in (3, 5, 7))
     full = next(s for s in shells if "budget_all/" in s)
     assert "budget_all/seed_5/model.pt" in full and "seed_3" not in full and "seed_7" not in full
+
+
+def test_finetuning_job_trains_every_seed_of_its_cell_in_order(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"rs": {"enabled": False}, "mri": {"methods": ["none"], "finetune": {
+        "budgets": ["1"], "all_labels_methods": ["none"], "seeds": [7, 3, 5], "all_labels_seeds": [5]}}}))
+    res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r")
+    assert res.returncode == 0, res.stderr + res.stdout
+    shells = [ln.split(": ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("Shell command: medseg finetune")]
+    assert len(shells) == 2
+    one = next(s for s in shells if "--budget 1 " in s)
+    outs = one.split("--out ", 1)[1].split(" --budget", 1)[0].split()
+    assert [o.rsplit("/", 2)[-2:] for o in outs] == [["budget_1", f"seed_{s}"] for s in (7, 3, 5)]
+    assert "--seed 7 3 5 " in one
+    full = next(s for s in shells if "--budget all " in s)
+    assert "--seed 5 " in full and full.count("/seed_") == 1
+    # one job per seed
+    res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r", "finetune_jobs=seed")
+    assert res.returncode == 0, res.stderr + res.stdout
+    shells = [ln.split(": ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("Shell command: medseg finetune")]
+    assert len(shells) == 4 and all(s.count("/seed_") == 1 for s in shells)
 
 
 def test_lint_is_clean():

@@ -111,6 +111,24 @@ def test_finetune_from_scratch_lowers_the_loss_and_budgets_are_deterministic(pre
     assert runs["a"]["best_val_dice"] > 0.3
 
 
+def test_several_seeds_in_one_process_equal_each_seed_alone(prepared, tmp_path, capsys):
+    common = ("--data", str(prepared), "--budget", "1", "--steps", "4", "--val-every", "2", "--channels", "4,8,16,16", "--checkpoint-every", "0")
+    _run("finetune", *common, "--seed", "0", "5", "--out", str(tmp_path / "a0"), str(tmp_path / "a5"))
+    _run("finetune", *common, "--seed", "5", "--out", str(tmp_path / "b5"))
+    a, b = read_checkpoint(tmp_path / "a5" / "model.pt"), read_checkpoint(tmp_path / "b5" / "model.pt")
+    assert a["run"] == b["run"] and a["run"]["seed"] == 5
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
+    ra, rb = (json.loads((tmp_path / d / "train.json").read_text()) for d in ("a5", "b5"))
+    assert ra["history"] == rb["history"] and ra["best_step"] == rb["best_step"]
+    first = read_checkpoint(tmp_path / "a0" / "model.pt")
+    assert first["run"]["seed"] == 0 and first["run"]["labeled"] != a["run"]["labeled"]
+    # each seed's config.yaml reruns that seed alone
+    assert "seed: 5" in (tmp_path / "a5" / "config.yaml").read_text()
+    # unequal counts: exit 2 before anything is written
+    assert medseg(["finetune", *common, "--seed", "0", "1", "--out", str(tmp_path / "c0")]) == 2
+    assert "one --out per --seed" in capsys.readouterr().err and not (tmp_path / "c0").exists()
+
+
 def test_stage_errors_exit_2_and_leave_no_output(prepared, tmp_path, capsys):
     out = tmp_path / "ft"
     assert medseg(["finetune", "--data", str(prepared), "--out", str(out), "--budget", "99"]) == 2

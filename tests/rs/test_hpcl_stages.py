@@ -110,6 +110,20 @@ def test_rs_finetune_with_pseudo_labeled_unlabeled_anchors(prepared: Path, tmp_p
     assert rows and float(rows[-1]["train/pseudo_enqueued"]) > 0 and all(np.isfinite(float(r["train/hpcl_loss"])) for r in rows)
 
 
+def test_rs_finetune_several_seeds_equal_each_seed_alone(prepared: Path, tmp_path: Path) -> None:
+    """The class-aware term keeps state (momentum network, class queues, unlabeled draws): a seed
+    trained after another in the same process ends exactly where it ends alone."""
+    common = ["finetune", "--data", str(prepared), *NET, "--percent", "50", "--method", "hpcl-sup", "--steps", "3", "--val-every", "3",
+              "--batch-size", "4", "--hpcl-weight", "0.2", "--hpcl-queue", "32", "--hpcl-unlabeled", "2", "--hpcl-pseudo-threshold", "0",
+              "--checkpoint-every", "0"]
+    assert rs([*common, "--seed", "2", "3", "--out", str(tmp_path / "a2"), str(tmp_path / "a3")]) == 0
+    assert rs([*common, "--seed", "3", "--out", str(tmp_path / "b3")]) == 0
+    a, b = read_checkpoint(tmp_path / "a3" / "model.pt"), read_checkpoint(tmp_path / "b3" / "model.pt")
+    assert a["run"] == b["run"] and a["run"]["seed"] == 3
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
+    assert read_checkpoint(tmp_path / "a2" / "model.pt")["run"]["seed"] == 2
+
+
 def test_mri_hpcl_pretrain_then_finetune(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     generate_dataset(tmp_path / "raw", n_subjects=6, seed=3, n_slices=8, size=64)

@@ -57,3 +57,26 @@ def test_help_lists_stages_and_unknown_stage(capsys):
         run_cli("prog", "d", STAGES, ["ok", "--help"])
     assert exc.value.code == 0
     assert "(default: 0)" in capsys.readouterr().out
+
+
+def test_per_seed_args_pairs_seeds_with_outputs_and_checks_them_up_front(tmp_path):
+    from pathlib import Path
+
+    from segcore.training import add_seed_out_options, per_seed_args
+
+    p = argparse.ArgumentParser()
+    add_seed_out_options(p, "labeled tiles", several=True)
+    p.add_argument("--devices", default="1")
+    runs = per_seed_args(p.parse_args(["--seed", "4", "2", "--out", str(tmp_path / "a"), str(tmp_path / "b")]))
+    assert [(r.seed, r.out) for r in runs] == [(4, tmp_path / "a"), (2, tmp_path / "b")]
+    assert all(isinstance(r.seed, int) and isinstance(r.out, Path) for r in runs)
+    # a --config file gives scalars: one run
+    one = per_seed_args(argparse.Namespace(seed=3, out=str(tmp_path / "c"), devices="1"))
+    assert [(r.seed, r.out) for r in one] == [(3, tmp_path / "c")]
+    with pytest.raises(InputError, match="one --out per --seed"):
+        per_seed_args(p.parse_args(["--seed", "0", "1", "--out", str(tmp_path / "a")]))
+    with pytest.raises(InputError, match="more than once"):
+        per_seed_args(p.parse_args(["--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "x" / ".." / "a")]))
+    with pytest.raises(InputError, match="one seed per command"):
+        per_seed_args(p.parse_args(["--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "b"), "--devices", "2"]))
+    assert len(per_seed_args(p.parse_args(["--seed", "0", "--out", str(tmp_path / "a"), "--devices", "2"]))) == 1

@@ -89,3 +89,27 @@ def test_pretrained_parameters_train_at_a_scaled_learning_rate():
     assert len(plain.configure_optimizers()["optimizer"].param_groups) == 1
     with pytest.raises(ValueError, match="pretrained_lr_scale"):
         SegmentationTask(UNet2D(1, 2, channels=(4, 8)), 2, pretrained_lr_scale=0)
+
+
+def test_optimizer_is_multi_tensor_and_updates_exactly_as_the_per_parameter_loop():
+    from segcore.tasks import SegmentationTask
+    from segcore.unet import UNet2D
+
+    torch.manual_seed(0)
+    net = UNet2D(1, 3, channels=(4, 8, 8)).to(memory_format=torch.channels_last)
+    task = SegmentationTask(net, 3, lr=0.01)
+    opt = task.configure_optimizers()["optimizer"]
+    assert opt.defaults["foreach"] is True
+    loop_net = UNet2D(1, 3, channels=(4, 8, 8)).to(memory_format=torch.channels_last)
+    loop_net.load_state_dict(net.state_dict())
+    start = net.state_dict()["head.weight"].clone()
+    loop = torch.optim.AdamW(loop_net.parameters(), lr=0.01, weight_decay=task.weight_decay, foreach=False)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x = torch.randn(2, 1, 16, 16, generator=g)
+        for model, o in ((net, opt), (loop_net, loop)):
+            o.zero_grad()
+            model(x).square().mean().backward()
+            o.step()
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loop_net.state_dict().values(), strict=True))
+    assert not torch.equal(net.state_dict()["head.weight"], start)  # it did train

@@ -55,6 +55,39 @@ def budget_regex(section, all_labels):
     return "|".join(re.escape(v) for v in values) or "(?!)"
 
 
+def finetune_per_seed():
+    """finetune_jobs: seed → one fine-tuning job per seed; cell (default) → one per cell."""
+    return config.get("finetune_jobs", "cell") == "seed"
+
+
+def finetune_outputs(cell_dir, section, all_labels, name):
+    """Output `name` of a fine-tuning job in each seed folder of the cell folder `cell_dir`
+    (wildcards in single braces): one file with a {seed} wildcard per seed job, or one per seed of
+    the cell (the all-labels budget's seeds for the all-labels rule)."""
+    if finetune_per_seed():
+        return f"{cell_dir}/seed_{{seed}}/{name}"
+    return [f"{cell_dir}/seed_{s}/{name}" for s in seeds_for(section, all_budget(section) if all_labels else None)]
+
+
+def finetune_log(stem):
+    """The log of a fine-tuning job: one per cell, or one per seed."""
+    return f"{stem}_seed_{{seed}}.log" if finetune_per_seed() else f"{stem}.log"
+
+
+def job_seeds(wildcards):
+    """--seed of a fine-tuning job: its seed, or every seed of its cell (as finetune_outputs)."""
+    if finetune_per_seed():
+        return wildcards.seed
+    section, budget = (rs_cfg(), wildcards.pct) if "pct" in wildcards.keys() else (mri_cfg(), wildcards.budget)
+    return space_list(seeds_for(section, budget))
+
+
+def model_dirs(wildcards, output):
+    """--out of a fine-tuning job: the folder of each model.pt, in the order of job_seeds."""
+    files = [output.model] if isinstance(output.model, str) else list(output.model)
+    return [os.path.dirname(f) for f in files]
+
+
 def output_dirs(wildcards, output):
     """The folder of each output file (the --out of an evaluation job, one per seed)."""
     return [os.path.dirname(f) for f in output]

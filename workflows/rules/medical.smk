@@ -122,29 +122,39 @@ rule mri_pretrain_local:
         "--noise-std {params.p[noise_std]} --seed {params.seed} --threads {threads} > {log} 2>&1"
 
 
-rule mri_finetune:
-    input:
-        data=f"{RESULTS}/mri/prepared",
-        init=mri_init_checkpoint,
-    output:
-        model=f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}/seed_{{seed}}/model.pt",
-        train=f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}/seed_{{seed}}/train.json",
-    params:
-        init=init_args,
-        ft=mri_cfg()["finetune"],
-        channels=comma_list(mri_cfg()["network"]["channels"]),
-    threads: config["threads"]
-    resources:
-        mem_mb=2000,
-    conda:
-        "../envs/segpretrain.yaml"
-    log:
-        f"{RESULTS}/logs/mri_finetune/{{method}}_budget_{{budget}}_seed_{{seed}}.log",
-    shell:
-        "medseg finetune --data {input.data} --out $(dirname {output.model}) --budget {wildcards.budget} "
-        "--seed {wildcards.seed} --method {wildcards.method} {params.init} --channels {params.channels} "
-        "--steps {params.ft[steps]} --batch-size {params.ft[batch_size]} --lr {params.ft[lr]} "
-        "--val-every {params.ft[val_every]} --threads {threads} > {log} 2>&1"
+# One job trains every seed of a cell (finetune_jobs: cell) or one seed (finetune_jobs: seed).
+# Two rules, as for evaluation: the all-labels budget may have its own seeds.
+for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", True)):
+
+    rule:
+        name:
+            _rule
+        input:
+            data=f"{RESULTS}/mri/prepared",
+            init=mri_init_checkpoint,
+        output:
+            model=finetune_outputs(f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}", mri_cfg(), _all_labels, "model.pt"),
+            train=finetune_outputs(f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}", mri_cfg(), _all_labels, "train.json"),
+        wildcard_constraints:
+            budget=budget_regex(mri_cfg(), _all_labels),
+        params:
+            init=init_args,
+            ft=mri_cfg()["finetune"],
+            channels=comma_list(mri_cfg()["network"]["channels"]),
+            seeds=job_seeds,
+            outs=model_dirs,
+        threads: config["threads"]
+        resources:
+            mem_mb=2000,
+        conda:
+            "../envs/segpretrain.yaml"
+        log:
+            finetune_log(f"{RESULTS}/logs/mri_finetune/{{method}}_budget_{{budget}}"),
+        shell:
+            "medseg finetune --data {input.data} --out {params.outs} --budget {wildcards.budget} "
+            "--seed {params.seeds} --method {wildcards.method} {params.init} --channels {params.channels} "
+            "--steps {params.ft[steps]} --batch-size {params.ft[batch_size]} --lr {params.ft[lr]} "
+            "--val-every {params.ft[val_every]} --threads {threads} > {log} 2>&1"
 
 
 # One job scores every seed of a cell (method, budget): the stage's imports cost more than

@@ -63,32 +63,41 @@ rule rs_pretrain:
         "--threads {threads} > {log} 2>&1"
 
 
-rule rs_finetune:
-    input:
-        data=f"{RESULTS}/rs/prepared",
-        init=rs_init_checkpoint,
-    output:
-        model=f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/model.pt",
-        train=f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}/seed_{{seed}}/train.json",
-    params:
-        init=init_args,
-        ft=rs_cfg()["finetune"],
-        net=rs_cfg()["network"],
-        decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
-        extra=rs_finetune_extra_args,
-    threads: config["threads"]
-    resources:
-        mem_mb=3000,
-    conda:
-        "../envs/segpretrain.yaml"
-    log:
-        f"{RESULTS}/logs/rs_finetune/{{method}}_{{fusion}}_pct_{{pct}}_seed_{{seed}}.log",
-    shell:
-        "rs finetune --data {input.data} --out $(dirname {output.model}) --percent {wildcards.pct} "
-        "--seed {wildcards.seed} --method {wildcards.method} --fusion {wildcards.fusion} {params.init} "
-        "--encoder {params.net[encoder]} --encoder-depth {params.net[encoder_depth]} "
-        "--decoder-channels {params.decoder} --steps {params.ft[steps]} --batch-size {params.ft[batch_size]} "
-        "--lr {params.ft[lr]} --val-every {params.ft[val_every]} {params.extra} --threads {threads} > {log} 2>&1"
+# One job trains every seed of a cell (finetune_jobs: cell) or one seed (finetune_jobs: seed), as mri_finetune.
+for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", True)):
+
+    rule:
+        name:
+            _rule
+        input:
+            data=f"{RESULTS}/rs/prepared",
+            init=rs_init_checkpoint,
+        output:
+            model=finetune_outputs(f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}", rs_cfg(), _all_labels, "model.pt"),
+            train=finetune_outputs(f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}", rs_cfg(), _all_labels, "train.json"),
+        wildcard_constraints:
+            pct=budget_regex(rs_cfg(), _all_labels),
+        params:
+            init=init_args,
+            ft=rs_cfg()["finetune"],
+            net=rs_cfg()["network"],
+            decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
+            extra=rs_finetune_extra_args,
+            seeds=job_seeds,
+            outs=model_dirs,
+        threads: config["threads"]
+        resources:
+            mem_mb=3000,
+        conda:
+            "../envs/segpretrain.yaml"
+        log:
+            finetune_log(f"{RESULTS}/logs/rs_finetune/{{method}}_{{fusion}}_pct_{{pct}}"),
+        shell:
+            "rs finetune --data {input.data} --out {params.outs} --percent {wildcards.pct} "
+            "--seed {params.seeds} --method {wildcards.method} --fusion {wildcards.fusion} {params.init} "
+            "--encoder {params.net[encoder]} --encoder-depth {params.net[encoder_depth]} "
+            "--decoder-channels {params.decoder} --steps {params.ft[steps]} --batch-size {params.ft[batch_size]} "
+            "--lr {params.ft[lr]} --val-every {params.ft[val_every]} {params.extra} --threads {threads} > {log} 2>&1"
 
 
 # One job scores every seed of a cell (method, fusion, percentage), as mri_evaluate.
