@@ -10,8 +10,9 @@ repository root with the venv's ``bin/`` first on PATH (what ``make demo`` runs,
 results folder), and parses Snakemake's log: each job's start (the timestamp above its
 ``rule NAME:`` block) and end (above ``Finished jobid: N``), 1-second resolution. Per rule:
 jobs, total and mean job seconds, and for training stages the seconds inside the stage
-(``wall_seconds`` of each ``train.json``: model building, the training loop, validation); the
-rest of a job is process start-up, imports and writing outputs. "busy" is the sum of job
+(``wall_seconds`` of each ``train.json``: model building, the training loop, validation; summed
+over the seeds a fine-tuning job trains); the rest of a job is process start-up, imports and
+writing outputs. "busy" is the sum of job
 seconds over (cores × wall): how well the scheduler kept the cores busy.
 
 Timings depend on what else runs on the machine: the load average is sampled every 5 s during
@@ -76,19 +77,22 @@ def parse_log(text: str) -> dict[int, Job]:
 
 
 def stage_seconds(results: Path) -> dict[str, list[float]]:
-    """``wall_seconds`` of every ``train.json`` under ``results``, keyed by the rule that wrote it."""
+    """``wall_seconds`` of every ``train.json`` under ``results``, keyed by the rule that wrote it
+    (a fine-tuning job trains every seed of its cell: several train.json per job)."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "workflows" / "config" / "config.yaml").read_text())
+    all_dirs = {f"budget_{cfg['mri']['finetune'].get('all_budget', 'all')}", f"pct_{cfg['rs']['finetune'].get('all_budget', '100')}"}
     out: dict[str, list[float]] = {}
     for path in sorted(results.rglob("train.json")):
         record = json.loads(path.read_text())
         rel = path.relative_to(results).parts
-        if rel[:2] == ("mri", "finetune"):
-            rule = "mri_finetune"
+        if rel[:2] in (("mri", "finetune"), ("rs", "finetune")):
+            rule = f"{rel[0]}_finetune" + ("_all_labels" if all_dirs & set(rel) else "")
         elif rel[:2] == ("mri", "pretrain"):
             rule = "mri_pretrain_global" if record.get("stage") == "global" else "mri_pretrain_local"
-        elif rel[:2] == ("rs", "finetune"):
-            rule = "rs_finetune"
         else:
-            rule = "/".join(rel[:2])
+            rule = "_".join(rel[:2])
         out.setdefault(rule, []).append(float(record.get("wall_seconds", float("nan"))))
     return out
 
@@ -139,7 +143,7 @@ def report(jobs: dict[int, Job], stages: dict[str, list[float]], wall: float, co
     print(f"{'rule':22s} {'jobs':>4s} {'total s':>8s} {'mean s':>7s} {'in stage s':>10s} {'start-up etc. s':>15s}")
     for rule, secs in sorted(by_rule.items(), key=lambda kv: -sum(kv[1])):
         inside = stages.get(rule)
-        mean_inside = sum(inside) / len(inside) if inside else None
+        mean_inside = sum(inside) / len(secs) if inside else None  # per job: a job may train several seeds
         inside_txt = f"{mean_inside:10.1f}" if mean_inside is not None else f"{'':10s}"
         other_txt = f"{sum(secs) / len(secs) - mean_inside:15.1f}" if mean_inside is not None else ""
         print(f"{rule:22s} {len(secs):4d} {sum(secs):8.0f} {sum(secs) / len(secs):7.1f} {inside_txt} {other_txt}")

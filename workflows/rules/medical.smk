@@ -57,6 +57,7 @@ rule mri_pretrain_global:
         channels=comma_list(mri_cfg()["network"]["channels"]),
         seed=mri_cfg()["pretrain"]["seed"],
     threads: config["threads"]
+    priority: 1  # long, and what the pretrained cells wait for: start it before the random-init cells
     resources:
         mem_mb=2000,
     conda:
@@ -81,6 +82,7 @@ rule mri_pretrain_hpcl:
         crop=space_list(mri_cfg()["pretrain"]["hpcl"]["crop_scale"]),
         seed=mri_cfg()["pretrain"]["seed"],
     threads: config["threads"]
+    priority: 1  # long, and what the pretrained cells wait for: start it before the random-init cells
     resources:
         mem_mb=2000,
     conda:
@@ -108,6 +110,7 @@ rule mri_pretrain_local:
         p=mri_cfg()["pretrain"]["local"],
         seed=mri_cfg()["pretrain"]["seed"],
     threads: config["threads"]
+    priority: 1  # long, and what the pretrained cells wait for: start it before the random-init cells
     resources:
         mem_mb=2000,
     conda:

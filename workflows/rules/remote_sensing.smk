@@ -48,6 +48,7 @@ rule rs_pretrain:
         decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
         crop=space_list(rs_cfg()["pretrain"]["crop_scale"]),
     threads: config["threads"]
+    priority: 1  # long, and what the pretrained cells wait for: start it before the random-init cells
     resources:
         mem_mb=3000,
     conda:
