@@ -61,6 +61,7 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--brightness", type=float, default=0.2, help="views: max shift per jittered channel (standardised units)")
     p.add_argument("--contrast", type=float, nargs=2, default=(0.8, 1.2), metavar=("LO", "HI"), help="views: gain range per jittered channel")
     p.add_argument("--noise-std", type=float, default=0.05, help="views: max std of Gaussian noise on the jittered channels")
+    p.add_argument("--drop-terrain", type=float, default=0.0, help="views: probability, per view and tile, that every non-spectral (terrain) channel is set to 0, its standardised mean (modality dropout: the spectra must then find the hyper-pixel's positive; 0: off)")
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
@@ -82,6 +83,11 @@ def run_pretrain(args: argparse.Namespace) -> None:
         if "elevation" not in names:
             raise InputError(args.data, f"--jitter elevation needs an 'elevation' channel; the data has {names}")
         jittered.append(names.index("elevation"))
+    if not 0.0 <= args.drop_terrain <= 1.0:
+        raise InputError(None, f"--drop-terrain must lie in [0, 1], got {args.drop_terrain}")
+    terrain = [i for i in range(data.in_channels) if i not in set(spectral_channels(data))]
+    if args.drop_terrain > 0 and not terrain:
+        raise InputError(args.data, "--drop-terrain needs terrain channels besides the spectral bands; the data has none")
     t0 = time.perf_counter()
     spec = network_spec(data, args.fusion, args.encoder, args.encoder_depth, parse_widths(args.decoder_channels))
     net = build_from_spec(spec)
@@ -90,7 +96,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
     task = HyperPixelPretrainTask(
         net, head, K=args.queue_size, m=args.momentum, T=args.temperature, lr=args.lr, max_anchors=args.max_anchors,
         batch_negatives=args.batch_negatives, key_batchnorm=args.key_batchnorm, dihedral_transforms=args.dihedral, crop_scale=crop, jitter_channels=jittered, brightness=args.brightness,
-        contrast=tuple(args.contrast), noise_std=args.noise_std, seed=args.seed,
+        contrast=tuple(args.contrast), noise_std=args.noise_std, drop_channels=terrain, drop_prob=args.drop_terrain, seed=args.seed,
     )
     trainer = resumable_trainer(args.out, args, args.steps, find_unused_parameters=True)
     rt = runtime_settings(args)
@@ -114,6 +120,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
             "stage": "pretrain", "method": method, "variant": spec["name"], "steps": args.steps, "seed": args.seed,
             "batch_size": args.batch_size, "tiles": len(ds), "queue_size": args.queue_size, "momentum": args.momentum,
             "temperature": args.temperature, "jitter_channels": [names[i] for i in jittered] if names else jittered,
+            "drop_terrain": args.drop_terrain, "dropped_channels": ([names[i] for i in terrain] if names else terrain) if args.drop_terrain > 0 else [],
             "loss_first": task.losses[0], "loss_last": task.losses[-1],
             "loss_history": task.losses, "wall_seconds": time.perf_counter() - t0, "processes": trainer.world_size,
         })

@@ -134,6 +134,8 @@ def correspondence_view(
     brightness: float = 0.2,
     contrast: tuple[float, float] = (0.8, 1.2),
     noise_std: float = 0.05,
+    drop_channels: Sequence[int] | None = None,
+    drop_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One random view of ``x`` (B, C, H, W) and of its superpixel map (B, H, W), geometry shared.
 
@@ -145,7 +147,10 @@ def correspondence_view(
     the data's units, standardised for rs), plus Gaussian noise of std U(0, noise_std); channels
     not in ``jitter_channels`` (default: all) are left as they are. (Left-alone channels are
     identical in both views up to geometry: the terrain channels alone let a hyper-pixel find
-    its positive among thousands; docs/hpcl.md.)
+    its positive among thousands; docs/hpcl.md.) Last, with ``drop_prob`` > 0, each image's
+    ``drop_channels`` are all set to 0 (the mean of a standardised channel) with probability
+    ``drop_prob`` (modality dropout): a view without terrain must find its positive in a view
+    with it from the spectra alone. With ``drop_prob`` 0 no random number is drawn for it.
     Returns (view (B, C, H, W), superpixels (B, H, W) long, k (B,) long).
     """
     b, c, h, w = x.shape
@@ -185,6 +190,11 @@ def correspondence_view(
             sd = noise_std * torch.rand(b, 1, 1, 1, generator=g)
             part = part + sd.to(part) * torch.randn(part.shape, generator=g).to(part)
         xs = xs.index_copy(1, idx, part)
+    if drop_prob > 0 and drop_channels:
+        drop = (torch.rand(b, generator=g) < drop_prob).to(dev)  # (B,)
+        keep = torch.ones(b, c, 1, 1, dtype=xs.dtype, device=dev)
+        keep[:, list(drop_channels)] = (~drop).to(xs.dtype)[:, None, None, None]
+        xs = xs * keep
     return xs, sps, ks
 
 
@@ -302,6 +312,8 @@ class HyperPixelPretrainTask(L.LightningModule):
         brightness: float = 0.2,
         contrast: tuple[float, float] = (0.8, 1.2),
         noise_std: float = 0.05,
+        drop_channels: Sequence[int] | None = None,
+        drop_prob: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -321,6 +333,7 @@ class HyperPixelPretrainTask(L.LightningModule):
             "dihedral_transforms": dihedral_transforms, "crop_scale": None if crop_scale is None else tuple(crop_scale),
             "jitter_channels": None if jitter_channels is None else list(jitter_channels),
             "brightness": brightness, "contrast": tuple(contrast), "noise_std": noise_std,
+            "drop_channels": None if drop_channels is None else list(drop_channels), "drop_prob": float(drop_prob),
         }
         self.seed = seed
         self.losses: list[float] = []

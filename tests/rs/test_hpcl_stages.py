@@ -54,6 +54,12 @@ def test_rs_pretrain_then_finetune_with_the_class_aware_term(prepared: Path, tmp
     assert rs(["pretrain", "--method", "hpcl", "--data", str(prepared), "--out", str(tmp_path / "pre_elev"), *NET, "--steps", "1",
                "--batch-size", "4", "--queue-size", "64", "--checkpoint-every", "0", "--jitter", "elevation"]) == 0
     assert json.loads((tmp_path / "pre_elev" / "train.json").read_text())["jitter_channels"] == ["B", "G", "R", "NIR", "elevation"]
+    assert rs(["pretrain", "--method", "hpcl", "--data", str(prepared), "--out", str(tmp_path / "pre_drop"), *NET, "--steps", "1",
+               "--batch-size", "4", "--queue-size", "64", "--checkpoint-every", "0", "--drop-terrain", "0.5"]) == 0
+    rec = json.loads((tmp_path / "pre_drop" / "train.json").read_text())
+    assert rec["drop_terrain"] == 0.5 and "elevation" in rec["dropped_channels"] and "B" not in rec["dropped_channels"]
+    assert rs(["pretrain", "--method", "hpcl", "--data", str(prepared), "--out", str(tmp_path / "pre_bad"), *NET, "--steps", "1",
+               "--drop-terrain", "1.5"]) == 2 and not (tmp_path / "pre_bad").exists()
 
     assert rs(["finetune", "--data", str(prepared), "--out", str(ft), "--init", str(pre / "model.pt"), "--percent", "50", "--seed", "1",
                "--method", "hpcl-ssl+sup", "--steps", "10", "--val-every", "5", "--batch-size", "4", "--hpcl-weight", "0.2",

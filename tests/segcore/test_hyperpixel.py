@@ -61,6 +61,23 @@ def test_dihedral_views_are_exact_and_ids_follow_the_pixels() -> None:
     assert not torch.equal(view[:, 2], torch.stack([dihedral(x[i, 2], k) for i, k in enumerate(ks.tolist())]))  # jittered
 
 
+def test_terrain_dropout_zeroes_the_dropped_channels_of_whole_images_only() -> None:
+    x, sp = coordinate_batch(64)
+    x = x + 1.0  # no channel is 0 anywhere before the dropout
+    kw = {"jitter_channels": [], "dihedral_transforms": False}
+    plain, _, _ = correspondence_view(x, sp, torch.Generator().manual_seed(3), **kw)
+    view, sp_view, _ = correspondence_view(x, sp, torch.Generator().manual_seed(3), drop_channels=[1, 2], drop_prob=0.5, **kw)
+    dropped = (view[:, 1:] == 0).flatten(1).all(1)  # (B,)
+    assert 10 < int(dropped.sum()) < 54  # about half of 64 images
+    assert torch.equal(view[~dropped], plain[~dropped]) and torch.equal(view[:, 0], plain[:, 0])  # kept images, kept channel
+    assert not (view[~dropped, 1:] == 0).any() and torch.equal(sp_view, sp)
+    # probability 0 draws nothing: the same view as without the option
+    same, _, _ = correspondence_view(x, sp, torch.Generator().manual_seed(3), drop_channels=[1, 2], drop_prob=0.0, **kw)
+    assert torch.equal(same, plain)
+    every, _, _ = correspondence_view(x, sp, torch.Generator().manual_seed(3), drop_channels=[2], drop_prob=1.0, **kw)
+    assert (every[:, 2] == 0).all() and torch.equal(every[:, :2], plain[:, :2])
+
+
 def test_crop_views_keep_ids_on_their_ground() -> None:
     x, sp = coordinate_batch(8)
     g = torch.Generator().manual_seed(2)

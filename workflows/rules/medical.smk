@@ -57,7 +57,7 @@ rule mri_pretrain_global:
         channels=comma_list(mri_cfg()["network"]["channels"]),
         seed=mri_cfg()["pretrain"]["seed"],
     threads: config["threads"]
-    priority: 1  # long, and what the pretrained cells wait for: start it before the random-init cells
+    priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
     resources:
         mem_mb=2000,
     conda:
@@ -82,7 +82,7 @@ rule mri_pretrain_hpcl:
         crop=space_list(mri_cfg()["pretrain"]["hpcl"]["crop_scale"]),
         seed=mri_cfg()["pretrain"]["seed"],
     threads: config["threads"]
-    priority: 1  # long, and what the pretrained cells wait for: start it before the random-init cells
+    priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
     resources:
         mem_mb=2000,
     conda:
@@ -110,7 +110,7 @@ rule mri_pretrain_local:
         p=mri_cfg()["pretrain"]["local"],
         seed=mri_cfg()["pretrain"]["seed"],
     threads: config["threads"]
-    priority: 1  # long, and what the pretrained cells wait for: start it before the random-init cells
+    priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
     resources:
         mem_mb=2000,
     conda:
@@ -147,6 +147,7 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
             seeds=job_seeds,
             outs=model_dirs,
         threads: config["threads"]
+        priority: finetune_priority("mri", _all_labels)
         resources:
             mem_mb=2000,
         conda:

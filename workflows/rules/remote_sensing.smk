@@ -48,7 +48,7 @@ rule rs_pretrain:
         decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
         crop=space_list(rs_cfg()["pretrain"]["crop_scale"]),
     threads: config["threads"]
-    priority: 1  # long, and what the pretrained cells wait for: start it before the random-init cells
+    priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
     resources:
         mem_mb=3000,
     conda:
@@ -87,6 +87,7 @@ for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", Tr
             seeds=job_seeds,
             outs=model_dirs,
         threads: config["threads"]
+        priority: finetune_priority("rs", _all_labels)
         resources:
             mem_mb=3000,
         conda:
