@@ -88,8 +88,13 @@ def predict_scene_detailed(
     tile: int | None = None,
     overlap: int | None = None,
     batch_size: int = 16,
+    region: np.ndarray | None = None,
 ) -> ScenePrediction:
-    """Slide ``predict_fn`` over the scene; see :func:`predict_scene`. Also returns the mask."""
+    """Slide ``predict_fn`` over the scene; see :func:`predict_scene`. Also returns the mask.
+
+    ``region`` (H, W) bool: predict only the windows that touch it (e.g. the held-out area that
+    evaluation scores). Inside it the result is exactly the whole-scene one, since every window
+    covering a pixel of the region touches the region; pixels no window covered are invalid."""
     m = load_manifest(manifest)
     if m.get("domain") != "rs" or m.get("source") != "geotiff" or "normalization" not in m:
         raise InputError(
@@ -128,6 +133,12 @@ def predict_scene_detailed(
     x = np.zeros((mean.shape[0], ph, pw), dtype=np.float32)  # (C, H, W) standardised, 0 at nodata
     x[:, :h, :w] = np.where(scene.valid[None], (scene.channels - mean) / std, 0.0)
     windows = tile_windows(ph, pw, tile, overlap)
+    if region is not None:
+        if region.shape != (h, w):
+            raise ValueError(f"region {region.shape} differs from the scene's {(h, w)}")
+        padded = np.zeros((ph, pw), dtype=bool)
+        padded[:h, :w] = region
+        windows = [wi for wi in windows if padded[wi.toslices()].any()]
     weight = blend_weight(tile, overlap)
     acc: np.ndarray | None = None
     wsum = np.zeros((ph, pw), dtype=np.float64)
@@ -146,10 +157,17 @@ def predict_scene_detailed(
                 rs, cs = wi.toslices()
                 acc[:, rs, cs] += y * weight
                 wsum[rs, cs] += weight
-    assert acc is not None
-    probs = (acc / wsum)[:, :h, :w].astype(np.float32)
-    probs[:, ~scene.valid] = 0.0
-    return ScenePrediction(probs, scene.valid, grid, profile)
+    valid = scene.valid
+    if acc is None:  # no window touched the region
+        acc = np.zeros((1, ph, pw), dtype=np.float64)
+    if region is not None:
+        covered = wsum > 0
+        probs = np.divide(acc, wsum, out=np.zeros_like(acc), where=covered)[:, :h, :w].astype(np.float32)
+        valid = valid & covered[:h, :w]
+    else:
+        probs = (acc / wsum)[:, :h, :w].astype(np.float32)
+    probs[:, ~valid] = 0.0
+    return ScenePrediction(probs, valid, grid, profile)
 
 
 def predict_scene(

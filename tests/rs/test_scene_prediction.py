@@ -118,6 +118,35 @@ def test_blending_weights_tile_dependent_predictions(trained: tuple[Path, Path])
     assert len(np.unique(p)) > len(calls)  # blended seams, not a hard cut
 
 
+def test_prediction_restricted_to_a_region_is_exact_there_and_runs_fewer_windows(trained: tuple[Path, Path]) -> None:
+    """Evaluation predicts only the windows touching the scored area: inside it, bitwise the
+    whole-scene result (a tile-dependent model, so blending matters)."""
+    raw, prep = trained
+    import json
+
+    m = json.loads((prep / "manifest.json").read_text())
+    area = split_mask(m, "s0", "test")
+    assert area.any() and not area.all()
+    counts: list[int] = []
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        counts.append(x.shape[0])
+        return nir_threshold(x) * (0.5 + 0.5 * torch.sigmoid(x.mean(dim=(1, 2, 3)))[:, None, None, None])
+
+    args = (raw / "scenes" / "s0_image.tif", raw / "scenes" / "s0_dem.tif", model, prep, 16, 4, 4)
+    whole = predict_scene_detailed(*args)
+    n_whole = sum(counts)
+    counts.clear()
+    part = predict_scene_detailed(*args, region=area)
+    assert 0 < sum(counts) < n_whole
+    inside = area & whole.valid
+    assert np.array_equal(part.probabilities[:, inside], whole.probabilities[:, inside])
+    assert np.array_equal(part.labels()[inside], whole.labels()[inside]) and (part.valid <= whole.valid).all()
+    assert not part.valid.all() and (part.labels()[~part.valid] == 255).all()
+    with pytest.raises(ValueError, match="region"):
+        predict_scene_detailed(*args, region=area[:-1])
+
+
 def test_blend_weight() -> None:
     w = blend_weight(16, 4)
     assert w.shape == (16, 16) and w.min() > 0 and w.max() == 1.0
