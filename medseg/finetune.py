@@ -17,7 +17,7 @@ from segcore.training import (
     add_seed_out_options,
     configure_runtime,
     fit_segmentation,
-    per_seed_args,
+    run_per_seed,
 )
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,7 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
 
 def run_finetune(args: argparse.Namespace) -> None:
     """Fine-tune once per ``--seed`` (each into its ``--out``), one after the other."""
-    runs = per_seed_args(args)
-    for i, one in enumerate(runs):
-        if len(runs) > 1:
-            log.info("seed %d (%d of %d) -> %s", one.seed, i + 1, len(runs), one.out)
-        finetune_one(one)
+    run_per_seed(args, finetune_one)
 
 
 def finetune_one(args: argparse.Namespace) -> None:

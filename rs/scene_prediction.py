@@ -157,15 +157,11 @@ def predict_scene_detailed(
                 rs, cs = wi.toslices()
                 acc[:, rs, cs] += y * weight
                 wsum[rs, cs] += weight
-    valid = scene.valid
     if acc is None:  # no window touched the region
         acc = np.zeros((1, ph, pw), dtype=np.float64)
-    if region is not None:
-        covered = wsum > 0
-        probs = np.divide(acc, wsum, out=np.zeros_like(acc), where=covered)[:, :h, :w].astype(np.float32)
-        valid = valid & covered[:h, :w]
-    else:
-        probs = (acc / wsum)[:, :h, :w].astype(np.float32)
+    covered = wsum > 0  # everywhere without a region
+    probs = np.divide(acc, wsum, out=np.zeros_like(acc), where=covered)[:, :h, :w].astype(np.float32)
+    valid = scene.valid & covered[:h, :w]
     probs[:, ~valid] = 0.0
     return ScenePrediction(probs, valid, grid, profile)
 

@@ -27,7 +27,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,10 +88,20 @@ def per_seed_args(args: argparse.Namespace) -> list[argparse.Namespace]:
     if len({o.resolve() for o in outs}) != len(outs):
         raise InputError(None, "the same --out folder is named more than once")
     if len(seeds) > 1:
-        world = local_device_count(parse_devices(getattr(args, "devices", 1))) * int(getattr(args, "num_nodes", 1))
+        world = world_size(getattr(args, "devices", 1), int(getattr(args, "num_nodes", 1)))
         if world > 1:
             raise InputError(None, f"several --seed values train in one process; with {world} processes (--devices/--num-nodes) run one seed per command")
     return [argparse.Namespace(**{**vars(args), "seed": int(s), "out": o}) for s, o in zip(seeds, outs, strict=True)]
+
+
+def run_per_seed(args: argparse.Namespace, train_one: Callable[[argparse.Namespace], Any]) -> None:
+    """Run ``train_one`` once per ``--seed`` (each into its ``--out``, :func:`per_seed_args`),
+    one after the other."""
+    runs = per_seed_args(args)
+    for i, one in enumerate(runs):
+        if len(runs) > 1:
+            log.info("seed %d (%d of %d) -> %s", one.seed, i + 1, len(runs), one.out)
+        train_one(one)
 
 
 def collate_samples(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -269,6 +279,11 @@ def local_device_count(devices: int | str | list[int]) -> int:
     if isinstance(devices, int):
         return devices
     return max(1, torch.cuda.device_count()) if devices == "auto" else 1
+
+
+def world_size(devices: int | str | list[int], num_nodes: int = 1) -> int:
+    """Processes of a run: devices per node (``--devices``, parsed here) times ``--num-nodes``."""
+    return local_device_count(parse_devices(devices)) * num_nodes
 
 
 def default_workers(accelerator: str, devices: int | str | list[int]) -> int:
@@ -477,7 +492,7 @@ def make_trainer(
         kwargs.update(val_check_interval=val_every, check_val_every_n_epoch=None)
     else:
         kwargs.update(limit_val_batches=0)
-    world = local_device_count(parse_devices(devices)) * num_nodes
+    world = world_size(devices, num_nodes)
     if strategy == "auto" and world > 1:
         strategy = "ddp"  # ours, with find_unused_parameters where a stage needs it
     if sync_batchnorm and accelerator == "cpu":

@@ -20,6 +20,17 @@ def _snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+def _job_counts(stdout: str) -> dict[str, int]:
+    """Jobs per rule from a dry run's "Job stats" table."""
+    stats = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0].splitlines()
+    return {ln.split()[0]: int(ln.split()[1]) for ln in stats if len(ln.split()) == 2 and ln.split()[1].isdigit()}
+
+
+def _shell_commands(stdout: str, stage: str) -> list[str]:
+    """The shell commands of a dry run (-p) that start with ``stage`` (e.g. "medseg evaluate")."""
+    return [ln.split(": ", 1)[1] for ln in stdout.splitlines() if ln.startswith(f"Shell command: {stage}")]
+
+
 def test_default_dag_dry_run_lists_every_stage(tmp_path):
     res = _snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}/results")
     assert res.returncode == 0, res.stderr + res.stdout
@@ -32,8 +43,7 @@ def test_default_dag_dry_run_lists_every_stage(tmp_path):
     n_all = len(ft.get("all_labels_seeds") or ft["seeds"])
     n_runs = sum(len(ft["budgets"]) * len(ft["seeds"]) + (m in ft["all_labels_methods"]) * n_all for m in cfg["mri"]["methods"])
     n_cells = sum(len(ft["budgets"]) + (m in ft["all_labels_methods"]) for m in cfg["mri"]["methods"])
-    stats = out.split("Job stats:", 1)[1].split("\n\n", 1)[0].splitlines()
-    counts = {ln.split()[0]: int(ln.split()[1]) for ln in stats if len(ln.split()) == 2 and ln.split()[1].isdigit()}
+    counts = _job_counts(out)
     # one fine-tuning job per cell trains every seed of it (finetune_jobs: cell, the default); one evaluation job per cell scores them
     assert cfg["finetune_jobs"] == "cell"
     assert counts["mri_finetune"] + counts.get("mri_finetune_all_labels", 0) == n_cells
@@ -41,8 +51,7 @@ def test_default_dag_dry_run_lists_every_stage(tmp_path):
     # finetune_jobs: seed, one job per seed
     res = _snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}/results", "finetune_jobs=seed")
     assert res.returncode == 0, res.stderr + res.stdout
-    stats = res.stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0].splitlines()
-    counts = {ln.split()[0]: int(ln.split()[1]) for ln in stats if len(ln.split()) == 2 and ln.split()[1].isdigit()}
+    counts = _job_counts(res.stdout)
     assert counts["mri_finetune"] + counts.get("mri_finetune_all_labels", 0) == n_runs
     assert counts["mri_evaluate"] + counts.get("mri_evaluate_all_labels", 0) == n_cells
 
@@ -53,7 +62,7 @@ def test_evaluation_job_scores_every_seed_of_its_cell(tmp_path):
         "budgets": ["1"], "all_labels_methods": ["none"], "seeds": [3, 5, 7], "all_labels_seeds": [5]}}}))
     res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r")
     assert res.returncode == 0, res.stderr + res.stdout
-    shells = [ln.split(": ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("Shell command: medseg evaluate")]
+    shells = _shell_commands(res.stdout, "medseg evaluate")
     assert len(shells) == 2
     one = next(s for s in shells if "budget_1/" in s)
     assert [f"budget_1/seed_{s}/model.pt" in one for s in (3, 5, 7)] == [True] * 3
@@ -68,7 +77,7 @@ def test_finetuning_job_trains_every_seed_of_its_cell_in_order(tmp_path):
         "budgets": ["1"], "all_labels_methods": ["none"], "seeds": [7, 3, 5], "all_labels_seeds": [5]}}}))
     res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r")
     assert res.returncode == 0, res.stderr + res.stdout
-    shells = [ln.split(": ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("Shell command: medseg finetune")]
+    shells = _shell_commands(res.stdout, "medseg finetune")
     assert len(shells) == 2
     one = next(s for s in shells if "--budget 1 " in s)
     outs = one.split("--out ", 1)[1].split(" --budget", 1)[0].split()
@@ -79,7 +88,7 @@ def test_finetuning_job_trains_every_seed_of_its_cell_in_order(tmp_path):
     # one job per seed
     res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r", "finetune_jobs=seed")
     assert res.returncode == 0, res.stderr + res.stdout
-    shells = [ln.split(": ", 1)[1] for ln in res.stdout.splitlines() if ln.startswith("Shell command: medseg finetune")]
+    shells = _shell_commands(res.stdout, "medseg finetune")
     assert len(shells) == 4 and all(s.count("/seed_") == 1 for s in shells)
 
 

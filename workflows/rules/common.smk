@@ -48,6 +48,11 @@ def seeds_for(section, budget):
     return ft["seeds"]
 
 
+def cell_seeds(section, all_labels):
+    """Seeds of the cells of a fine-tuning / evaluation rule: the all-labels rule's or the others'."""
+    return seeds_for(section, all_budget(section) if all_labels else None)
+
+
 def budget_regex(section, all_labels):
     """Wildcard constraint of the evaluation rules: the all-labels budget, or every other one."""
     ab = all_budget(section)
@@ -66,7 +71,7 @@ def finetune_outputs(cell_dir, section, all_labels, name):
     the cell (the all-labels budget's seeds for the all-labels rule)."""
     if finetune_per_seed():
         return f"{cell_dir}/seed_{{seed}}/{name}"
-    return [f"{cell_dir}/seed_{s}/{name}" for s in seeds_for(section, all_budget(section) if all_labels else None)]
+    return [f"{cell_dir}/seed_{s}/{name}" for s in cell_seeds(section, all_labels)]
 
 
 def finetune_log(stem):
@@ -92,8 +97,7 @@ def job_seeds(wildcards):
 
 def model_dirs(wildcards, output):
     """--out of a fine-tuning job: the folder of each model.pt, in the order of job_seeds."""
-    files = [output.model] if isinstance(output.model, str) else list(output.model)
-    return [os.path.dirname(f) for f in files]
+    return output_dirs(wildcards, [output.model] if isinstance(output.model, str) else output.model)
 
 
 def output_dirs(wildcards, output):
@@ -114,7 +118,7 @@ def mri_cell_metrics(all_labels):
     c = mri_cfg()
     return expand(
         f"{RESULTS}/mri/evaluate/{{{{method}}}}/budget_{{{{budget}}}}/seed_{{seed}}/metrics.json",
-        seed=seeds_for(c, all_budget(c) if all_labels else None),
+        seed=cell_seeds(c, all_labels),
     )
 
 
@@ -191,7 +195,7 @@ def rs_cell_metrics(all_labels):
     c = rs_cfg()
     return expand(
         f"{RESULTS}/rs/evaluate/{{{{method}}}}/{{{{fusion}}}}/pct_{{{{pct}}}}/seed_{{seed}}/metrics.json",
-        seed=seeds_for(c, all_budget(c) if all_labels else None),
+        seed=cell_seeds(c, all_labels),
     )
 
 
