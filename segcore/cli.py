@@ -5,6 +5,10 @@
 * ``--config FILE`` is a YAML mapping of the same options (dashes or underscores); values on
   the command line win. Unknown keys are an error. Nothing in it is evaluated.
 * Every stage prints ``error: <file>: <problem>`` and exits 2 on bad input.
+* ``--out`` is checked and locked before any work (:func:`segcore.outputs.claim_outputs`): a
+  stage never writes into its inputs or over a folder it did not write, unless ``--overwrite``.
+* SIGTERM (``scancel``, a time limit) and Ctrl-C remove the stage's temporary outputs and locks;
+  the exit status is 143 and 130.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from segcore.errors import InputError
+from segcore.errors import InputError, Terminated
+from segcore.outputs import StageRun, claim_outputs
 
 # (stage name, one-line help, "module:add_options_function", "module:run_function");
 # modules are imported only for the stage being run, so `--help` stays quick.
@@ -75,6 +81,47 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML file of these options (command line wins)")
 
 
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing non-empty --out folder that this stage did not write (inputs are never replaced)",
+    )
+
+
+# options that name files or folders a stage reads: an --out may never be, hold or lie in one
+INPUT_OPTIONS = (
+    "input", "data", "init", "model", "image", "dem", "label", "overlays", "config", "subject_csv", "splits_from",
+    "encoder_weights",
+)
+
+
+def input_paths(args: argparse.Namespace) -> list[Path]:
+    """The existing files and folders named by a stage's input options (comma lists split)."""
+    found: list[Path] = []
+    for name in INPUT_OPTIONS:
+        value = getattr(args, name, None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if item is None:
+                continue
+            for part in str(item).split(",") if isinstance(item, str) else [item]:
+                path = Path(str(part).strip())
+                if str(part).strip() and path.exists():
+                    found.append(path)
+    return found
+
+
+def output_paths(args: argparse.Namespace) -> list[Path]:
+    out = getattr(args, "out", None)
+    if out is None:
+        return []
+    return [Path(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
 def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | None = None) -> int:
     """Dispatch ``prog <stage> [options]``; map :class:`InputError` to exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -94,23 +141,34 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
     parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=help_text, formatter_class=_Formatter)
     _resolve(add_ref)(parser)
     add_config_option(parser)
+    if any(a.dest == "out" for a in parser._actions):
+        add_overwrite_option(parser)
     run = _resolve(run_ref)
     logging.basicConfig(level=logging.INFO, format=f"[{prog} {name}] %(message)s")
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = parse_stage_args(parser, argv[1:])
-        run(args)
+        stage = StageRun(f"{prog} {name}", overwrite=bool(getattr(args, "overwrite", False)),
+                         arg_keys=frozenset(resolved_args(args)), command=[prog, *argv])
+        with claim_outputs(stage, output_paths(args), input_paths(args)):
+            run(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except Exception:  # an internal failure, not bad input: keep the traceback
         traceback.print_exc()
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     return 0
 
 
 def resolved_args(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments of a stage as a plain mapping, for the stage's ``config.yaml``."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "config"}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("config", "overwrite")}

@@ -16,3 +16,8 @@ class InputError(Exception):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (``scancel``, a SLURM time limit, ``kill``): unwinds like Ctrl-C, so
+    temporary outputs are removed and locks released before the process exits."""

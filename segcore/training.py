@@ -50,7 +50,7 @@ RESUME_ARGS = "args.json"
 # with other values of these is still resumed (e.g. on another node)
 RUNTIME_OPTIONS = frozenset({
     "threads", "workers", "accelerator", "devices", "num_nodes", "dist_strategy", "precision", "channels_last",
-    "checkpoint_every", "config", "out",
+    "checkpoint_every", "config", "out", "overwrite",
 })
 
 

@@ -133,7 +133,8 @@ def test_stage_errors_exit_2_and_leave_no_output(prepared, tmp_path, capsys):
     out = tmp_path / "ft"
     assert medseg(["finetune", "--data", str(prepared), "--out", str(out), "--budget", "99"]) == 2
     assert "exceeds" in capsys.readouterr().err and not out.exists()
-    assert medseg(["finetune", "--data", str(tmp_path), "--out", str(out)]) == 2
+    (tmp_path / "empty").mkdir()
+    assert medseg(["finetune", "--data", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

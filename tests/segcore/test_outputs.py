@@ -26,11 +26,11 @@ def test_atomic_dir_replaces_existing_only_when_complete(tmp_path):
     final = tmp_path / "out"
     final.mkdir()
     (final / "old.txt").write_text("old")
-    with pytest.raises(ValueError), atomic_dir(final) as tmp:
+    with pytest.raises(ValueError), atomic_dir(final, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
         raise ValueError
     assert (final / "old.txt").exists() and not (final / "new.txt").exists()
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
