@@ -3,7 +3,7 @@
     .venv/bin/python bench/flops.py [--threads 1] [--reps 10] [--profile]
 
 The networks and batches are the demo config's (``workflows/config/config.yaml``): the MRI
-U-Net (:class:`segcore.unet.UNet2D`, demo channels, fine-tuning batch of 1×64×64 slices) and the
+U-Net (:class:`segcore.networks.unet.UNet2D`, demo channels, fine-tuning batch of 1×64×64 slices) and the
 remote-sensing early- and dual-fusion networks (:func:`rs.networks.build_network`, demo
 encoder, 9×64×64 tiles). FLOPs of forward + loss + backward are counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products: the
@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rs.networks import build_network
 from segcore.losses import SoftDiceCELoss
-from segcore.unet import UNet2D
+from segcore.networks.unet import UNet2D
 
 warnings.filterwarnings("ignore")
 

@@ -20,8 +20,8 @@ from _machine import machine_description
 
 from segcore.heads import GlobalProjectionHead, LocalProjectionHead
 from segcore.losses import GlobalContrastiveLoss, LocalContrastiveLoss, SoftDiceCELoss
+from segcore.networks.unet import UNet2D
 from segcore.tasks import GlobalContrastiveTask, LocalContrastiveTask
-from segcore.unet import UNet2D
 
 warnings.filterwarnings("ignore")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from segcore.unet import UNet2D
+from segcore.networks import SegmentationNetwork
+from segcore.networks import build_network as build_registered
 
 
 def parse_channels(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -22,7 +23,7 @@ def network_spec(in_channels: int, num_classes: int, channels: Sequence[int]) ->
     return {"name": "unet2d", "in_channels": int(in_channels), "num_classes": int(num_classes), "channels": list(channels)}
 
 
-def build_network(spec: dict[str, Any]) -> UNet2D:
+def build_network(spec: dict[str, Any]) -> SegmentationNetwork:
     if spec.get("name") != "unet2d":
         raise ValueError(f"medseg builds 'unet2d' networks, checkpoint has {spec.get('name')!r}")
-    return UNet2D(spec["in_channels"], spec["num_classes"], channels=spec["channels"])
+    return build_registered(spec)

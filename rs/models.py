@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rs.networks import SegmentationNetwork, build_network
+import rs.networks  # noqa: F401  (registers the early and dual networks)
+from segcore.networks import SegmentationNetwork, build_network
 from segcore.prepared import PreparedData
 
 
@@ -23,5 +24,4 @@ def network_spec(data: PreparedData, arch: str, encoder_name: str, encoder_depth
 
 
 def build_from_spec(spec: dict[str, Any]) -> SegmentationNetwork:
-    kwargs = {k: v for k, v in spec.items() if k != "name"}
-    return build_network(spec["name"], **kwargs)
+    return build_network(spec)

@@ -1,25 +1,11 @@
-"""Segmentation networks behind one interface, for remote sensing and MRI alike.
-
-Every network here is a :class:`SegmentationNetwork`: an ``encoder``, a ``decoder`` and a
-``head`` submodule, plus
-
-- ``encode(x)``: the encoder's feature maps, fine to coarse (level 0 = input resolution);
-- ``decode(features, n_blocks=None)``: the first ``n_blocks`` decoder blocks' outputs, coarse
-  to fine (the local contrastive stage trains only some of them);
-- ``forward(x)``: logits ``(B, K, H, W)``; ``decoder_features(x)``: the decoder maps used to
-  build hypercolumns; ``forward_with_features(x)``: both from one pass;
-- ``encoder_parameters()`` / ``decoder_parameters()`` / ``head_parameters()`` and
-  ``load_backbone_state_dict`` + ``reset_head`` so that a pretrained encoder+decoder can be
-  loaded while the head is re-initialised (e.g. for another class count).
-
-Networks:
+"""The remote-sensing segmentation networks, under the interface of
+:class:`segcore.networks.SegmentationNetwork` and registered by name (``early``, ``dual``):
 
 - :class:`EarlyFusionUNet`: ``smp.Unet`` on the stacked spectral + terrain channels.
 - :class:`DualEncoderFusionUNet`: one smp encoder for the spectral bands, one for the
   DEM-derived channels, fused at every scale (concat + 1x1 conv, or sum), then one smp
   ``UnetDecoder`` and ``SegmentationHead``.
-- :class:`UNet2DNetwork`: :class:`segcore.unet.UNet2D` (the MRI network) under the same
-  interface, so that MRI and remote sensing share one task code.
+- ``unet2d``: :class:`segcore.networks.unet.UNet2D`, the MRI network, on the same tiles.
 
 Encoders never load pretrained weights (``encoder_weights=None``): nothing downloads. The smp
 encoders build every stage of their backbone even when ``encoder_depth`` uses fewer of them
@@ -35,8 +21,7 @@ that changes the decoder fails loudly.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import segmentation_models_pytorch as smp
 import torch
@@ -44,6 +29,8 @@ from segmentation_models_pytorch.base import SegmentationHead
 from segmentation_models_pytorch.base import initialization as smp_init
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import nn
+
+from segcore.networks import SegmentationNetwork, register_network
 
 # Light enough to train on 64x64 tiles on one CPU thread (about 0.5 s per forward+backward of
 # a 16x9x64x64 batch for the early-fusion net); see the module report for measured times.
@@ -60,104 +47,6 @@ def default_decoder_channels(encoder_depth: int) -> tuple[int, ...]:
     if not 1 <= encoder_depth <= len(_DECODER_WIDTHS):
         raise ValueError(f"encoder_depth must be 1 to {len(_DECODER_WIDTHS)}, got {encoder_depth}")
     return _DECODER_WIDTHS[-encoder_depth:]
-
-
-class SegmentationNetwork(nn.Module):
-    """Interface shared by every segmentation network of the pipeline.
-
-    Subclasses define the submodules ``encoder``, ``decoder`` and ``head`` (the names matter:
-    ``load_backbone_state_dict`` treats every state key under ``head.`` as the head), the
-    attributes ``in_channels`` and ``num_classes``, and the methods ``encode`` and ``decode``.
-    """
-
-    in_channels: int
-    num_classes: int
-    encoder: nn.Module
-    decoder: nn.Module
-    head: nn.Module
-
-    @property
-    def decoder_channels(self) -> tuple[int, ...]:
-        """Widths of the decoder blocks' outputs, coarse to fine."""
-        raise NotImplementedError
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Encoder feature maps, fine to coarse; the last is the bottleneck."""
-        raise NotImplementedError
-
-    def decode(self, features: list[torch.Tensor], n_blocks: int | None = None) -> list[torch.Tensor]:
-        """Outputs of the first ``n_blocks`` (default all) decoder blocks, coarse to fine."""
-        raise NotImplementedError
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects input (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits ``(B, K, H, W)`` and the decoder features (coarse to fine) from one pass.
-
-        Feature ``i`` has shape ``(B, decoder_channels[i], h_i, w_i)``; the last one is at the
-        input resolution and is what the head reads.
-        """
-        self._check_input(x)
-        features = self.decode(self.encode(x))
-        return self.head(features[-1]), features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes, H, W)`` for input ``(B, in_channels, H, W)``."""
-        return self.forward_with_features(x)[0]
-
-    def decoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Decoder feature maps, coarse to fine, each ``(B, C_i, h_i, w_i)`` (for hypercolumns)."""
-        self._check_input(x)
-        return self.decode(self.encode(x))
-
-    def encoder_parameters(self) -> Iterator[nn.Parameter]:
-        return self.encoder.parameters()
-
-    def decoder_parameters(self) -> Iterator[nn.Parameter]:
-        return self.decoder.parameters()
-
-    def head_parameters(self) -> Iterator[nn.Parameter]:
-        return self.head.parameters()
-
-    def reset_head(self) -> None:
-        """Re-initialise the head (as at construction); encoder and decoder are untouched."""
-        for module in self.head.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-
-    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
-        """State of encoder + decoder (every key not under ``head.``)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
-
-    def load_backbone_state_dict(
-        self, state_dict: Mapping[str, torch.Tensor], prefix: str = "", reset_head: bool = True
-    ) -> None:
-        """Load encoder + decoder weights from ``state_dict``; the head is not loaded.
-
-        ``prefix`` selects and strips a key prefix (e.g. ``"net."`` in a Lightning checkpoint);
-        keys without it are ignored. Every encoder/decoder key must be present and no other
-        non-head key may be, else ``KeyError`` names them. With ``reset_head`` the head is
-        re-initialised, so a checkpoint trained for another class count can be used.
-        """
-        backbone = {
-            k[len(prefix) :]: v
-            for k, v in state_dict.items()
-            if k.startswith(prefix) and not k[len(prefix) :].startswith("head.")
-        }
-        missing, unexpected = self.load_state_dict(backbone, strict=False)
-        missing = [k for k in missing if not k.startswith("head.")]
-        if missing or unexpected:
-            raise KeyError(
-                f"backbone state does not match {type(self).__name__}: "
-                f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                f"unexpected {list(unexpected)[:5]}{'...' if len(unexpected) > 5 else ''}"
-            )
-        if reset_head:
-            self.reset_head()
 
 
 def build_smp_encoder(name: str, in_channels: int, depth: int) -> nn.Module:
@@ -431,43 +320,6 @@ class DualEncoderFusionUNet(_SmpUNetBase):
         self._decoder_channels = widths
 
 
-@functools.cache
-def _unet2d_network_class() -> type:
-    """:class:`UNet2DNetwork`, built on first use: :mod:`segcore.unet` imports MONAI (about 3 s
-    per process), which the smp-based networks of every default remote-sensing job never need."""
-    from segcore.unet import UNet2D
-
-    class UNet2DNetwork(UNet2D, SegmentationNetwork):
-        """:class:`segcore.unet.UNet2D` under the :class:`SegmentationNetwork` interface.
-
-        ``encode``/``decode`` are UNet2D's own; the input side must be a multiple of
-        ``2 ** (len(channels) - 1)``.
-        """
-
-        @property
-        def decoder_channels(self) -> tuple[int, ...]:
-            return self.channels[::-1][1:]
-
-        def _check_input(self, x: torch.Tensor) -> None:
-            super()._check_input(x)
-            if any(s % self.downsampling for s in x.shape[-2:]):
-                raise ValueError(
-                    f"UNet2D with {len(self.channels)} levels needs H and W divisible by "
-                    f"{self.downsampling}, got {tuple(x.shape[-2:])}"
-                )
-
-        # UNet2D.forward skips the input check; route through the interface's forward instead.
-        forward = SegmentationNetwork.forward
-
-    UNet2DNetwork.__qualname__ = "UNet2DNetwork"
-    return UNet2DNetwork
-
-
-def __getattr__(name: str) -> Any:
-    if name == "UNet2DNetwork":
-        return _unet2d_network_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 def build_network(
     arch: str,
     in_channels: int,
@@ -486,7 +338,7 @@ def build_network(
 
     ``"early"``: :class:`EarlyFusionUNet` on all ``in_channels``. ``"dual"``:
     :class:`DualEncoderFusionUNet` (needs ``spectral_channels`` and ``terrain_channels``).
-    ``"unet2d"``: :class:`UNet2DNetwork` with ``unet_channels`` widths. Arguments that an
+    ``"unet2d"``: :class:`segcore.networks.unet.UNet2D` with ``unet_channels`` widths. Arguments that an
     architecture does not use are ignored (one config can serve all three).
     """
     if arch == "early":
@@ -506,5 +358,12 @@ def build_network(
             in_channels=in_channels,
         )
     if arch == "unet2d":
-        return _unet2d_network_class()(in_channels, num_classes, channels=unet_channels, norm=unet_norm)
+        from segcore.networks.unet import UNet2D  # MONAI: imported only where used
+
+        return UNet2D(in_channels, num_classes, channels=unet_channels, norm=unet_norm)
     raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+
+
+# the remote-sensing checkpoints' specs ({"name": "early" | "dual", **build_network kwargs})
+register_network("early", functools.partial(build_network, "early"))
+register_network("dual", functools.partial(build_network, "dual"))

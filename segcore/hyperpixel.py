@@ -55,6 +55,7 @@ from torch.utils.data import Dataset
 from segcore.heads import HyperPixelProjectionHead
 from segcore.losses import HyperPixelContrastLoss, hypercolumn_superpixel_embed, sample_anchors
 from segcore.momentum import ema_update, momentum_copy
+from segcore.networks import SegmentationNetwork
 from segcore.prepared import PreparedData, PreparedDataset
 from segcore.queue import ClassQueues, MomentumQueue
 from segcore.tasks import OPTIMIZER_KWARGS, SegmentationTask
@@ -223,24 +224,15 @@ class HyperPixels(NamedTuple):
     boundary: torch.Tensor  # (P,) bool: touches another class
 
 
-def decoder_maps(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Every decoder output, coarse to fine, each (B, C_i, h_i, w_i): the hypercolumn parts.
-
-    Works for any network with ``encode``/``decode`` (:class:`segcore.unet.UNet2D` and the
-    remote-sensing :class:`rs.networks.SegmentationNetwork`); ``net.head`` of the last map gives
-    the segmentation logits.
-    """
-    return net.decode(net.encode(x))
+def decoder_maps(net: SegmentationNetwork, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every decoder output, coarse to fine, each (B, C_i, h_i, w_i): the hypercolumn parts
+    (:meth:`~segcore.networks.SegmentationNetwork.decoder_features`)."""
+    return net.decoder_features(x)
 
 
-def hypercolumn_dim(net: nn.Module) -> int:
+def hypercolumn_dim(net: SegmentationNetwork) -> int:
     """Width of the hypercolumn of ``net``: the sum of its decoder widths."""
-    widths = getattr(net, "decoder_channels", None)
-    if widths is None and hasattr(net, "channels"):  # segcore.unet.UNet2D
-        widths = tuple(net.channels)[::-1][1:]
-    if widths is None:
-        raise TypeError(f"{type(net).__name__} exposes neither decoder_channels nor channels")
-    return int(sum(widths))
+    return net.hypercolumn_channels
 
 
 def hyperpixels(

@@ -9,12 +9,11 @@ from rs.networks import (
     DualEncoderFusionUNet,
     EarlyFusionUNet,
     SegmentationNetwork,
-    UNet2DNetwork,
     build_network,
     default_decoder_channels,
     run_unet_decoder,
 )
-from segcore.unet import UNet2D
+from segcore.networks.unet import UNet2D
 
 torch.set_num_threads(1)
 
@@ -191,13 +190,15 @@ def test_backbone_load_rejects_another_architecture():
 
 def test_unet2d_network_is_unet2d():
     torch.manual_seed(0)
-    net = UNet2DNetwork(3, 4, channels=(8, 16, 32, 32)).eval()
+    net = build_network("unet2d", 3, 4, unet_channels=(8, 16, 32, 32)).eval()
     torch.manual_seed(0)
     plain = UNet2D(3, 4, channels=(8, 16, 32, 32)).eval()
     x = torch.randn(2, 3, 32, 32)
+    assert isinstance(net, UNet2D) and isinstance(net, SegmentationNetwork)
     with torch.no_grad():
         logits, feats = net.forward_with_features(x)
         assert torch.equal(logits, plain(x))
+        assert torch.equal(logits, plain.head(plain.decode(plain.encode(x))[-1]))
     assert net.decoder_channels == (32, 16, 8)
     assert [tuple(f.shape) for f in feats] == [(2, 32, 8, 8), (2, 16, 16, 16), (2, 8, 32, 32)]
     with pytest.raises(ValueError, match="divisible by 8"):

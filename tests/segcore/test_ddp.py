@@ -53,9 +53,9 @@ def train(out: Path, world: int, batch_size: int) -> None:
     """Fit a small U-Net without normalisation for STEPS steps on ``world`` CPU processes."""
     import lightning as L
 
+    from segcore.networks.unet import UNet2D
     from segcore.tasks import SegmentationTask
     from segcore.training import configure_runtime, make_trainer, step_loader
-    from segcore.unet import UNet2D
 
     configure_runtime(1, 0)
     net = UNet2D(1, 3, channels=(4, 8), norm=None)
@@ -124,8 +124,8 @@ def test_device_options_resolve_to_cpu_defaults_and_refuse_cpu_syncbatchnorm(tmp
 
 def _initial_weights() -> dict[str, torch.Tensor]:
     """The initial weights both runs start from (same seed, same construction)."""
+    from segcore.networks.unet import UNet2D
     from segcore.training import configure_runtime
-    from segcore.unet import UNet2D
 
     configure_runtime(1, 0)
     return UNet2D(1, 3, channels=(4, 8), norm=None).state_dict()

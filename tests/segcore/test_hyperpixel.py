@@ -33,8 +33,8 @@ from segcore.hyperpixel import (
     warmup_weight,
 )
 from segcore.losses import HyperPixelContrastLoss
+from segcore.networks.unet import UNet2D
 from segcore.training import step_generator, step_loader
-from segcore.unet import UNet2D
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*self.log.*")
 SIZE = 16

@@ -35,9 +35,9 @@ def test_weight_average_is_validated_and_kept():
     import lightning as L
     import pytest
 
+    from segcore.networks.unet import UNet2D
     from segcore.tasks import SegmentationTask
     from segcore.training import eval_loader, step_loader
-    from segcore.unet import UNet2D
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
@@ -74,8 +74,8 @@ def test_weight_average_is_validated_and_kept():
 def test_pretrained_parameters_train_at_a_scaled_learning_rate():
     import pytest
 
+    from segcore.networks.unet import UNet2D
     from segcore.tasks import SegmentationTask
-    from segcore.unet import UNet2D
 
     net = UNet2D(1, 2, channels=(4, 8))
     names = [n for n, _ in net.named_parameters() if not n.startswith("head.")]
@@ -92,8 +92,8 @@ def test_pretrained_parameters_train_at_a_scaled_learning_rate():
 
 
 def test_optimizer_is_multi_tensor_and_updates_exactly_as_the_per_parameter_loop():
+    from segcore.networks.unet import UNet2D
     from segcore.tasks import SegmentationTask
-    from segcore.unet import UNet2D
 
     torch.manual_seed(0)
     net = UNet2D(1, 3, channels=(4, 8, 8)).to(memory_format=torch.channels_last)

@@ -1,6 +1,6 @@
 import torch
 
-from segcore.unet import UNet2D
+from segcore.networks.unet import UNet2D
 
 
 def test_shapes_encode_decode_forward():

@@ -13,6 +13,11 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from segcore.networks.base import SegmentationNetwork
+
+# the reference widths of Chaitanya et al.: 6 levels, a 6x6 bottleneck at 192x192
+REFERENCE_CHANNELS = (16, 32, 64, 128, 128, 128)
+
 
 def _double_conv(c_in: int, c_out: int, norm: str) -> nn.Sequential:
     return nn.Sequential(
@@ -47,7 +52,7 @@ class DecoderLevel(nn.Module):
         return self.convs(torch.cat([x, skip], dim=1))  # (B, c_out, 2h, 2w)
 
 
-class UNet2D(nn.Module):
+class UNet2D(SegmentationNetwork):
     """U-Net whose encoder levels have ``channels`` widths; input side must divide 2**(len-1).
 
     ``encode(x)`` returns every level's features (last = bottleneck); ``decode(feats, n)``
@@ -58,7 +63,7 @@ class UNet2D(nn.Module):
         self,
         in_channels: int,
         num_classes: int,
-        channels: Sequence[int] = (16, 32, 64, 128, 128, 128),
+        channels: Sequence[int] = REFERENCE_CHANNELS,
         norm: str = "BATCH",
     ) -> None:
         super().__init__()
@@ -79,6 +84,18 @@ class UNet2D(nn.Module):
     def downsampling(self) -> int:
         return 2 ** (len(self.channels) - 1)
 
+    @property
+    def decoder_channels(self) -> tuple[int, ...]:
+        return self.channels[::-1][1:]
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        super()._check_input(x)
+        if any(s % self.downsampling for s in x.shape[-2:]):
+            raise ValueError(
+                f"UNet2D with {len(self.channels)} levels needs H and W divisible by "
+                f"{self.downsampling}, got {tuple(x.shape[-2:])}"
+            )
+
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
         for level in self.encoder:
@@ -96,9 +113,16 @@ class UNet2D(nn.Module):
             outs.append(x)
         return outs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.decode(self.encode(x))[-1])  # (B, num_classes, H, W)
-
     def bottleneck_shape(self, image_size: Sequence[int]) -> tuple[int, int, int]:
         h, w = (int(s) // self.downsampling for s in image_size)
         return (self.channels[-1], h, w)
+
+
+def build_unet2d(
+    in_channels: int, num_classes: int, channels: Sequence[int] = REFERENCE_CHANNELS, norm: str = "BATCH"
+) -> UNet2D:
+    """The ``unet2d`` builder of the network registry (spec keys: in_channels, num_classes, channels)."""
+    widths = tuple(int(c) for c in channels)
+    if len(widths) < 2 or any(c < 1 for c in widths):
+        raise ValueError(f"channel widths must be >= 2 positive integers, got {list(channels)}")
+    return UNet2D(in_channels, num_classes, channels=widths, norm=norm)
