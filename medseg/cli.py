@@ -9,10 +9,10 @@ from segcore.cli import Stage, run_cli
 STAGES: list[Stage] = [
     ("demo-data", "generate the built-in cardiac MRI phantom dataset (nnU-Net raw layout)", "medseg.phantoms:add_demo_data_options", "medseg.phantoms:run_demo_data"),
     ("preprocess", "NIfTI dataset (nnU-Net raw, MSD, ACDC, plain folder) -> prepared slices + manifest", "medseg.preprocess:add_preprocess_options", "medseg.preprocess:run_preprocess"),
-    ("pretrain", "contrastive pretraining (global G^R/G^D-/G^D encoder stage, local L^R/L^D decoder stage)", "medseg.pretrain:add_pretrain_options", "medseg.pretrain:run_pretrain"),
-    ("finetune", "fine-tune a 2D U-Net on N labeled volumes (from scratch or a checkpoint)", "medseg.finetune:add_finetune_options", "medseg.finetune:run_finetune"),
-    ("evaluate", "score held-out subjects in native space (Dice, HD95) and write predictions", "medseg.evaluate:add_evaluate_options", "medseg.evaluate:run_evaluate"),
-    ("predict", "segment NIfTI volumes with a fine-tuned model; NIfTI out with the input's affine", "medseg.predict:add_predict_options", "medseg.predict:run_predict"),
+    ("pretrain", "contrastive pretraining (global G^R/G^D-/G^D encoder stage, local L^R/L^D decoder stage, hyper-pixel)", "medseg.config:MRIPretrainConfig", "segcore.stages.pretrain:run_pretrain", "medseg.domain:MRIDomain"),
+    ("finetune", "fine-tune a 2D U-Net on N labeled volumes (from scratch or a checkpoint)", "medseg.config:MRIFinetuneConfig", "segcore.stages.finetune:run_finetune", "medseg.domain:MRIDomain"),
+    ("evaluate", "score held-out subjects in native space (Dice, HD95) and write predictions", "medseg.config:MRIEvaluateConfig", "segcore.stages.evaluate:run_evaluate", "medseg.domain:MRIDomain"),
+    ("predict", "segment NIfTI volumes with a fine-tuned model; NIfTI out with the input's affine", "medseg.config:MRIPredictConfig", "segcore.stages.predict:run_predict", "medseg.domain:MRIDomain"),
     ("report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json", "segcore.report:add_report_options", "segcore.report:run_report"),
 ]
 

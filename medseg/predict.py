@@ -1,4 +1,4 @@
-"""``medseg predict``: segment NIfTI volumes with a fine-tuned model.
+"""MRI prediction for ``medseg predict``: segment NIfTI volumes with a fine-tuned model.
 
 Each input goes through the same chain as ``medseg preprocess`` (canonical orientation,
 in-plane resampling, percentile normalisation, crop/pad; the settings are read from the
@@ -9,14 +9,15 @@ affine and shape.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from medseg.evaluate import load_model
+from medseg.config import MRIPredictConfig
+from medseg.intensity import DEFAULT_PERCENTILES, percentile_scale
 from medseg.native import (
     plan_geometry,
     save_native_label,
@@ -25,23 +26,10 @@ from medseg.native import (
     to_prepared,
 )
 from medseg.nifti import load_volume, read_header
-from medseg.preprocess import _percentile_scale
-from segcore.cli import resolved_args
 from segcore.errors import InputError
-from segcore.outputs import atomic_dir, write_yaml
 from segcore.prepared import PreparedData
 
 log = logging.getLogger(__name__)
-
-
-def add_predict_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", type=Path, required=True, help="a NIfTI file or a folder of them (*.nii, *.nii.gz)")
-    p.add_argument("--model", type=Path, required=True, help="fine-tuned model checkpoint (model.pt)")
-    p.add_argument("--data", type=Path, required=True, help="prepared data folder the model was trained on (gives spacing, size, normalisation)")
-    p.add_argument("--out", type=Path, required=True, help="output folder: <name>.nii.gz label maps")
-    p.add_argument("--slice-axis", default="auto", help="canonical axis to slice along (auto: largest spacing)")
-    p.add_argument("--batch-size", type=int, default=32, help="slices per inference batch")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
 
 
 def _inputs(path: Path) -> list[Path]:
@@ -66,24 +54,21 @@ def predict_volume(net: torch.nn.Module, path: Path, manifest: dict, slice_axis:
     geometry = plan_geometry(header, manifest["target_spacing"], manifest["image_size"], slice_axis)
     geometry.update({"affine": header.affine.tolist(), "shape": list(header.shape)})
     data, _, _ = load_volume(path)
-    stack, _, _ = _percentile_scale(to_canonical_stack(data, geometry), manifest.get("percentiles", (0.5, 99.5)))
+    stack, _, _ = percentile_scale(to_canonical_stack(data, geometry), manifest.get("percentiles", DEFAULT_PERCENTILES))
     x = torch.from_numpy(to_prepared(stack, geometry, order=1)[:, None].astype(np.float32))  # (S, 1, H, W)
     probs = torch.cat([torch.softmax(net(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)])  # (S, K, H, W)
     native = to_native(probs.permute(1, 0, 2, 3).numpy(), geometry, order=1)  # (K, X, Y, Z)
     return native.argmax(0).astype(np.uint8), geometry
 
 
-def run_predict(args: argparse.Namespace) -> None:
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    files = _inputs(args.input)
-    manifest = PreparedData(args.data).manifest
-    net, ckpt = load_model(args.model)
+def predict_files(net: torch.nn.Module, ckpt: dict[str, Any], cfg: MRIPredictConfig, tmp: Path) -> None:
+    """Label maps of every NIfTI file of ``cfg.input`` into ``tmp`` (``<name>.nii.gz``), with the
+    preprocessing of the prepared data the model was trained on."""
+    files = _inputs(cfg.input)
+    manifest = PreparedData(cfg.data).manifest
     if list(ckpt.get("data", {}).get("image_size", manifest["image_size"])) != list(manifest["image_size"]):
-        raise InputError(args.data, "prepared data and model disagree on the image size; pass the data the model was trained on")
-    with atomic_dir(args.out) as tmp:
-        for path in files:
-            labels, geometry = predict_volume(net, path, manifest, args.slice_axis, args.batch_size)
-            save_native_label(labels, geometry, tmp / f"{_stem(path)}.nii.gz")
-            log.info("%s -> %s (classes present: %s)", path, args.out / f"{_stem(path)}.nii.gz", sorted(np.unique(labels).tolist()))
-        write_yaml(tmp / "config.yaml", resolved_args(args))
+        raise InputError(cfg.data, "prepared data and model disagree on the image size; pass the data the model was trained on")
+    for path in files:
+        labels, geometry = predict_volume(net, path, manifest, cfg.slice_axis, cfg.batch_size)
+        save_native_label(labels, geometry, tmp / f"{_stem(path)}.nii.gz")
+        log.info("%s -> %s (classes present: %s)", path, cfg.out / f"{_stem(path)}.nii.gz", sorted(np.unique(labels).tolist()))

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg.intensity import percentile_scale
 from medseg.layouts import LAYOUTS, Case, list_cases
 from medseg.native import (
     crop_or_pad,
@@ -74,13 +75,6 @@ def split_patients(labeled: Sequence[str], unlabeled: Sequence[str], n_test: int
         "labeled": sorted(perm[bounds[1] : bounds[2]]),
         "unlabeled": sorted(perm[bounds[2] :] + list(unlabeled)),
     }
-
-
-def _percentile_scale(data: np.ndarray, percentiles: Sequence[float]) -> tuple[np.ndarray, float, float]:
-    lo, hi = (float(v) for v in np.percentile(data, percentiles))
-    if hi <= lo:
-        return np.zeros_like(data, dtype=np.float32), lo, hi
-    return np.clip((data - lo) / (hi - lo), 0.0, 1.0).astype(np.float32), lo, hi
 
 
 def _validate_options(target_spacing: Sequence[float], image_size: Sequence[int], partitions: int, percentiles: Sequence[float], n_test: int, n_val: int) -> None:
@@ -237,7 +231,7 @@ def _write_case(
     n = geometry["n_slices"]
     cropped = 0.0  # fraction of the stored foreground that the crop cut away
     data, _, _ = load_volume(case.image, file_channel)
-    stack, lo, hi = _percentile_scale(to_canonical_stack(data, geometry), percentiles)  # (S, H0, W0)
+    stack, lo, hi = percentile_scale(to_canonical_stack(data, geometry), percentiles)  # (S, H0, W0)
     if hi <= lo:
         log.warning("%s: constant intensity within the percentiles; the image is all zeros", case.image)
     arrays["images"][start : start + n, 0] = to_prepared(stack, geometry, order=1)

@@ -9,10 +9,10 @@ from segcore.cli import Stage, run_cli
 STAGES: list[Stage] = [
     ("demo-data", "generate the built-in synthetic scenes (4-band GeoTIFF, DEM in another CRS, landslide labels)", "rs.synthetic:add_demo_data_options", "rs.synthetic:run_demo_data"),
     ("preprocess", "scene + DEM (+ label) or Landslide4Sense -> aligned, terrain-augmented, tiled, memory-mapped data", "rs.preprocess:add_preprocess_options", "rs.preprocess:run_preprocess"),
-    ("pretrain", "hyper-pixel contrastive pretraining with a momentum encoder and a queue (unlabeled tiles)", "rs.pretrain:add_pretrain_options", "rs.pretrain:run_pretrain"),
-    ("finetune", "fine-tune an early- or dual-fusion U-Net on a percentage of labeled tiles", "rs.finetune:add_finetune_options", "rs.finetune:run_finetune"),
-    ("evaluate", "IoU per class, mIoU, landslide precision/recall/F1, overall accuracy on test tiles", "rs.evaluate:add_evaluate_options", "rs.evaluate:run_evaluate"),
-    ("predict", "whole-scene sliding-window prediction written as a GeoTIFF with the input's CRS and transform", "rs.predict:add_predict_options", "rs.predict:run_predict"),
+    ("pretrain", "hyper-pixel contrastive pretraining with a momentum encoder and a queue (unlabeled tiles)", "rs.config:RSPretrainConfig", "segcore.stages.pretrain:run_pretrain", "rs.domain:RSDomain"),
+    ("finetune", "fine-tune an early- or dual-fusion U-Net on a percentage of labeled tiles", "rs.config:RSFinetuneConfig", "segcore.stages.finetune:run_finetune", "rs.domain:RSDomain"),
+    ("evaluate", "IoU per class, mIoU, landslide precision/recall/F1, overall accuracy on test tiles", "rs.config:RSEvaluateConfig", "segcore.stages.evaluate:run_evaluate", "rs.domain:RSDomain"),
+    ("predict", "whole-scene sliding-window prediction written as a GeoTIFF with the input's CRS and transform", "rs.config:RSPredictConfig", "segcore.stages.predict:run_predict", "rs.domain:RSDomain"),
     ("report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json", "segcore.report:add_report_options", "segcore.report:run_report"),
 ]
 

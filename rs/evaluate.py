@@ -1,9 +1,8 @@
-"""``rs evaluate``: IoU per class, mIoU, landslide precision / recall / F1 and overall accuracy
-on the test tiles (nodata excluded), pooled over all test pixels."""
+"""Remote-sensing scoring for ``rs evaluate``: IoU per class, mIoU, landslide precision / recall /
+F1 and overall accuracy (nodata excluded), over whole scenes or pooled tiles."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,33 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from rs.models import build_from_spec
-from segcore.checkpoints import per_model_args, read_checkpoint
-from segcore.cli import resolved_args
-from segcore.errors import InputError
+from rs.config import RSEvaluateConfig
 from segcore.metrics import confusion_matrix, summarise_segmentation
-from segcore.outputs import atomic_dir, write_json, write_yaml
 from segcore.prepared import PreparedData
 
 log = logging.getLogger(__name__)
-
-
-def add_evaluate_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="prepared tiles folder")
-    p.add_argument("--model", type=Path, nargs="+", required=True, help="fine-tuned model checkpoint(s) (model.pt); several are scored in one process (one --out each)")
-    p.add_argument("--out", type=Path, nargs="+", required=True, help="output folder (metrics.json); one per --model, in the same order")
-    p.add_argument("--split", default="test", help="which tiles to score: test or val")
-    p.add_argument("--batch-size", type=int, default=32, help="tiles per inference batch")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
-    p.add_argument("--whole-scene", action=argparse.BooleanOptionalAction, default=True, help="also predict whole scenes by sliding window and score the held-out area once per pixel (the headline numbers)")
-
-
-def load_model(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    ckpt = read_checkpoint(path)
-    net = build_from_spec(ckpt["network"])
-    net.load_state_dict(ckpt["state_dict"])
-    net.eval()
-    return net, ckpt
 
 
 @torch.no_grad()
@@ -107,39 +84,17 @@ def overlay_tiles(net: torch.nn.Module, data: PreparedData, indices: np.ndarray,
     }
 
 
-def run_evaluate(args: argparse.Namespace) -> None:
-    """Score each ``--model`` into its ``--out`` (a workflow job scores every seed of a cell in one
-    process: the imports cost more than scoring one model)."""
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    runs = per_model_args(args)
-    data = PreparedData(args.data)
-    for one in runs:
-        evaluate_one(one, data)
-
-
-def evaluate_one(args: argparse.Namespace, data: PreparedData) -> None:
-    net, ckpt = load_model(args.model)
-    if ckpt["network"]["in_channels"] != data.in_channels:
-        raise InputError(args.model, f"model takes {ckpt['network']['in_channels']} channels, data has {data.in_channels}")
-    groups = data.split_groups(args.split)
-    if not groups:
-        raise InputError(args.data, f"split '{args.split}' is empty")
+def score_tiles_and_scenes(net: torch.nn.Module, data: PreparedData, cfg: RSEvaluateConfig, tmp: Path) -> dict[str, Any]:
+    """Scores of ``net`` on ``cfg.split``: whole scenes (the headline: the held-out area scored once
+    per pixel) where the data has georeferenced labeled scenes, else pooled tiles; tile-level
+    numbers kept beside. Writes ``overlay.npz`` into ``tmp``; returns the metrics.json entries."""
+    groups = data.split_groups(cfg.split)
     indices = data.sample_indices(groups)
     names = data.manifest["classes"]
-    tiles = summarise_segmentation(tile_confusion(net, data, indices, args.batch_size), class_names=names, positive_class=1)
-    # headline: whole-scene prediction scored once per pixel of the held-out area; tile-level
-    # pooling counts overlapping pixels twice and is kept as a secondary number
-    cm_scene, scenes = scene_confusion(net, data, args.split, args.batch_size) if args.whole_scene else (None, [])
+    tiles = summarise_segmentation(tile_confusion(net, data, indices, cfg.batch_size), class_names=names, positive_class=1)
+    # tile-level pooling counts overlapping pixels twice and is kept as a secondary number
+    cm_scene, scenes = scene_confusion(net, data, cfg.split, cfg.batch_size) if cfg.whole_scene else (None, [])
     scores = summarise_segmentation(cm_scene, class_names=names, positive_class=1) if scenes else tiles
-    run = ckpt.get("run", {})
-    with atomic_dir(args.out) as tmp:
-        write_json(tmp / "metrics.json", {
-            "domain": "rs", "dataset": data.manifest.get("dataset", Path(args.data).name), "split": args.split,
-            "method": run.get("method", "none"), "variant": run.get("variant", ckpt["network"]["name"]),
-            "budget": run.get("budget"), "seed": run.get("seed"), "n_tiles": len(groups),
-            "scope": "scenes" if scenes else "tiles", "scenes": scenes, **scores, "tiles": tiles,
-        })
-        np.savez_compressed(tmp / "overlay.npz", **overlay_tiles(net, data, indices))
-        write_yaml(tmp / "config.yaml", resolved_args(args))
+    np.savez_compressed(tmp / "overlay.npz", **overlay_tiles(net, data, indices))
     log.info("mIoU %s, landslide F1 %s on %d tiles", scores["summary"]["miou"], scores["summary"]["f1"], len(groups))
+    return {"n_tiles": len(groups), "scope": "scenes" if scenes else "tiles", "scenes": scenes, **scores, "tiles": tiles}

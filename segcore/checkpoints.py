@@ -9,7 +9,6 @@ and ``stage`` / ``method`` strings.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -73,17 +72,14 @@ def load_pretrained(net: nn.Module, ckpt: dict[str, Any], path: str | Path, skip
     return sorted(taken)
 
 
-def per_model_args(args: argparse.Namespace) -> list[argparse.Namespace]:
-    """``--model A B C --out a b c`` → one copy of ``args`` per pair, with ``model`` and ``out``
-    single paths: the evaluating stages score several checkpoints in one process. Checked up
-    front, before any output is written: equal counts, every checkpoint a file, no output
-    folder named twice."""
-    models, outs = [Path(m) for m in args.model], [Path(o) for o in args.out]
-    if len(models) != len(outs):
-        raise InputError(None, f"{len(models)} --model checkpoint(s) but {len(outs)} --out folder(s): give one --out per --model")
-    for m in models:
-        if not m.is_file():
-            raise InputError(m, "model checkpoint not found")
-    if len({o.resolve() for o in outs}) != len(outs):
-        raise InputError(None, "the same --out folder is named more than once")
-    return [argparse.Namespace(**{**vars(args), "model": m, "out": o}) for m, o in zip(models, outs, strict=True)]
+def checkpoint_network(ckpt: dict[str, Any], path: str | Path, domain: Any) -> dict[str, Any]:
+    """The network spec of a checkpoint, checked to be one of ``domain``'s networks
+    (a :class:`segcore.domain.Domain`: its ``name``, ``title`` and ``network_names``)."""
+    spec = ckpt.get("network")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise InputError(path, "checkpoint holds no network description ('network'); was it written by this pipeline?")
+    saved = ckpt.get("domain") or (ckpt.get("data") or {}).get("domain")
+    if (saved and saved != domain.name) or spec["name"] not in domain.network_names:
+        other = saved or f"network {spec['name']!r}"
+        raise InputError(path, f"is not a {domain.title} model ({other}); use the stages of its own domain")
+    return spec

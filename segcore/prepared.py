@@ -98,6 +98,12 @@ class PreparedData:
         return int(self.images.shape[1])
 
     @property
+    def spectral_channels(self) -> list[int]:
+        """Indices of the spectral bands among the channels (all channels when the manifest does
+        not say): the channels the photometric views of hyper-pixel learning jitter by default."""
+        return list(self.manifest.get("spectral_channels") or range(self.in_channels))
+
+    @property
     def ignore_index(self) -> int:
         return int(self.manifest.get("ignore_index", IGNORE_INDEX))
 
@@ -166,3 +172,12 @@ class PreparedDataset(Dataset):
         if self.transform is not None:
             sample = self.transform(sample)
         return sample
+
+
+def open_prepared(folder: str | Path, domain: str, title: str) -> PreparedData:
+    """The prepared data in ``folder``, checked to be of ``domain`` (``title`` names it in errors)."""
+    data = PreparedData(folder)
+    found = data.manifest.get("domain")
+    if found != domain:
+        raise InputError(folder, f"expected {title} prepared data, found domain {found!r}")
+    return data

@@ -14,9 +14,9 @@ import torch
 from medseg.cli import main as medseg
 from medseg.phantoms import generate_dataset
 from medseg.preprocess import preprocess
-from medseg.sampling import PartitionBatchSampler
 from segcore.checkpoints import read_checkpoint
 from segcore.prepared import PreparedData
+from segcore.strategies.partitions import PartitionBatchSampler
 
 CHANNELS = "4,8,16,16"
 

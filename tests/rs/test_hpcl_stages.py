@@ -18,9 +18,9 @@ from medseg.cli import main as medseg
 from medseg.phantoms import generate_dataset
 from medseg.preprocess import preprocess as mri_preprocess
 from rs.cli import main as rs
-from rs.models import build_from_spec
 from rs.preprocess import add_preprocess_options, run_preprocess
 from segcore.checkpoints import read_checkpoint
+from segcore.networks import build_network as build_from_spec
 from tests.data.rs import make
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]

@@ -62,21 +62,29 @@ def test_help_lists_stages_and_unknown_stage(capsys):
 def test_per_seed_args_pairs_seeds_with_outputs_and_checks_them_up_front(tmp_path):
     from pathlib import Path
 
-    from segcore.training import add_seed_out_options, per_seed_args
+    from segcore.config import FinetuneConfig, add_options, from_namespace, typed_value
+    from segcore.stages.finetune import seed_runs
 
     p = argparse.ArgumentParser()
-    add_seed_out_options(p, "labeled tiles", several=True)
-    p.add_argument("--devices", default="1")
-    runs = per_seed_args(p.parse_args(["--seed", "4", "2", "--out", str(tmp_path / "a"), str(tmp_path / "b")]))
+    add_options(p, FinetuneConfig)
+
+    def per_seed_args(ns: argparse.Namespace) -> list:
+        return seed_runs(from_namespace(FinetuneConfig, ns))
+
+    base = ["--data", str(tmp_path)]
+    runs = per_seed_args(p.parse_args([*base, "--seed", "4", "2", "--out", str(tmp_path / "a"), str(tmp_path / "b")]))
     assert [(r.seed, r.out) for r in runs] == [(4, tmp_path / "a"), (2, tmp_path / "b")]
     assert all(isinstance(r.seed, int) and isinstance(r.out, Path) for r in runs)
     # a --config file gives scalars: one run
-    one = per_seed_args(argparse.Namespace(seed=3, out=str(tmp_path / "c"), devices="1"))
+    scalars = {"data": tmp_path, "seed": typed_value(FinetuneConfig, "seed", 3),
+               "out": typed_value(FinetuneConfig, "out", str(tmp_path / "c")), "devices": "1"}
+    one = seed_runs(from_namespace(FinetuneConfig, scalars))
     assert [(r.seed, r.out) for r in one] == [(3, tmp_path / "c")]
+
     with pytest.raises(InputError, match="one --out per --seed"):
-        per_seed_args(p.parse_args(["--seed", "0", "1", "--out", str(tmp_path / "a")]))
+        per_seed_args(p.parse_args([*base, "--seed", "0", "1", "--out", str(tmp_path / "a")]))
     with pytest.raises(InputError, match="more than once"):
-        per_seed_args(p.parse_args(["--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "x" / ".." / "a")]))
+        per_seed_args(p.parse_args([*base, "--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "x" / ".." / "a")]))
     with pytest.raises(InputError, match="one seed per command"):
-        per_seed_args(p.parse_args(["--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "b"), "--devices", "2"]))
-    assert len(per_seed_args(p.parse_args(["--seed", "0", "--out", str(tmp_path / "a"), "--devices", "2"]))) == 1
+        per_seed_args(p.parse_args([*base, "--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "b"), "--devices", "2"]))
+    assert len(per_seed_args(p.parse_args([*base, "--seed", "0", "--out", str(tmp_path / "a"), "--devices", "2"]))) == 1

@@ -54,8 +54,10 @@ def train(out: Path, world: int, batch_size: int) -> None:
     import lightning as L
 
     from segcore.networks.unet import UNet2D
-    from segcore.tasks import SegmentationTask
-    from segcore.training import configure_runtime, make_trainer, step_loader
+    from segcore.runtime.sampling import step_loader
+    from segcore.runtime.seeds import configure_runtime
+    from segcore.runtime.trainer import make_trainer
+    from segcore.tasks.segmentation import SegmentationTask
 
     configure_runtime(1, 0)
     net = UNet2D(1, 3, channels=(4, 8), norm=None)
@@ -103,12 +105,19 @@ def test_two_ddp_ranks_match_one_process_on_the_same_global_batch(tmp_path):
 
 def test_device_options_resolve_to_cpu_defaults_and_refuse_cpu_syncbatchnorm(tmp_path):
     import argparse
+    from dataclasses import asdict
 
+    from segcore.config import RuntimeConfig, add_options, from_namespace
     from segcore.errors import InputError
-    from segcore.training import add_device_options, make_trainer, runtime_settings
+    from segcore.runtime.devices import resolve_runtime
+    from segcore.runtime.trainer import make_trainer
 
     p = argparse.ArgumentParser()
-    add_device_options(p)
+    add_options(p, RuntimeConfig)
+
+    def runtime_settings(ns: argparse.Namespace) -> dict:
+        return asdict(resolve_runtime(from_namespace(RuntimeConfig, ns)))
+
     rt = runtime_settings(p.parse_args(["--accelerator", "cpu"]))
     assert rt == {
         "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": False, "precision": "32-true",
@@ -125,7 +134,7 @@ def test_device_options_resolve_to_cpu_defaults_and_refuse_cpu_syncbatchnorm(tmp
 def _initial_weights() -> dict[str, torch.Tensor]:
     """The initial weights both runs start from (same seed, same construction)."""
     from segcore.networks.unet import UNet2D
-    from segcore.training import configure_runtime
+    from segcore.runtime.seeds import configure_runtime
 
     configure_runtime(1, 0)
     return UNet2D(1, 3, channels=(4, 8), norm=None).state_dict()

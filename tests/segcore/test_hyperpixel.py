@@ -16,25 +16,23 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-import segcore.hyperpixel as hpx
+import segcore.strategies.hyperpixel_ssl as hpx
 from segcore.augment import BatchSpatialAugment
-from segcore.hyperpixel import (
-    HyperPixelPretrainTask,
-    HyperPixelSegmentationTask,
-    build_projection_head,
-    correspondence_view,
-    decoder_maps,
-    dihedral,
-    hypercolumn_dim,
-    hyperpixels,
-    match_hyperpixels,
-    moco_info_nce,
-    slic_superpixels,
-    warmup_weight,
-)
+from segcore.hyperpixels import hyperpixels, match_hyperpixels
 from segcore.losses import HyperPixelContrastLoss
+from segcore.losses.queue_info_nce import queue_info_nce as moco_info_nce
 from segcore.networks.unet import UNet2D
-from segcore.training import step_generator, step_loader
+from segcore.runtime.sampling import collate_samples, step_loader
+from segcore.runtime.seeds import step_generator
+from segcore.strategies.hyperpixel_ssl import HyperPixelSSLStrategy
+from segcore.superpixels import slic_superpixels
+from segcore.tasks.hyperpixel_segmentation import HyperPixelSegmentationTask, warmup_weight
+from segcore.tasks.pretrain import PretrainTask
+from segcore.views import correspondence_view, dihedral
+
+
+def decoder_maps(net: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    return net.decoder_features(x)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*self.log.*")
 SIZE = 16
@@ -165,55 +163,55 @@ def trainer(steps: int) -> L.Trainer:
     )
 
 
-def pretrain_task(K: int = 64, m: float = 0.9, crop: tuple[float, float] | None = (0.7, 1.0)) -> HyperPixelPretrainTask:
+def pretrain_task(K: int = 64, m: float = 0.9, crop: tuple[float, float] | None = (0.7, 1.0)) -> PretrainTask:
     net = tiny_net()
     # batch statistics + in-batch negatives: the variant that learns this toy pretext fastest
-    return HyperPixelPretrainTask(net, build_projection_head(net, 32, 16), K=K, m=m, T=0.2, lr=3e-3, crop_scale=crop, seed=0,
-                                  key_batchnorm="batch", batch_negatives=True)
+    strategy = HyperPixelSSLStrategy(net, K=K, m=m, T=0.2, proj_hidden=32, proj_dim=16, crop_scale=crop,
+                                     key_batchnorm="batch", batch_negatives=True)
+    return PretrainTask(net, strategy, lr=3e-3, seed=0)
 
 
 def one_batch(n: int = 4) -> dict[str, Any]:
-    from segcore.training import collate_samples
-
     return collate_samples([TinySet(n)[i] for i in range(n)])
 
 
 def test_hypercolumn_dim() -> None:
     net = tiny_net()
-    assert hypercolumn_dim(net) == 8 + 4
+    assert net.hypercolumn_channels == 8 + 4
     assert sum(f.shape[1] for f in decoder_maps(net, torch.zeros(1, 3, SIZE, SIZE))) == 12
 
 
 @pytest.mark.parametrize("key_batchnorm", ["batch", "running"])
 def test_ema_before_keys_and_keys_without_grad(monkeypatch: pytest.MonkeyPatch, key_batchnorm: str) -> None:
     task = pretrain_task(m=0.0, crop=None)  # m = 0: after the update the key model IS the online model
-    task.key_batchnorm = key_batchnorm
+    ssl = task.strategy
+    ssl.key_batchnorm = key_batchnorm
     with torch.no_grad():
-        for p in task.key_net.parameters():
+        for p in ssl.key_net.parameters():
             p.add_(torch.randn_like(p))  # a stale key model: keys from it would differ
     calls: list[str] = []
-    real_ema, real_maps, real_nce = hpx.ema_update, hpx.decoder_maps, hpx.moco_info_nce
-    monkeypatch.setattr(hpx, "ema_update", lambda k, q, m: (calls.append(f"ema:{'net' if k is task.key_net else 'head'}"), real_ema(k, q, m))[1])
-    monkeypatch.setattr(hpx, "decoder_maps", lambda net, x: (calls.append("keys" if net is task.key_net else "queries"), real_maps(net, x))[1])
+    real_ema, real_maps, real_nce = hpx.ema_update, UNet2D.decoder_features, hpx.queue_info_nce
+    monkeypatch.setattr(hpx, "ema_update", lambda k, q, m: (calls.append(f"ema:{'net' if k is ssl.key_net else 'head'}"), real_ema(k, q, m))[1])
+    monkeypatch.setattr(UNet2D, "decoder_features", lambda net, x: (calls.append("keys" if net is ssl.key_net else "queries"), real_maps(net, x))[1])
     seen: dict[str, torch.Tensor] = {}
 
     def spy(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, *args: Any) -> torch.Tensor:
         seen.update(q=q, k=k, queue=queue)
         return real_nce(q, k, queue, *args)
 
-    monkeypatch.setattr(hpx, "moco_info_nce", spy)
+    monkeypatch.setattr(hpx, "queue_info_nce", spy)
     batch = one_batch()
     loss = task.training_step(batch, 0)
     assert calls == ["queries", "ema:net", "ema:head", "keys"]
     assert seen["q"].requires_grad and not seen["k"].requires_grad and not seen["queue"].requires_grad
     # independent recomputation: keys = the online model on view 2 of this step
-    _, (x2, sp2) = task.views(batch["image"], batch["superpixels"], step_generator(0, 0, 0))
+    _, (x2, sp2) = ssl.views(batch["image"], batch["superpixels"], step_generator(0, 0, 0))
     online = copy.deepcopy(task.net).train(key_batchnorm == "batch")
     with torch.no_grad():
-        expected = task.head(hyperpixels(real_maps(online, x2), sp2).emb)
+        expected = ssl.head(hyperpixels(real_maps(online, x2), sp2).emb)
     assert torch.allclose(seen["k"], expected, atol=1e-5)
     loss.backward()
-    assert all(p.grad is None for p in task.key_net.parameters()) and all(p.grad is None for p in task.key_head.parameters())
+    assert all(p.grad is None for p in ssl.key_net.parameters()) and all(p.grad is None for p in ssl.key_head.parameters())
     assert any(p.grad is not None for p in task.net.encoder.parameters())
 
 
@@ -221,13 +219,13 @@ def test_queue_enqueued_after_the_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     task = pretrain_task(K=1000, crop=None)
     queues: list[torch.Tensor] = []
     keys: list[torch.Tensor] = []
-    real = hpx.moco_info_nce
-    monkeypatch.setattr(hpx, "moco_info_nce", lambda q, k, queue, *a: (queues.append(queue), keys.append(k), real(q, k, queue, *a))[2])
+    real = hpx.queue_info_nce
+    monkeypatch.setattr(hpx, "queue_info_nce", lambda q, k, queue, *a: (queues.append(queue), keys.append(k), real(q, k, queue, *a))[2])
     batch = one_batch()
     task.training_step(batch, 0)
     assert queues[0].shape[0] == 0  # the first step's loss saw the empty queue, not its own keys
     n = keys[0].shape[0]
-    assert int(task.queue.filled) == n == int(task.queue.ptr) == 4 * 16
+    assert int(task.strategy.queue.filled) == n == int(task.strategy.queue.ptr) == 4 * 16
     task.training_step(batch, 1)
     assert torch.equal(queues[1], keys[0])  # the second step's negatives: the first step's keys
 
@@ -242,11 +240,11 @@ def test_moco_info_nce_by_hand_and_against_the_ssl_loss() -> None:
         negs = torch.cat([queue, k[torch.arange(5) != i]])
         pos = torch.exp(q[i] @ k[i] / 0.2)
         terms.append(-torch.log(pos / (pos + torch.exp(negs @ q[i] / 0.2).sum())))
-    assert torch.allclose(moco_info_nce(q, k, queue, 0.2), torch.stack(terms).mean(), atol=1e-5)
+    assert torch.allclose(moco_info_nce(q, k, queue, 0.2, batch_negatives=True), torch.stack(terms).mean(), atol=1e-5)
     assert torch.isfinite(moco_info_nce(q, k, queue[:0], 0.2, batch_negatives=False))  # empty queue: 0
 
 
-def run_pretrain_steps(steps: int, start: int = 0, ckpt: Path | None = None, save: Path | None = None) -> HyperPixelPretrainTask:
+def run_pretrain_steps(steps: int, start: int = 0, ckpt: Path | None = None, save: Path | None = None) -> PretrainTask:
     torch.manual_seed(0)
     task = pretrain_task(K=100)
     tr = trainer(steps)
@@ -265,11 +263,13 @@ def test_resumed_run_has_the_same_queue_and_pointer(tmp_path: Path) -> None:
     whole = run_pretrain_steps(4)
     half = run_pretrain_steps(2, save=tmp_path / "half.ckpt")
     state = torch.load(tmp_path / "half.ckpt", weights_only=True)
-    assert torch.equal(state["state_dict"]["queue.queue"], half.queue.queue) and int(state["state_dict"]["queue.ptr"]) == int(half.queue.ptr)
-    assert any(k.startswith("key_net.") for k in state["state_dict"]) and state["hyperpixel_task"]["losses"] == half.losses
+    hq, wq = half.strategy.queue, whole.strategy.queue
+    assert torch.equal(state["state_dict"]["strategy.queue.queue"], hq.queue) and int(state["state_dict"]["strategy.queue.ptr"]) == int(hq.ptr)
+    assert any(k.startswith("strategy.key_net.") for k in state["state_dict"]) and state["pretrain_task"]["losses"] == half.losses
     resumed = run_pretrain_steps(4, start=2, ckpt=tmp_path / "half.ckpt")
-    assert int(resumed.queue.ptr) == int(whole.queue.ptr) and int(resumed.queue.filled) == int(whole.queue.filled)
-    assert torch.allclose(resumed.queue.queue, whole.queue.queue, atol=1e-5)
+    rq = resumed.strategy.queue
+    assert int(rq.ptr) == int(wq.ptr) and int(rq.filled) == int(wq.filled)
+    assert torch.allclose(rq.queue, wq.queue, atol=1e-5)
     assert resumed.losses == pytest.approx(whole.losses, abs=1e-5)
 
 

@@ -12,21 +12,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcore.heads import LocalProjectionHead
+from segcore.hyperpixels import hypercolumn_superpixel_embed, sample_anchors
 from segcore.losses import (
-    _QUARTER_POSITIONS,
     REFERENCE_NEIGHBOURS,
     GlobalContrastiveLoss,
     HyperPixelContrastLoss,
     LocalContrastiveLoss,
     SoftDiceCELoss,
     global_masks,
-    hypercolumn_superpixel_embed,
     info_nce_keys,
     info_nce_masked,
     local_masks,
     region_centres,
-    sample_anchors,
 )
+from segcore.losses.local_contrastive import _QUARTER_POSITIONS
 from segcore.queue import MomentumQueue
 
 T = 0.1

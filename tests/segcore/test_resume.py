@@ -20,14 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from segcore.training import (
-    ShardedBatchSampler,
-    StepBatchSampler,
-    _rank_slice,
-    resume_dir,
-    resume_step,
-    step_generator,
-)
+from segcore.runtime.resume import resume_dir, resume_step
+from segcore.runtime.sampling import ShardedBatchSampler, StepBatchSampler, _rank_slice
+from segcore.runtime.seeds import step_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,15 +65,15 @@ def test_step_generator_is_a_function_of_seed_rank_step():
 
 
 def test_a_checkpoint_made_with_other_arguments_is_not_resumed(tmp_path):
-    from segcore.training import _discard_foreign_checkpoint
+    from segcore.runtime.resume import discard_foreign_checkpoint
 
     work = resume_dir(tmp_path / "out")
     work.mkdir()
     (work / "last.ckpt").write_bytes(b"state")
     (work / "args.json").write_text(json.dumps({"seed": "0", "steps": "40"}))
-    _discard_foreign_checkpoint(work, {"seed": "0", "steps": "40"}, is_global_zero=True)
+    discard_foreign_checkpoint(work, {"seed": "0", "steps": "40"}, is_global_zero=True)
     assert (work / "last.ckpt").is_file()  # same arguments: resumed
-    _discard_foreign_checkpoint(work, {"seed": "0", "steps": "60"}, is_global_zero=True)
+    discard_foreign_checkpoint(work, {"seed": "0", "steps": "60"}, is_global_zero=True)
     assert not work.exists()  # more steps after a config change: started over
 
 
@@ -174,8 +169,8 @@ def test_local_pretraining_interrupted_mid_run_resumes_bit_identically(prepared,
     mid-epoch (where it skips on_train_epoch_start), or BatchNorm switches to batch statistics."""
     import lightning as L
 
-    from medseg import pretrain as pretrain_stage
     from medseg.cli import main as medseg
+    from segcore.stages import pretrain as pretrain_stage
 
     def pretrain(out: Path, *extra: str) -> int:
         return medseg(["pretrain", "--data", str(prepared), "--out", str(out), "--steps", "12", "--volumes-per-batch", "2",

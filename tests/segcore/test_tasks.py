@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from segcore.tasks import class_counts, score_from_counts
+from segcore.tasks.segmentation import class_counts, score_from_counts
 
 
 def test_class_counts_known_answer_with_ignore():
@@ -36,8 +36,8 @@ def test_weight_average_is_validated_and_kept():
     import pytest
 
     from segcore.networks.unet import UNet2D
-    from segcore.tasks import SegmentationTask
-    from segcore.training import eval_loader, step_loader
+    from segcore.runtime.sampling import eval_loader, step_loader
+    from segcore.tasks.segmentation import SegmentationTask
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
@@ -75,7 +75,7 @@ def test_pretrained_parameters_train_at_a_scaled_learning_rate():
     import pytest
 
     from segcore.networks.unet import UNet2D
-    from segcore.tasks import SegmentationTask
+    from segcore.tasks.segmentation import SegmentationTask
 
     net = UNet2D(1, 2, channels=(4, 8))
     names = [n for n, _ in net.named_parameters() if not n.startswith("head.")]
@@ -93,7 +93,7 @@ def test_pretrained_parameters_train_at_a_scaled_learning_rate():
 
 def test_optimizer_is_multi_tensor_and_updates_exactly_as_the_per_parameter_loop():
     from segcore.networks.unet import UNet2D
-    from segcore.tasks import SegmentationTask
+    from segcore.tasks.segmentation import SegmentationTask
 
     torch.manual_seed(0)
     net = UNet2D(1, 3, channels=(4, 8, 8)).to(memory_format=torch.channels_last)

@@ -1,4 +1,4 @@
-"""Partition-aware batches for the global contrastive loss (METHODS §1).
+"""Partition-aware batches for the global and local contrastive strategies (docs/methods.md).
 
 A batch takes ``m`` volumes × ``S`` partitions and one random slice from each partition
 block; the partition of a slice is read from the prepared manifest, never recomputed.

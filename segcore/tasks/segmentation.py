@@ -1,14 +1,13 @@
-"""LightningModules: the training step only connects parts from losses/heads/queues.
+"""Supervised segmentation task for both domains, with validation by whole groups.
 
-:class:`SegmentationTask` is the supervised fine-tuning task for both domains. Validation
-accumulates per-group, per-class true-positive / false-positive / false-negative counts, so the
-MRI score is the Dice of whole volumes (groups = subjects) and the remote-sensing score is the
-mIoU over all validation pixels.
+Validation accumulates per-group, per-class true-positive / false-positive / false-negative
+counts, so the MRI score is the Dice of whole volumes (groups = subjects) and the
+remote-sensing score is the mIoU over all validation pixels.
 
-Resumable by construction: the random draws of a training step (augmentation, views) come from
-a generator seeded by (seed, rank, global step) (:func:`~segcore.training.step_generator`), and
-every record a task keeps between steps (best weights, scores, history, losses) is saved into
-and restored from Lightning checkpoints (``on_save_checkpoint`` / ``on_load_checkpoint``).
+Resumable by construction: the random draws of a training step (augmentation) come from a
+generator seeded by (seed, rank, global step) (:func:`~segcore.runtime.seeds.step_generator`),
+and every record the task keeps between steps (best weights, scores, history) is saved into and
+restored from Lightning checkpoints (``on_save_checkpoint`` / ``on_load_checkpoint``).
 """
 
 from __future__ import annotations
@@ -23,10 +22,11 @@ import torch
 from torch import nn
 
 from segcore.augment import BatchSpatialAugment
-from segcore.losses import SoftDiceCELoss
+from segcore.losses.segmentation import SoftDiceCELoss
 from segcore.momentum import ema_decay, ema_update, momentum_copy
-from segcore.training import step_generator
-from segcore.views import crop_resize, intensity_jitter
+from segcore.prepared import IGNORE_INDEX
+from segcore.runtime.seeds import step_generator
+from segcore.tasks.optim import adamw_cosine
 
 
 def class_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
@@ -63,15 +63,6 @@ def score_from_counts(counts: dict[str, torch.Tensor], metric: str) -> float:
     raise ValueError(f"unknown validation metric {metric!r}")
 
 
-
-# Adam(W) as one multi-tensor (foreach) kernel per operation over all parameters, not a Python
-# loop over ~170 tensors: the AdamW step of the RS dual network takes 7.0 instead of 13.8 ms on
-# one CPU thread (4 % of a training step), with bitwise the same update. torch picks foreach on
-# CUDA by itself but the loop on CPU. Not fused=True: its CPU kernel (torch 2.14) updates a
-# channels-last weight wrongly when the gradient is contiguous (0.015 off after 10 steps).
-OPTIMIZER_KWARGS = {"foreach": True}
-
-
 class SegmentationTask(L.LightningModule):
     """Supervised segmentation: soft Dice + cross-entropy, best weights kept by validation score."""
 
@@ -79,7 +70,7 @@ class SegmentationTask(L.LightningModule):
         self,
         net: nn.Module,
         num_classes: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         ce_weight: float = 1.0,
@@ -184,133 +175,4 @@ class SegmentationTask(L.LightningModule):
         return [g for g in ({"params": slow, "lr": self.lr * self.pretrained_lr_scale}, {"params": fast}) if g["params"]]
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.param_groups(), lr=self.lr, weight_decay=self.weight_decay, **OPTIMIZER_KWARGS)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_steps), eta_min=self.lr * 0.05)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def group_ids(groups: list[str], device: torch.device) -> torch.Tensor:
-    """Map group (volume) names of a batch to consecutive integer ids: (B,) long."""
-    names = {g: i for i, g in enumerate(dict.fromkeys(groups))}
-    return torch.tensor([names[g] for g in groups], device=device, dtype=torch.long)
-
-
-class GlobalContrastiveTask(L.LightningModule):
-    """Stage 1 (METHODS §1): encoder + g1 trained with G^R, G^D- or G^D on two views per slice."""
-
-    def __init__(
-        self,
-        net: nn.Module,
-        head: nn.Module,
-        loss: nn.Module,
-        lr: float = 1e-3,
-        crop_scale: tuple[float, float] = (0.5, 0.75),
-        brightness: float = 0.3,
-        contrast: tuple[float, float] = (0.7, 1.3),
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.net, self.head, self.loss = net, head, loss
-        self.lr = lr
-        self.crop_scale, self.brightness, self.contrast = crop_scale, brightness, contrast
-        self.seed = seed
-        self.losses: list[float] = []
-
-    def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return intensity_jitter(crop_resize(x, self.crop_scale, g), g, brightness=self.brightness, contrast=self.contrast)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        x = batch["image"]  # (B, C, H, W)
-        b = x.shape[0]
-        g = step_generator(self.seed, self.global_rank, self.global_step)
-        views = torch.cat([self.view(x, g), self.view(x, g)])  # (2B, C, H, W): view 1 then view 2
-        z = self.head(self.net.encode(views)[-1])  # (2B, D), unit norm
-        meta = batch["meta"]
-        volume = group_ids(meta["group"], x.device).repeat(2)  # (2B,)
-        partition = torch.as_tensor(meta["partition"], device=x.device).repeat(2)
-        slice_uid = torch.as_tensor(meta["sample"], device=x.device).repeat(2)
-        loss = self.loss(z, volume, partition, slice_uid)
-        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=b)
-        self.losses.append(float(loss.detach()))
-        return loss
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["contrastive_task"] = {"losses": self.losses}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.losses = list(checkpoint["contrastive_task"]["losses"])
-
-    def configure_optimizers(self) -> Any:
-        params = list(self.net.encoder.parameters()) + list(self.head.parameters())
-        return torch.optim.Adam(params, lr=self.lr, **OPTIMIZER_KWARGS)
-
-
-class LocalContrastiveTask(L.LightningModule):
-    """Stage 2 (METHODS §2): frozen encoder; the first ``n_blocks`` decoder blocks + g2 are trained
-    with L^R or L^D on two intensity-only views (pixels stay aligned between views)."""
-
-    def __init__(
-        self,
-        net: nn.Module,
-        n_blocks: int,
-        head: nn.Module,
-        loss: nn.Module,
-        lr: float = 1e-3,
-        brightness: float = 0.3,
-        contrast: tuple[float, float] = (0.7, 1.3),
-        noise_std: float = 0.05,
-        gamma: tuple[float, float] | None = (0.7, 1.5),
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.net, self.head, self.loss = net, head, loss
-        self.n_blocks = n_blocks
-        self.lr = lr
-        self.brightness, self.contrast, self.noise_std, self.gamma = brightness, contrast, noise_std, gamma
-        self.seed = seed
-        self.losses: list[float] = []
-        for p in self.net.encoder.parameters():
-            p.requires_grad_(False)
-
-    # BatchNorm statistics of the frozen encoder must not drift either: eval mode from the start
-    # of every fit (on_train_start also runs when Lightning resumes mid-epoch, where it skips
-    # on_train_epoch_start) and after every later switch to training mode
-    def on_train_start(self) -> None:
-        self.net.encoder.eval()
-
-    def train(self, mode: bool = True) -> LocalContrastiveTask:
-        super().train(mode)
-        self.net.encoder.eval()
-        return self
-
-    def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return intensity_jitter(
-            x, g, brightness=self.brightness, contrast=self.contrast, noise_std=self.noise_std, gamma=self.gamma
-        )
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        x = batch["image"]  # (B, C, H, W)
-        b = x.shape[0]
-        g = step_generator(self.seed, self.global_rank, self.global_step)
-        with torch.no_grad():
-            feats = self.net.encode(torch.cat([self.view(x, g), self.view(x, g)]))  # levels of (2B, C_i, h_i, w_i)
-        f = self.head(self.net.decode(feats, self.n_blocks)[-1])  # (2B, C, h, w)
-        f1, f2 = f[:b], f[b:]
-        meta = batch["meta"]
-        volume = group_ids(meta["group"], x.device)
-        partition = torch.as_tensor(meta["partition"], device=x.device)
-        loss = self.loss(f1, f2, volume, partition)
-        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=b)
-        self.losses.append(float(loss.detach()))
-        return loss
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["contrastive_task"] = {"losses": self.losses}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.losses = list(checkpoint["contrastive_task"]["losses"])
-
-    def configure_optimizers(self) -> Any:
-        params = [p for blk in list(self.net.decoder)[: self.n_blocks] for p in blk.parameters()]
-        params += list(self.head.parameters()) + list(self.loss.parameters())
-        return torch.optim.Adam(params, lr=self.lr, **OPTIMIZER_KWARGS)
+        return adamw_cosine(self.param_groups(), self.lr, self.weight_decay, self.max_steps)

@@ -1,0 +1,470 @@
+"""Typed stage configurations: the single source of every option, its default and its help.
+
+A stage's options are a dataclass (:class:`FinetuneConfig`, :class:`PretrainConfig`, ...);
+every field carries its help text and command-line spelling (:func:`option`). From the class:
+
+* :func:`add_options` builds the argparse options (nested configs such as
+  :class:`RuntimeConfig` or :class:`HyperPixelConfig` are flattened, with a flag prefix);
+* :func:`from_namespace` turns parsed arguments into the typed config, so the stage code below
+  the CLI never sees an ``argparse.Namespace``;
+* :func:`coerce` type-checks a value from a ``--config`` YAML file against the field's type
+  (``steps: 2.5`` is an error naming the file and the option, not a traceback).
+
+This module imports nothing heavy: the CLI parses and checks every option before torch loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+T = TypeVar("T")
+
+_OPTION_KEYS = ("help", "flag", "choices", "metavar", "nargs", "action", "parse", "prefix", "required")
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",  # noqa: A002  (argparse's name)
+    *,
+    flag: str | None = None,
+    metavar: str | Sequence[str] | None = None,
+    nargs: str | int | None = None,
+    action: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    prefix: str | None = None,
+    required: bool = False,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A config field: its default, help text and command-line spelling.
+
+    ``flag`` overrides the option name (default ``--<field-name>`` with dashes); ``parse``
+    converts a command-line string (default: from the field's type); ``action`` is
+    ``"store_true"`` or ``"bool"`` (``--x/--no-x``); ``prefix`` marks a nested config whose flags
+    get that prefix (``hpcl_`` → ``--hpcl-weight``).
+    """
+    metadata = {"help": help, "flag": flag, "metavar": metavar, "nargs": nargs, "action": action, "parse": parse,
+                "prefix": prefix, "required": required}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- types
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], len(args) < len(typing.get_args(tp))
+    return tp, False
+
+
+def type_name(tp: Any) -> str:
+    tp, optional = _strip_optional(tp)
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        text = " or ".join(repr(a) for a in typing.get_args(tp))
+    elif origin in (list, tuple):
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            text = f"a list of {len(args)} {type_name(args[0])} values"
+        else:
+            text = f"a list of {type_name(args[0]) if args else 'values'}"
+    elif tp is int:
+        text = "an integer"
+    elif tp is float:
+        text = "a number"
+    elif tp is bool:
+        text = "true or false"
+    elif tp in (str, Path):
+        text = "a string"
+    else:
+        text = getattr(tp, "__name__", str(tp))
+    return f"{text} (or null)" if optional else text
+
+
+class ConfigTypeError(ValueError):
+    """A value does not have its option's type."""
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """``value`` (from YAML or a default) as type ``tp``; :class:`ConfigTypeError` when it is not one.
+
+    Integers are not taken for booleans nor floats with a fraction for integers; a number is
+    taken for a float; a string for a Path; a scalar for a one-element list.
+    """
+    tp, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigTypeError(f"must be {type_name(tp)}, got null")
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices and type(value) is type(choices[0]):
+            return value
+        raise ConfigTypeError(f"must be {type_name(tp)}, got {value!r}")
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(items) != len(args):
+                raise ConfigTypeError(f"must be {type_name(tp)}, got {value!r}")
+            return tuple(coerce(v, a) for v, a in zip(items, args, strict=True))
+        inner = args[0] if args else Any
+        out = [coerce(v, inner) for v in items]
+        return tuple(out) if origin is tuple else out
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigTypeError(f"must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigTypeError(f"must be an integer, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError as err:
+            raise ConfigTypeError(f"must be an integer, got {value!r}") from err
+        if not number.is_integer():
+            raise ConfigTypeError(f"must be an integer, got {value!r}")
+        return int(number)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigTypeError(f"must be a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError as err:
+            raise ConfigTypeError(f"must be a number, got {value!r}") from err
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigTypeError(f"must be a string, got {value!r}")
+    if tp is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise ConfigTypeError(f"must be a path (a string), got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        raise ConfigTypeError("is a group of options, not a value")
+    return value
+
+
+# --------------------------------------------------------------------------- argparse from dataclasses
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    dest: str  # the argparse dest (prefix + field name)
+    path: tuple[str, ...]  # attribute path in the config
+    tp: Any
+    f: dataclasses.Field
+
+
+def _leaves(cls: type, prefix: str = "", path: tuple[str, ...] = ()) -> list[_Leaf]:
+    out = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        inner, _ = _strip_optional(tp)
+        if dataclasses.is_dataclass(inner):
+            out += _leaves(inner, prefix + (f.metadata.get("prefix") or ""), (*path, f.name))
+        else:
+            out.append(_Leaf(prefix + f.name, (*path, f.name), tp, f))
+    return out
+
+
+def option_names(cls: type) -> list[str]:
+    """The argparse dests of every option of ``cls`` (nested configs flattened)."""
+    return [leaf.dest for leaf in _leaves(cls)]
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """Every option's default, by argparse dest."""
+    return {leaf.dest: _default(leaf.f) for leaf in _leaves(cls)}
+
+
+def _scalar_parser(tp: Any) -> Callable[[str], Any] | None:
+    if tp in (int, float, str, Path):
+        return tp
+    return None
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, overrides: Mapping[str, Any] | None = None) -> None:
+    """Add an argparse option for every field of ``cls`` (nested configs flattened).
+
+    ``overrides`` replaces defaults by dest (a stage whose default differs from the shared
+    config's, e.g. fine-tuning's 300 steps); help texts show the resulting default.
+    """
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(option_names(cls))
+    if unknown:
+        raise ValueError(f"defaults for unknown options {sorted(unknown)}")
+    for leaf in _leaves(cls):
+        meta, f = leaf.f.metadata, leaf.f
+        flag = meta.get("flag") or "--" + leaf.dest.replace("_", "-")
+        default = overrides.get(leaf.dest, _default(f))
+        kwargs: dict[str, Any] = {"dest": leaf.dest, "help": meta.get("help") or ""}
+        if meta.get("required"):
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        tp, _ = _strip_optional(leaf.tp)
+        origin = typing.get_origin(tp)
+        action = meta.get("action")
+        if action == "store_true":
+            kwargs["action"] = "store_true"
+        elif action == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            parse = meta.get("parse")
+            if origin is Literal:
+                kwargs["choices"] = list(typing.get_args(tp))
+                parse = parse or type(typing.get_args(tp)[0])
+            elif origin in (list, tuple):
+                args = typing.get_args(tp)
+                fixed = origin is tuple and args and args[-1] is not Ellipsis
+                kwargs["nargs"] = meta.get("nargs") or (len(args) if fixed else "+")
+                parse = parse or _scalar_parser(args[0] if args else str)
+                inner_origin = typing.get_origin(_strip_optional(args[0])[0]) if args else None
+                if inner_origin is Literal:
+                    kwargs["choices"] = list(typing.get_args(_strip_optional(args[0])[0]))
+            else:
+                parse = parse or _scalar_parser(tp)
+                if meta.get("nargs"):
+                    kwargs["nargs"] = meta["nargs"]
+            if parse is not None:
+                kwargs["type"] = parse
+            if meta.get("metavar"):
+                kwargs["metavar"] = meta["metavar"]
+        parser.add_argument(flag, **kwargs)
+
+
+def from_namespace(cls: type[T], args: argparse.Namespace | Mapping[str, Any], prefix: str = "") -> T:
+    """The config ``cls`` from parsed arguments (by dest; nested configs by their prefix)."""
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    hints = _hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        inner, _ = _strip_optional(hints[f.name])
+        if dataclasses.is_dataclass(inner):
+            kwargs[f.name] = from_namespace(inner, values, prefix + (f.metadata.get("prefix") or ""))
+        elif prefix + f.name in values:
+            kwargs[f.name] = _normalise(values[prefix + f.name], hints[f.name])
+    return cls(**kwargs)
+
+
+def _normalise(value: Any, tp: Any) -> Any:
+    """argparse gives lists for nargs options; tuple-typed fields get tuples."""
+    tp, _ = _strip_optional(tp)
+    if typing.get_origin(tp) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def typed_value(cls: type, dest: str, value: Any) -> Any:
+    """``value`` (from a config file) checked and converted to the type of option ``dest``."""
+    for leaf in _leaves(cls):
+        if leaf.dest == dest:
+            meta = leaf.f.metadata
+            if meta.get("parse") is not None and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                try:
+                    return meta["parse"](str(value))
+                except (ValueError, argparse.ArgumentTypeError) as err:
+                    raise ConfigTypeError(str(err)) from err
+            return coerce(value, leaf.tp)
+    raise KeyError(dest)
+
+
+def to_record(cfg: Any) -> dict[str, Any]:
+    """A config as the flat mapping of its options (by dest) for ``config.yaml``: exactly the
+    arguments that rerun the stage."""
+    out: dict[str, Any] = {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            if not f.init:
+                continue
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, prefix + (f.metadata.get("prefix") or ""))
+            else:
+                out[prefix + f.name] = _plain(value)
+
+    walk(cfg, "")
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- shared stage options
+
+
+def parse_workers(text: str | int) -> int | str:
+    """``--workers``: a count ≥ 0 or ``auto``."""
+    if str(text) == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a count or 'auto', got {text!r}") from err
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"worker count must be >= 0, got {value}")
+    return value
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how fast a training stage runs, not what it computes: devices, precision,
+    processes, threads and the resume checkpoint (a checkpoint made with other values of these
+    is still resumed, e.g. on another node)."""
+
+    threads: int = option(1, "torch intra-op threads (0: torch default)")
+    accelerator: str = option("auto", "Lightning accelerator: auto (a GPU when one is visible), cpu, gpu")
+    devices: str = option("1", "devices per node: a count or a list of GPU ids (0,1); one process each")
+    num_nodes: int = option(1, "machines of a multi-node DDP run (SLURM: one task per device)")
+    # not --strategy: the pretraining stages use that name for the contrastive strategy
+    dist_strategy: Literal["auto", "ddp"] = option(
+        "auto", "Lightning strategy; auto: one process, or DDP when devices × nodes > 1; ddp: distributed data parallel")
+    sync_batchnorm: bool = option(False, "BatchNorm statistics over the global batch of all processes (SyncBatchNorm)",
+                                  action="store_true")
+    precision: str = option("auto", "Lightning precision; auto: bf16-mixed on a GPU that supports it, else 32-true")
+    channels_last: bool | None = option(
+        None, "channels-last (NHWC) memory format for weights and images; default on (tensor-core convolutions on a "
+              "GPU, 13-29%% faster steps on CPU: bench/README.md)", action="bool")
+    workers: int | str = option("auto", "data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU",
+                                parse=parse_workers)
+    checkpoint_every: int = option(50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it")
+
+
+# options that do not change what a run computes (sync_batchnorm does: not among them)
+RUNTIME_OPTIONS = (frozenset(option_names(RuntimeConfig)) - {"sync_batchnorm"}) | {"out", "config", "overwrite"}
+
+
+@dataclass
+class HyperPixelConfig:
+    """The class-aware hyper-pixel term of fine-tuning (the HPCL setting, docs/hpcl.md); off at
+    weight 0. Command-line flags carry the prefix ``--hpcl-``."""
+
+    weight: float = option(0.0, "weight of the class-aware hyper-pixel contrastive term (0: off)")
+    warmup: int = option(0, "steps of linear warm-up of --hpcl-weight (0: none)")
+    queue: int = option(1024, "keys per class queue (every class, background included)")
+    temperature: float = option(0.1, "T of the hyper-pixel InfoNCE")
+    mochi: int = option(0, "MoCHi synthetic hard negatives per anchor (0: none)")
+    momentum: float = option(0.99, "EMA momentum of the key encoder")
+    anchors: int = option(256, "labeled hyper-pixels per step in the term")
+    boundary_fraction: float = option(0.5, "share of anchors drawn among hyper-pixels touching another class")
+    unlabeled: int = option(
+        0, "unlabeled tiles per step whose confidently pseudo-labeled hyper-pixels (momentum network) also fill the "
+           "class queues (0: labeled tiles only)")
+    pseudo_threshold: float = option(0.9, "min mean softmax probability of a pseudo-labeled hyper-pixel")
+    unlabeled_anchors: int = option(
+        0, "pseudo-labeled hyper-pixels of the --hpcl-unlabeled tiles per class and step that are anchors too, seen by "
+           "the online network in a second view (dihedral, spectral jitter): the unlabeled pool then trains the "
+           "network, not only fills the queues (0: labeled anchors only)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+
+@dataclass
+class FinetuneConfig:
+    """Options of fine-tuning shared by both domains (``medseg finetune``, ``rs finetune``)."""
+
+    data: Path = option(None, "prepared data folder (from the preprocess stage)", required=True)
+    out: list[Path] = option(
+        None, "output folder (model.pt, train.json, config.yaml, logs/); one per --seed, in the same order",
+        required=True)
+    seed: list[int] = option(
+        default_factory=lambda: [0],
+        help="random seed(s), trained one after the other in this process (each also picks the labeled set, unless "
+             "--label-seed is given)")
+    label_seed: int | None = option(
+        None, "seed of the labeled-set draw alone (default: --seed); repeats of one labeled set with other training seeds")
+    steps: int = option(300, "optimisation steps")
+    batch_size: int = option(8, "samples per batch")
+    lr: float = option(1e-3, "learning rate (AdamW)")
+    init: Path | None = option(None, "checkpoint to start from (pretrained or fine-tuned); none = random init")
+    method: str | None = option(None, "name of the pretraining method, recorded for the report (default: from --init, or 'none')")
+    val_every: int = option(50, "validate every N steps; best weights kept")
+    pretrained_lr_scale: float = option(
+        1.0, "learning rate of the weights loaded by --init, as a multiple of --lr (e.g. 0.1: the pretrained backbone "
+             "moves slower than the new head)")
+    weight_ema: float = option(
+        0.0, "validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up "
+             "min(m, (1+t)/(10+t))) instead of the raw weights (0: off)")
+    val_batch_size: int = option(32, "samples per validation batch")
+    runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
+
+
+@dataclass
+class PretrainConfig:
+    """Options of pretraining shared by both domains."""
+
+    data: Path = option(None, "prepared data folder (from the preprocess stage)", required=True)
+    out: Path = option(None, "output folder (model.pt, train.json, config.yaml, logs/)", required=True)
+    seed: int = option(0, "random seed")
+    label_seed: int | None = option(None, "not used by pretraining (which reads no labels); accepted for compatibility")
+    steps: int = option(300, "optimisation steps")
+    batch_size: int = option(16, "samples per batch")
+    lr: float = option(1e-3, "learning rate")
+    runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of evaluation shared by both domains."""
+
+    data: Path = option(None, "prepared data folder", required=True)
+    model: list[Path] = option(
+        None, "fine-tuned model checkpoint(s) (model.pt); several are scored in one process (one --out each)",
+        required=True)
+    out: list[Path] = option(None, "output folder (metrics.json, ...); one per --model, in the same order", required=True)
+    split: str = option("test", "which split to score: test or val")
+    batch_size: int = option(32, "samples per inference batch")
+    threads: int = option(1, "torch intra-op threads (0: torch default)")
+
+
+@dataclass
+class PredictConfig:
+    """Options of prediction shared by both domains."""
+
+    model: Path = option(None, "fine-tuned model checkpoint (model.pt)", required=True)
+    data: Path = option(None, "prepared data folder the model was trained on", required=True)
+    out: Path = option(None, "output folder", required=True)
+    batch_size: int = option(32, "samples per inference batch")
+    threads: int = option(1, "torch intra-op threads (0: torch default)")

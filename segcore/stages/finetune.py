@@ -1,0 +1,196 @@
+"""Fine-tuning, written once for both domains: a network (random or from ``--init``) trained on
+the labeled set a seed draws, best weights kept by validation, outputs written atomically.
+
+One process may train several seeds one after the other (``--seed 0 1 2 --out a b c``): each
+seed reseeds everything and trains exactly as it would alone, and the stage's start-up (~10 s of
+imports on a CPU) is paid once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from segcore.checkpoints import (
+    checkpoint_network,
+    load_pretrained,
+    read_checkpoint,
+    save_checkpoint,
+)
+from segcore.config import RUNTIME_OPTIONS, FinetuneConfig, HyperPixelConfig, to_record
+from segcore.domain import Domain
+from segcore.errors import InputError
+from segcore.networks import SegmentationNetwork, build_network
+from segcore.outputs import write_json, write_yaml
+from segcore.prepared import PreparedData, PreparedDataset, open_prepared
+from segcore.runtime.devices import resolve_runtime, world_size
+from segcore.runtime.resume import fit_resumable, resume_step, stage_outputs
+from segcore.runtime.sampling import eval_loader, step_loader
+from segcore.runtime.seeds import configure_runtime
+from segcore.runtime.trainer import resumable_trainer
+from segcore.tasks.segmentation import SegmentationTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedRun:
+    """One training run of a fine-tuning stage: its seed, the seed of its labeled set, its output."""
+
+    seed: int
+    label_seed: int
+    out: Path
+
+
+def seed_runs(cfg: FinetuneConfig) -> list[SeedRun]:
+    """``--seed 0 1 2 --out a b c`` → one run per pair. Checked up front, before any output is
+    written: equal counts, no output folder named twice, and a single process (a DDP launcher
+    cannot start its processes once per seed)."""
+    seeds, outs = list(cfg.seed), [Path(o) for o in cfg.out]
+    if len(seeds) != len(outs):
+        raise InputError(None, f"{len(seeds)} --seed value(s) but {len(outs)} --out folder(s): give one --out per --seed")
+    if len({o.resolve() for o in outs}) != len(outs):
+        raise InputError(None, "the same --out folder is named more than once")
+    if len(seeds) > 1:
+        world = world_size(cfg.runtime.devices, cfg.runtime.num_nodes)
+        if world > 1:
+            raise InputError(None, f"several --seed values train in one process; with {world} processes (--devices/--num-nodes) run one seed per command")
+    return [SeedRun(int(s), int(s if cfg.label_seed is None else cfg.label_seed), o) for s, o in zip(seeds, outs, strict=True)]
+
+
+def seed_arguments(cfg: FinetuneConfig, run: SeedRun) -> dict[str, Any]:
+    """The arguments of one seed's run as ``config.yaml`` holds them: exactly the options that
+    rerun that seed alone."""
+    return {**to_record(cfg), "seed": run.seed, "out": str(run.out)}
+
+
+def run_finetune(cfg: FinetuneConfig, domain: Domain) -> None:
+    """Fine-tune once per ``--seed`` (each into its ``--out``), one after the other."""
+    runs = seed_runs(cfg)
+    for i, run in enumerate(runs):
+        if len(runs) > 1:
+            log.info("seed %d (%d of %d) -> %s", run.seed, i + 1, len(runs), run.out)
+        finetune_one(cfg, run, domain)
+
+
+def initial_network(
+    cfg: FinetuneConfig, domain: Domain, data: PreparedData
+) -> tuple[SegmentationNetwork, dict[str, Any], list[str], str]:
+    """The network to train: from ``--init`` (its pretrained weights loaded, heads skipped) or
+    new from the stage's network options. Returns network, spec, loaded tensor names, method."""
+    if cfg.init is None:
+        spec = domain.network_spec(data, cfg)
+        return build_network(spec), spec, [], cfg.method or "none"
+    init = read_checkpoint(cfg.init)
+    spec = checkpoint_network(init, cfg.init, domain)
+    domain.check_init(spec, data, cfg.init)
+    net = build_network(spec, cfg.init)
+    pretrained = load_pretrained(net, init, cfg.init, skip_prefixes=domain.init_skip_prefixes)
+    return net, spec, pretrained, cfg.method or init.get("method", "pretrained")
+
+
+def finetune_one(cfg: FinetuneConfig, run: SeedRun, domain: Domain) -> dict[str, Any]:
+    configure_runtime(cfg.runtime.threads, run.seed)
+    data = open_prepared(cfg.data, domain.name, domain.title)
+    chosen, budget = domain.select_labeled(data, cfg, run.label_seed)
+    val_groups = data.split_groups("val")
+    if not val_groups:
+        raise InputError(cfg.data, "no validation subjects or tiles in the prepared data (preprocess with a validation split)")
+    net, spec, pretrained, method = initial_network(cfg, domain, data)
+    hpcl: HyperPixelConfig | None = getattr(cfg, "hpcl", None)
+    extras = ["superpixels"] if hpcl is not None and hpcl.enabled else []
+    train_ds = PreparedDataset(data, data.sample_indices(chosen), extras=extras)
+    val_ds = PreparedDataset(data, data.sample_indices(val_groups))
+    record = {"method": method, **domain.run_record(spec), **budget, "seed": run.seed, "label_seed": run.label_seed,
+              "labeled": chosen, "init": None if cfg.init is None else str(cfg.init), "initialised_tensors": len(pretrained)}
+    task_cls, task_kwargs = SegmentationTask, {}
+    if hpcl is not None and hpcl.enabled:
+        task_cls, task_kwargs = hyperpixel_task(hpcl, data, cfg)
+        record["hpcl"] = dataclasses.asdict(hpcl)
+    return fit_segmentation(
+        cfg, run, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric=domain.val_metric,
+        run_record=record, augment=domain.finetune_augment(data), pretrained=pretrained, task_cls=task_cls,
+        task_kwargs=task_kwargs, domain=domain.name,
+    )
+
+
+def hyperpixel_task(hpcl: HyperPixelConfig, data: PreparedData, cfg: FinetuneConfig) -> tuple[type, dict[str, Any]]:
+    """The task class and keyword arguments of fine-tuning with the class-aware hyper-pixel term."""
+    from segcore.tasks.hyperpixel_segmentation import HyperPixelSegmentationTask
+
+    if hpcl.queue <= 0 or hpcl.temperature <= 0 or hpcl.anchors <= 0 or not 0 <= hpcl.boundary_fraction <= 1:
+        raise InputError(None, "need --hpcl-queue, --hpcl-temperature, --hpcl-anchors > 0 and --hpcl-boundary-fraction in [0, 1]")
+    if hpcl.unlabeled_anchors > 0 and hpcl.unlabeled <= 0:
+        raise InputError(None, "--hpcl-unlabeled-anchors needs --hpcl-unlabeled > 0 (the unlabeled tiles per step they are drawn from)")
+    kwargs: dict[str, Any] = {f"hpcl_{k}": v for k, v in dataclasses.asdict(hpcl).items()}
+    # the second view of unlabeled samples jitters the spectral bands only, as hyper-pixel pretraining does by default
+    kwargs["hpcl_jitter_channels"] = data.spectral_channels
+    if hpcl.unlabeled > 0:
+        pool = data.sample_indices(data.split_groups("unlabeled"))
+        if len(pool) == 0:
+            raise InputError(cfg.data, "--hpcl-unlabeled needs samples in the 'unlabeled' split")
+        kwargs["hpcl_unlabeled_data"] = PreparedDataset(data, pool, with_label=False, extras=["superpixels"])
+    return HyperPixelSegmentationTask, kwargs
+
+
+def fit_segmentation(
+    cfg: FinetuneConfig,
+    run: SeedRun,
+    *,
+    net: SegmentationNetwork,
+    network: dict[str, Any],
+    data: PreparedData,
+    train_ds: PreparedDataset,
+    val_ds: PreparedDataset,
+    val_metric: str,
+    run_record: dict[str, Any],
+    augment: Any = None,
+    pretrained: list[str] | None = None,
+    task_cls: type = SegmentationTask,
+    task_kwargs: dict[str, Any] | None = None,
+    domain: str | None = None,
+) -> dict[str, Any]:
+    """Train a :class:`~segcore.tasks.segmentation.SegmentationTask`, keep the best validation
+    weights and write ``model.pt``, ``train.json``, ``config.yaml`` and ``logs/`` into
+    ``run.out`` atomically. Resumes from the resume folder of ``run.out`` when a checkpoint is
+    there. Returns the train record (on every rank; only rank 0 writes)."""
+    if not 0.0 <= cfg.weight_ema < 1.0:
+        raise InputError(None, f"--weight-ema must lie in [0, 1), got {cfg.weight_ema}")
+    if cfg.pretrained_lr_scale <= 0:
+        raise InputError(None, f"--pretrained-lr-scale must be > 0, got {cfg.pretrained_lr_scale}")
+    task = task_cls(
+        net, data.num_classes, ignore_index=data.ignore_index, lr=cfg.lr, val_metric=val_metric, max_steps=cfg.steps,
+        augment=augment, seed=run.seed, weight_ema=cfg.weight_ema, pretrained=pretrained or (),
+        pretrained_lr_scale=cfg.pretrained_lr_scale, **(task_kwargs or {}),
+    )
+    t0 = time.perf_counter()
+    rt = resolve_runtime(cfg.runtime)
+    val_every = min(cfg.val_every, cfg.steps)
+    arguments = seed_arguments(cfg, run)
+    shaping = {k: v for k, v in arguments.items() if k not in RUNTIME_OPTIONS}
+    trainer = resumable_trainer(run.out, cfg.runtime, shaping, cfg.steps, val_every=val_every)
+    train_loader = step_loader(train_ds, cfg.batch_size, cfg.steps, run.seed, rt.workers, start_step=resume_step(run.out), pin_memory=rt.pin_memory)
+    fit_resumable(trainer, task, train_loader, eval_loader(val_ds, cfg.val_batch_size, rt.workers, rt.pin_memory), run.out)
+    if task.best_state is None:
+        raise RuntimeError("validation never produced a score; check the validation split")
+    record = {
+        **run_record, "domain": data.manifest.get("domain"), f"best_val_{val_metric}": task.best_score, "best_step": task.best_step,
+        "steps": cfg.steps, "train_samples": len(train_ds), "history": task.history, "wall_seconds": time.perf_counter() - t0,
+        "processes": trainer.world_size,
+    }
+    if not trainer.is_global_zero:
+        return record
+    net.load_state_dict(task.best_state)
+    data_record = {k: data.manifest[k] for k in ("classes", "channels", "image_size") if k in data.manifest}
+    if "normalization" in data.manifest:
+        data_record["normalization"] = data.manifest["normalization"]
+    with stage_outputs(run.out) as tmp:
+        save_checkpoint(tmp / "model.pt", net, network, stage="finetune", method=run_record["method"], pretrained=[], run=run_record,
+                        data=data_record, domain=domain)
+        write_json(tmp / "train.json", record)
+        write_yaml(tmp / "config.yaml", arguments)
+    log.info("best validation %s %.4f at step %d; wrote %s", val_metric, task.best_score, task.best_step, run.out)
+    return record
