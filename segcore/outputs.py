@@ -133,6 +133,13 @@ def _is_own_output(folder: Path, run: StageRun) -> bool:
     return False
 
 
+def holds_files(folder: Path) -> bool:
+    """True when ``folder`` or any folder below it holds a file (or link). A tree of empty
+    folders holds nothing of anybody's: Snakemake creates the folders of a job's declared output
+    files before the job runs."""
+    return any(not p.is_dir() or p.is_symlink() for p in folder.rglob("*"))
+
+
 def _relation(out: Path, other: Path) -> str | None:
     if out == other:
         return "is"
@@ -157,7 +164,7 @@ def check_out(out: str | Path, inputs: Sequence[str | Path], run: StageRun) -> N
         relation = _relation(target, src)
         if relation:
             raise InputError(out, f"--out {relation} the input {item}; write the output to a folder apart from the inputs")
-    if target.is_dir() and any(target.iterdir()) and not run.overwrite and not _is_own_output(target, run):
+    if target.is_dir() and holds_files(target) and not run.overwrite and not _is_own_output(target, run):
         raise InputError(
             out, f"is a non-empty folder that `{run.stage}` did not write; choose a new folder, or pass --overwrite to replace it"
         )
@@ -278,7 +285,7 @@ def atomic_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
             return True
         if not final.is_dir():
             return False
-        return allowed or not any(final.iterdir()) or (run is not None and _is_own_output(final, run))
+        return allowed or not holds_files(final) or (run is not None and _is_own_output(final, run))
 
     if not may_replace():
         raise InputError(final, "exists and was not written by this stage; choose a new folder, or pass --overwrite")

@@ -213,3 +213,17 @@ def test_sigterm_removes_temporary_folders_and_the_lock(tmp_path):
     assert proc.returncode == 143, err
     assert "terminated" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tree_of_empty_folders_is_no_users_data(tmp_path, monkeypatch):
+    """Snakemake creates the folders of a job's declared output files (report/plots/) first."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "phantoms"
+    (out / "plots" / "deeper").mkdir(parents=True)
+    assert medseg_main(["demo-data", "--out", str(out), "--n-subjects", "2", "--n-slices", "4", "--size", "32"]) == 0
+    assert (out / PROVENANCE_FILE).is_file() and not (out / "plots").exists()
+    (tmp_path / "mine" / "sub").mkdir(parents=True)
+    (tmp_path / "mine" / "sub" / "notes.txt").write_text("x")  # one file deep down is the user's
+    assert medseg_main(["demo-data", "--out", str(tmp_path / "mine"), "--n-subjects", "2", "--n-slices", "4",
+                        "--size", "32"]) == 2
+    assert (tmp_path / "mine" / "sub" / "notes.txt").read_text() == "x"
