@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from segcore.cli import Stage, run_cli
+from segcore.cli import REPORT_STAGE, Stage, run_cli
 
 STAGES: list[Stage] = [
     ("demo-data", "generate the built-in synthetic scenes (4-band GeoTIFF, DEM in another CRS, landslide labels)", "rs.synthetic:add_demo_data_options", "rs.synthetic:run_demo_data"),
@@ -13,7 +13,7 @@ STAGES: list[Stage] = [
     ("finetune", "fine-tune an early- or dual-fusion U-Net on a percentage of labeled tiles", "rs.finetune:add_finetune_options", "rs.finetune:run_finetune"),
     ("evaluate", "IoU per class, mIoU, landslide precision/recall/F1, overall accuracy on test tiles", "rs.evaluate:add_evaluate_options", "rs.evaluate:run_evaluate"),
     ("predict", "whole-scene sliding-window prediction written as a GeoTIFF with the input's CRS and transform", "rs.predict:add_predict_options", "rs.predict:run_predict"),
-    ("report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json", "segcore.report:add_report_options", "segcore.report:run_report"),
+    REPORT_STAGE,  # the same stage as `segpretrain report`
 ]
 
 

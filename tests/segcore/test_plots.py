@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from segcore import plots
-from segcore.report import seed_summary
+from segcore.report import plots
+from segcore.report.statistics import seed_summary
 from tests.data.report import make
 
 
@@ -43,7 +43,7 @@ def test_budget_figure(tmp_path):
 
 
 def make_tidy(tmp_path) -> pd.DataFrame:
-    from segcore.report import load_metrics
+    from segcore.report.tidy import load_metrics
 
     files = [make.rs_run(tmp_path / "res", m, f, p, s, overlay=False) for (m, f, p), seeds in make.RS_CM.items() for s in seeds]
     return load_metrics(files)

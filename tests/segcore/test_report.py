@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,12 +20,17 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from segcore import report
 from segcore.cli import run_cli
 from segcore.errors import InputError
+from segcore.report.domains import HEADLINE
+from segcore.report.logs import describe_log, expand_paths, select_finetune_logs
+from segcore.report.overlays import find_overlays, pick_overlays, read_overlay
+from segcore.report.statistics import paired_comparison, paired_stats, seed_summary
+from segcore.report.tables import gains_table, headline_table, per_class_table
+from segcore.report.tidy import TIDY_COLUMNS, load_metrics, read_runs
 from tests.data.report import make
 
-STAGE = [("report", "the report", "segcore.report:add_report_options", "segcore.report:run_report")]
+STAGE = [("report", "the report", "segcore.report.cli:add_report_options", "segcore.report.cli:run_report")]
 
 
 def run_stage(*argv: str) -> int:
@@ -41,12 +47,12 @@ def fixture_results(tmp_path_factory) -> dict[str, list[Path]]:
 
 @pytest.fixture(scope="module")
 def tidy(fixture_results) -> pd.DataFrame:
-    return report.load_metrics(fixture_results["mri"] + fixture_results["rs"])
+    return load_metrics(fixture_results["mri"] + fixture_results["rs"])
 
 
 @pytest.fixture(scope="module")
 def seed_stats(tidy) -> pd.DataFrame:
-    return report.seed_summary(tidy)
+    return seed_summary(tidy)
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +117,10 @@ def test_null_values_become_nan_and_are_left_out_of_means(tmp_path):
         path.write_text(json.dumps({"domain": "mri", "method": "none", "budget": 1, "seed": seed,
                                     "summary": {"dice_mean": dice}, "per_subject": {"a": {"dice": {"RV": None}}}}))
         files.append(path)
-    tidy = report.load_metrics(files)
+    tidy = load_metrics(files)
     assert tidy.budget.unique().tolist() == ["1"]  # numbers become budget text
     assert tidy[(tidy.scope == "a")].value.isna().all()
-    row = cell(report.seed_summary(tidy), "mri", "none", "1", "dice_mean")
+    row = cell(seed_summary(tidy), "mri", "none", "1", "dice_mean")
     assert row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(math.sqrt(0.02)) and row["n"] == 2 and row["n_runs"] == 3
 
 
@@ -130,7 +136,7 @@ def test_bad_metrics_file_names_file_and_problem(tmp_path, content, problem):
     path = tmp_path / "metrics.json"
     path.write_text(content)
     with pytest.raises(InputError, match=problem) as err:
-        report.load_metrics([path])
+        load_metrics([path])
     assert err.value.path == str(path)
 
 
@@ -138,7 +144,7 @@ def test_two_files_for_one_cell_and_seed_are_an_error(fixture_results, tmp_path)
     copy = tmp_path / "metrics.json"
     shutil.copy(fixture_results["mri"][0], copy)
     with pytest.raises(InputError, match="same method, budget, seed and split") as err:
-        report.load_metrics([fixture_results["mri"][0], copy])
+        load_metrics([fixture_results["mri"][0], copy])
     assert err.value.path == str(copy)
 
 
@@ -173,7 +179,7 @@ def test_missing_combinations_are_absent_not_zero(seed_stats):
 
 
 def test_paired_stats_known_values():
-    got = report.paired_stats({0: 0.70, 1: 0.74, 2: 0.78}, {0: 0.60, 1: 0.70, 2: 0.65})
+    got = paired_stats({0: 0.70, 1: 0.74, 2: 0.78}, {0: 0.60, 1: 0.70, 2: 0.65})
     # differences 0.10, 0.04, 0.13: mean 0.09, sd √((0.01² + 0.05² + 0.04²)/2) = √0.0021
     assert got["mean_diff"] == pytest.approx(0.09)
     assert got["sd_diff"] == pytest.approx(math.sqrt(0.0021))
@@ -186,28 +192,28 @@ def test_paired_stats_known_values():
 
 def test_paired_stats_direction_pairing_and_degenerate_cases():
     # lower is better: the method wins where its distance is smaller
-    got = report.paired_stats({0: 8.0, 1: 9.0, 2: 13.0}, {0: 10.0, 1: 12.0, 2: 14.0}, higher_better=False)
+    got = paired_stats({0: 8.0, 1: 9.0, 2: 13.0}, {0: 10.0, 1: 12.0, 2: 14.0}, higher_better=False)
     assert (got["mean_diff"], got["sd_diff"], got["wins"]) == (pytest.approx(-2.0), pytest.approx(1.0), 3)
     # only seeds on both sides with finite values pair
-    got = report.paired_stats({0: 0.5, 1: 0.9, 3: math.nan}, {0: 0.4, 2: 0.1, 3: 0.2})
+    got = paired_stats({0: 0.5, 1: 0.9, 3: math.nan}, {0: 0.4, 2: 0.1, 3: 0.2})
     assert (got["n_pairs"], got["seeds"], got["mean_diff"], got["wins"]) == (1, "0", pytest.approx(0.1), 1)
     assert math.isnan(got["sd_diff"]) and math.isnan(got["p_value"])
     # identical differences: sd 0, t undefined → p NaN (scipy would return a float-noise value)
-    got = report.paired_stats({0: 0.7, 1: 0.9}, {0: 0.6, 1: 0.8})
+    got = paired_stats({0: 0.7, 1: 0.9}, {0: 0.6, 1: 0.8})
     assert got["sd_diff"] == pytest.approx(0.0, abs=1e-12) and math.isnan(got["p_value"]) and got["wins"] == 2
     # a tie is not a win
-    assert report.paired_stats({0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.5})["wins"] == 1
-    got = report.paired_stats({}, {0: 0.5})
+    assert paired_stats({0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.5})["wins"] == 1
+    got = paired_stats({}, {0: 0.5})
     assert got["n_pairs"] == 0 and math.isnan(got["mean_diff"])
 
 
 def test_paired_comparison_pairs_within_variant_and_budget(tidy):
-    mri = report.paired_comparison(tidy[tidy.domain == "mri"], "dice_mean")
+    mri = paired_comparison(tidy[tidy.domain == "mri"], "dice_mean")
     assert len(mri) == 1  # GD has no 'all' run, so no pair there
     row = mri.iloc[0]
     assert (row.method, row.baseline, row.budget, row.n_pairs, row.wins) == ("GD", "none", "1", 3, 3)
     assert row.mean_diff == pytest.approx(0.09) and row.mean_method == pytest.approx(0.74) and row.mean_baseline == pytest.approx(0.65)
-    rs = report.paired_comparison(tidy[tidy.domain == "rs"], "f1").set_index("variant")
+    rs = paired_comparison(tidy[tidy.domain == "rs"], "f1").set_index("variant")
     # early: 0.7 − 0.6 and 0.9 − 0.8; dual: only seed 0 (0.8 − 0.75)
     assert rs.loc["early", "mean_diff"] == pytest.approx(0.1) and rs.loc["early", "n_pairs"] == 2
     assert rs.loc["dual", "mean_diff"] == pytest.approx(0.05) and rs.loc["dual", "n_pairs"] == 1
@@ -218,14 +224,14 @@ def test_paired_comparison_pairs_within_variant_and_budget(tidy):
 
 
 def test_headline_table_cells_and_best_per_column(seed_stats):
-    dice = report.headline_table(seed_stats, "mri", report.HEADLINE["mri"][0])
+    dice = headline_table(seed_stats, "mri", HEADLINE["mri"][0])
     assert dice.columns == ["1", "all"]
     assert dice.rows == [(("none",), ["0.650 ± 0.050 (n=3)", "0.910 ± 0.014 (n=2)"]), (("GD",), ["0.740 ± 0.040 (n=3)", ""])]
     assert dice.bold == {(1, 0), (0, 1)}
-    hd95 = report.headline_table(seed_stats, "mri", report.HEADLINE["mri"][1])
+    hd95 = headline_table(seed_stats, "mri", HEADLINE["mri"][1])
     assert hd95.rows[0][1][0] == "12.00 ± 2.00 (n=3)"
     assert (1, 0) in hd95.bold and (0, 0) not in hd95.bold  # lower is better
-    f1 = report.headline_table(seed_stats, "rs", report.HEADLINE["rs"][2])
+    f1 = headline_table(seed_stats, "rs", HEADLINE["rs"][2])
     labels = [r[0][0] for r in f1.rows]
     assert labels == ["none [dual]", "none [early]", "hpcl [dual]", "hpcl [early]"]
     assert f1.rows[2][1][0] == "0.800 ± – (n=1)"
@@ -233,16 +239,16 @@ def test_headline_table_cells_and_best_per_column(seed_stats):
 
 
 def test_per_class_and_gains_tables(seed_stats, tidy):
-    per_class = report.per_class_table(seed_stats, "mri", "dice")
+    per_class = per_class_table(seed_stats, "mri", "dice")
     assert [r[0] for r in per_class.rows] == [(c, m) for c in ("RV", "MYO", "LV") for m in ("none", "GD")]
     assert per_class.rows[4] == (("LV", "none"), ["0.700 ± 0.050 (n=3)", "0.960 ± 0.014 (n=2)"])
-    pairs = report.paired_comparison(tidy[tidy.domain == "mri"], "dice_mean")
-    gains = report.gains_table(pairs, "mri", report.HEADLINE["mri"][0])
+    pairs = paired_comparison(tidy[tidy.domain == "mri"], "dice_mean")
+    gains = gains_table(pairs, "mri", HEADLINE["mri"][0])
     assert gains.rows == [(("GD",), ["+0.090 ± 0.046 (n=3, p=0.0766, wins 3/3)"])]
 
 
 def test_markdown_and_html_mark_the_best(seed_stats):
-    table = report.headline_table(seed_stats, "mri", report.HEADLINE["mri"][0])
+    table = headline_table(seed_stats, "mri", HEADLINE["mri"][0])
     md = table.to_markdown()
     assert "| GD | **0.740 ± 0.040 (n=3)** |  |" in md
     assert "| none | 0.650 ± 0.050 (n=3) | **0.910 ± 0.014 (n=2)** |" in md
@@ -254,7 +260,7 @@ def test_markdown_and_html_mark_the_best(seed_stats):
 
 
 def test_describe_log_from_path_and_train_json(fixture_results):
-    logs = {str(p): report.describe_log(p) for p in fixture_results["logs"]}
+    logs = {str(p): describe_log(p) for p in fixture_results["logs"]}
     mri = next(lg for p, lg in logs.items() if "mri/finetune/GD/budget_1/seed_2" in p)
     assert (mri.domain, mri.stage, mri.method, mri.variant, mri.budget, mri.seed) == ("mri", "finetune", "GD", "", "1", 2)
     rs = next(lg for p, lg in logs.items() if "rs/finetune/hpcl/dual/pct_5/seed_0" in p)  # no train.json
@@ -264,9 +270,9 @@ def test_describe_log_from_path_and_train_json(fixture_results):
 
 
 def test_only_logs_of_evaluated_runs_are_drawn(fixture_results):
-    runs, _ = report.read_runs(fixture_results["mri"])
-    logs = [report.describe_log(p) for p in fixture_results["logs"]]
-    chosen = report.select_finetune_logs(logs, runs, "mri")
+    runs, _ = read_runs(fixture_results["mri"])
+    logs = [describe_log(p) for p in fixture_results["logs"]]
+    chosen = select_finetune_logs(logs, runs, "mri")
     assert [(lg.method, lg.budget, lg.seed) for lg in chosen] == [
         ("none", "1", 0), ("none", "1", 1), ("none", "1", 2), ("none", "all", 0), ("none", "all", 1),
         ("GD", "1", 0), ("GD", "1", 1), ("GD", "1", 2),
@@ -275,34 +281,34 @@ def test_only_logs_of_evaluated_runs_are_drawn(fixture_results):
 
 def test_expand_paths_globs_and_missing_files(fixture_results, tmp_path):
     root = fixture_results["root"][0]
-    found = report.expand_paths([str(root / "rs" / "finetune" / "**" / "metrics.csv"), str(root / "nothing" / "*.csv")])
+    found = expand_paths([str(root / "rs" / "finetune" / "**" / "metrics.csv"), str(root / "nothing" / "*.csv")])
     assert len(found) == 10 and all(p.name == "metrics.csv" for p in found)  # one per RS run
     with pytest.raises(InputError, match="log file does not exist"):
-        report.expand_paths([str(tmp_path / "absent.csv")])
+        expand_paths([str(tmp_path / "absent.csv")])
 
 
 def test_overlay_picks_smallest_and_largest_budget_at_lowest_seed(fixture_results):
-    runs, _ = report.read_runs(fixture_results["mri"] + fixture_results["rs"])
-    found = report.find_overlays(runs)
+    runs, _ = read_runs(fixture_results["mri"] + fixture_results["rs"])
+    found = find_overlays(runs)
     assert len(found) == len(runs)
-    picked = [(r.method, r.variant, r.budget, r.seed) for r, _ in report.pick_overlays(found, "rs", None)]
+    picked = [(r.method, r.variant, r.budget, r.seed) for r, _ in pick_overlays(found, "rs", None)]
     assert picked == [("none", "dual", "5", 0), ("none", "early", "5", 0), ("hpcl", "dual", "5", 0), ("hpcl", "early", "5", 0),
                       ("none", "dual", "100", 0), ("none", "early", "100", 0)]
-    assert [r.budget for r, _ in report.pick_overlays(found, "mri", ["all"])] == ["all"]
+    assert [r.budget for r, _ in pick_overlays(found, "mri", ["all"])] == ["all"]
     # given explicitly, an overlay belongs to the --input metrics.json in its folder
     one = fixture_results["mri"][0].parent / "overlay.npz"
-    assert list(report.find_overlays(runs, [one]).values()) == [one]
+    assert list(find_overlays(runs, [one]).values()) == [one]
     with pytest.raises(InputError, match="no --input metrics.json in the same folder"):
-        report.find_overlays(runs[1:], [one])
+        find_overlays(runs[1:], [one])
 
 
 def test_bad_overlay_is_an_input_error(tmp_path):
     path = tmp_path / "overlay.npz"
     np.savez(path, image=np.zeros((1, 3, 4, 4)), truth=np.zeros((1, 3, 4, 5), np.uint8), pred=np.zeros((1, 3, 4, 4), np.uint8), subject=np.array(["a"]))
     with pytest.raises(InputError, match="one shape"):
-        report.read_overlay(path, "mri")
+        read_overlay(path, "mri")
     with pytest.raises(InputError, match="lacks arrays"):
-        report.read_overlay(path, "rs")
+        read_overlay(path, "rs")
 
 
 # ---------------------------------------------------------------------------------- the stage
@@ -365,7 +371,7 @@ def test_every_tidy_cell_appears_in_the_page(report_dir, tidy):
     reader = _TableReader("tidy")
     reader.feed((report_dir / "index.html").read_text())
     header, *rows = reader.rows
-    assert header == report.TIDY_COLUMNS
+    assert header == TIDY_COLUMNS
     assert len(rows) == len(tidy)
     for row, expected in zip(rows, tidy.to_dict("records"), strict=True):
         got = dict(zip(header, row, strict=True))
@@ -399,6 +405,28 @@ def test_tables_only_and_domains_without_results(fixture_results, tmp_path):
     out = tmp_path / "placeholders"
     assert run_stage("--input", str(fixture_results["mri"][0]), "--out", str(out), "--domains", "rs") == 0
     assert (out / "plots" / "rs_overlays.png").is_file() and (out / "plots" / "mri_budget.png").is_file()
+
+
+def test_one_report_stage_under_three_names(fixture_results, tmp_path):
+    """`segpretrain report` (console script, `python -m segcore`), `medseg report` and `rs report`
+    are one stage: the same functions, the same outputs."""
+    import medseg.cli
+    import rs.cli
+    from segcore import cli
+
+    assert cli.REPORT_STAGE in medseg.cli.STAGES and cli.REPORT_STAGE in rs.cli.STAGES and cli.STAGES == [cli.REPORT_STAGE]
+    scripts = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text().split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    assert '\nsegpretrain = "segcore.cli:main"' in scripts
+    inputs = [str(p) for p in fixture_results["mri"]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "segcore", "report", "--input", *inputs, "--out", str(tmp_path / "neutral"), "--no-plots"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "[segpretrain report]" in proc.stderr
+    for name, main in (("medseg", medseg.cli.main), ("rs", rs.cli.main)):
+        assert main(["report", "--input", *inputs, "--out", str(tmp_path / name), "--no-plots"]) == 0
+        for table in ("tables.md", "mri_summary.csv", "mri_gains.csv", "paired_stats.csv"):
+            assert (tmp_path / name / table).read_bytes() == (tmp_path / "neutral" / table).read_bytes(), (name, table)
 
 
 def test_bad_input_exits_2_and_leaves_no_output(tmp_path, capsys):

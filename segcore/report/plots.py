@@ -7,7 +7,6 @@ Every function returns a ``Figure``; :func:`save_figure` writes it as PNG and SV
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from segcore.report.domains import budget_order
 
 # colour-blind-safe, readable on grey MRI and on RGB composites
 CLASS_COLORS = ["#e41a1c", "#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#a65628"]
@@ -63,24 +64,17 @@ def _panel_grid(
     return fig, axes
 
 
-def _budget_sort(budget: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(budget), "")
-    except ValueError:
-        return (2, math.inf, "") if budget == "all" else (1, math.inf, budget)
-
-
 def budget_figure(
     stats: pd.DataFrame, panels: Sequence[tuple[str, str, str]], method_order: Sequence[str] = (), xlabel: str = "label budget",
 ) -> Figure:
     """Metric against label budget, one line per method (× variant), error bars = sd over seeds.
 
-    ``stats``: rows of :func:`segcore.report.seed_summary` (columns method, variant, budget,
+    ``stats``: rows of :func:`segcore.report.statistics.seed_summary` (columns method, variant, budget,
     metric, class, mean, sd, n). ``panels``: (metric, class, axis label), one panel each. The
     budget axis is categorical in budget order (``"all"`` last); lines are nudged sideways so
     their error bars do not hide each other.
     """
-    budgets = sorted(set(stats["budget"]), key=_budget_sort)
+    budgets = sorted(set(stats["budget"]), key=budget_order)
     xpos = {b: i for i, b in enumerate(budgets)}
     methods = list(dict.fromkeys([*method_order, *sorted(set(stats["method"]))]))
     variants = sorted(set(stats["variant"]))
@@ -94,7 +88,7 @@ def budget_figure(
             g = sub[(sub["method"] == method) & (sub["variant"] == variant)]
             if g.empty:
                 continue
-            g = g.iloc[sorted(range(len(g)), key=lambda r: _budget_sort(g["budget"].iloc[r]))]
+            g = g.iloc[sorted(range(len(g)), key=lambda r: budget_order(g["budget"].iloc[r]))]
             shift = (k - (len(lines) - 1) / 2) * (width / max(len(lines) - 1, 1)) if len(lines) > 1 else 0.0
             x = np.array([xpos[b] for b in g["budget"]], dtype=float) + shift
             sd = np.nan_to_num(g["sd"].to_numpy(dtype=float), nan=0.0)  # one seed: no bar
