@@ -105,6 +105,7 @@ def evaluate_one(args: argparse.Namespace, data: PreparedData) -> None:
         write_json(tmp / "metrics.json", {
             "domain": "mri", "dataset": data.manifest.get("dataset", Path(args.data).name), "split": args.split,
             "method": run.get("method", ckpt.get("method", "none")), "budget": run.get("budget"), "seed": run.get("seed"),
+            "label_seed": run.get("label_seed"),  # the labeled set: repeats of one set share it (docs/report.md)
             "classes": classes[1:], **summary,
         })
         write_yaml(tmp / "config.yaml", resolved_args(args))

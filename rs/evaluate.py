@@ -138,6 +138,7 @@ def evaluate_one(args: argparse.Namespace, data: PreparedData) -> None:
             "domain": "rs", "dataset": data.manifest.get("dataset", Path(args.data).name), "split": args.split,
             "method": run.get("method", "none"), "variant": run.get("variant", ckpt["network"]["name"]),
             "budget": run.get("budget"), "seed": run.get("seed"), "n_tiles": len(groups),
+            "label_seed": run.get("label_seed"),  # the labeled set: repeats of one set share it (docs/report.md)
             "scope": "scenes" if scenes else "tiles", "scenes": scenes, **scores, "tiles": tiles,
         })
         np.savez_compressed(tmp / "overlay.npz", **overlay_tiles(net, data, indices))

@@ -38,15 +38,29 @@ def format_cell(mean: float, sd: float, n: int, metric: str = "") -> str:
     return f"{format_value(mean, metric)} ± {format_value(sd, metric)} (n={n})"
 
 
+SINGLE_SET_MARK = "‡"
+
+
 def format_gain(row: Mapping[str, Any], metric: str) -> str:
-    """``"+0.090 ± 0.046 (n=3, p=0.0766, wins 3/3)"``."""
+    """``"+0.090 ± 0.046 (n=3, p=0.0766, wins 3/3)"``; where runs repeat a labeled set, the
+    split of the spread (``"; 2 labeled sets: sd 0.030 between, 0.020 within (69% between)"``
+    inside the brackets), and where one labeled set carries the gain, the mark and the mean gain
+    without that set (``" ‡ one labeled set carries it: +0.010 without set 2"``)."""
     n = int(row["n_pairs"])
     if n == 0:
         return "no paired seeds"
     fmt = ".2f" if metric.startswith("hd") else ".3f"
     sd = "–" if not math.isfinite(row["sd_diff"]) else format(row["sd_diff"], fmt)
     p = "–" if not math.isfinite(row["p_value"]) else f"{row['p_value']:.3g}"
-    return f"{row['mean_diff']:+{fmt}} ± {sd} (n={n}, p={p}, wins {int(row['wins'])}/{n})"
+    text = f"{row['mean_diff']:+{fmt}} ± {sd} (n={n}, p={p}, wins {int(row['wins'])}/{n}"
+    share = float(row.get("share_between", math.nan))
+    if math.isfinite(share):
+        text += (f"; {int(row['n_sets'])} labeled sets: sd {row['sd_between']:{fmt}} between, "
+                 f"{row['sd_within']:{fmt}} within ({share:.0%} between)")
+    text += ")"
+    if row.get("single_set"):
+        text += f" {SINGLE_SET_MARK} one labeled set carries it: {row['mean_without_best']:+{fmt}} without set {row['best_set']}"
+    return text
 
 
 @dataclass
@@ -183,7 +197,10 @@ def gains_table(pairs: pd.DataFrame, domain: str, headline: Headline, baseline: 
         index_names=["method"], columns=budgets,
         note=(f"Method minus '{baseline}' (same variant, same budget, same seed): mean ± sd of the differences, "
               f"n pairs, paired t-test p (– with fewer than two pairs or identical differences), seeds where the method is better "
-              f"({direction} is better)."),
+              f"({direction} is better). Where runs repeat a labeled set (same label_seed, other seed): sd of the differences "
+              f"between labeled sets and within a set, run to run (random-effects estimates). {SINGLE_SET_MARK}: one labeled set "
+              f"carries the gain: without the set of the largest gain the mean gain falls below half or changes sign "
+              f"(docs/report.md)."),
     )
     multi_dataset = sub["dataset"].nunique() > 1
     lookup = {(r["dataset"], r["method"], r["variant"], r["budget"]): r for r in sub.to_dict("records")}

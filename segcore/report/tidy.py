@@ -1,7 +1,10 @@
 """Reading metrics.json files into the tidy table (one row per number).
 
 The tidy table has one row per number: ``domain, dataset, split, method, variant, budget,
-seed, scope, class, metric, value, source``. ``scope`` is a subject id (MRI per-subject
+seed, label_seed, scope, class, metric, value, source``. ``label_seed`` names the labeled set
+the run was fine-tuned on (``rs/medseg finetune --label-seed``); runs that share it are repeats
+on one labeled set. A metrics.json without it (written before it was recorded) gets its
+``seed``, which is what fine-tuning uses when ``--label-seed`` is not given. ``scope`` is a subject id (MRI per-subject
 values) or ``"all"`` (a value over the whole evaluated split); ``class`` is ``""`` for values
 that are not of one class (``dice_mean``, ``miou``, ``f1``). Summary keys named
 ``<metric>_<class>`` become ``metric=<metric>, class=<class>`` (``dice_RV`` → ``dice``/``RV``,
@@ -23,7 +26,9 @@ import pandas as pd
 from segcore.errors import InputError
 from segcore.report.domains import budget_text
 
-TIDY_COLUMNS = ["domain", "dataset", "split", "method", "variant", "budget", "seed", "scope", "class", "metric", "value", "source"]
+TIDY_COLUMNS = [
+    "domain", "dataset", "split", "method", "variant", "budget", "seed", "label_seed", "scope", "class", "metric", "value", "source",
+]
 # one evaluated cell, before seeds
 CELL = ["domain", "dataset", "method", "variant", "budget"]
 RUN_SCOPE = "all"
@@ -44,6 +49,7 @@ class RunRecord:
     seed: int
     source: Path
     classes: tuple[str, ...] = ()
+    label_seed: int = 0  # the labeled set (see the module docstring)
 
     @property
     def cell(self) -> tuple[str, str, str, str, str]:
@@ -85,6 +91,10 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[dict[str, Any]]]:
         seed = int(m["seed"])
     except (TypeError, ValueError) as err:
         raise InputError(path, f"seed {m['seed']!r} is not an integer") from err
+    try:
+        label_seed = seed if m.get("label_seed") is None else int(m["label_seed"])
+    except (TypeError, ValueError) as err:
+        raise InputError(path, f"label_seed {m['label_seed']!r} is not an integer") from err
     summary: dict[str, Any] = m["summary"]
     classes = [str(c) for c in (m.get("classes") or [])] + [str(c) for c in (m.get("class_names") or [])]
     for value in summary.values():
@@ -93,11 +103,11 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[dict[str, Any]]]:
     run = RunRecord(
         domain=str(m["domain"]), dataset=str(m.get("dataset") or ""), split=str(m.get("split") or "test"),
         method=str(m["method"]), variant=str(m.get("variant") or ""), budget=budget_text(m["budget"]),
-        seed=seed, source=path, classes=tuple(dict.fromkeys(classes)),
+        seed=seed, source=path, classes=tuple(dict.fromkeys(classes)), label_seed=label_seed,
     )
     base = {
         "domain": run.domain, "dataset": run.dataset, "split": run.split, "method": run.method, "variant": run.variant,
-        "budget": run.budget, "seed": run.seed, "source": str(path),
+        "budget": run.budget, "seed": run.seed, "label_seed": run.label_seed, "source": str(path),
     }
     rows: list[dict[str, Any]] = []
 
@@ -163,6 +173,7 @@ def read_runs(paths: Iterable[str | Path]) -> tuple[list[RunRecord], pd.DataFram
         rows += run_rows
     tidy = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     tidy["seed"] = tidy["seed"].astype(np.int64)
+    tidy["label_seed"] = tidy["label_seed"].astype(np.int64)
     tidy["value"] = tidy["value"].astype(np.float64)
     return runs, tidy
 

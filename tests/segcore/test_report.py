@@ -25,7 +25,13 @@ from segcore.errors import InputError
 from segcore.report.domains import HEADLINE
 from segcore.report.logs import describe_log, expand_paths, select_finetune_logs
 from segcore.report.overlays import find_overlays, pick_overlays, read_overlay
-from segcore.report.statistics import paired_comparison, paired_stats, seed_summary
+from segcore.report.statistics import (
+    leave_best_set_out,
+    paired_comparison,
+    paired_stats,
+    seed_summary,
+    variance_split,
+)
 from segcore.report.tables import gains_table, headline_table, per_class_table
 from segcore.report.tidy import TIDY_COLUMNS, load_metrics, read_runs
 from tests.data.report import make
@@ -221,6 +227,82 @@ def test_paired_comparison_pairs_within_variant_and_budget(tidy):
 
 
 # ---------------------------------------------------------------------------------- tables
+
+
+def test_variance_split_known_values():
+    # balanced: sets A (0.1, 0.3), B (0.5, 0.7); set means 0.2, 0.6, mean 0.4
+    # MS_within = 4 × 0.01 / (4 − 2) = 0.02; MS_between = 2 × (0.04 + 0.04) / 1 = 0.16; n0 = 2
+    # var_between = (0.16 − 0.02) / 2 = 0.07; share 0.07 / 0.09
+    got = variance_split([0.1, 0.3, 0.5, 0.7], ["A", "A", "B", "B"])
+    assert got["n_sets"] == 2 and got["sd_within"] == pytest.approx(math.sqrt(0.02)) and got["sd_between"] == pytest.approx(math.sqrt(0.07))
+    assert got["share_between"] == pytest.approx(0.07 / 0.09)
+    # unbalanced: A (1, 2, 3), B (5): MS_within = 2 / 2 = 1; MS_between = 3 × 0.75² + 2.25² = 6.75; n0 = (4 − 10/4) / 1 = 1.5
+    got = variance_split([1.0, 2.0, 3.0, 5.0], [0, 0, 0, 1])
+    assert got["sd_within"] == pytest.approx(1.0) and got["sd_between"] ** 2 == pytest.approx((6.75 - 1.0) / 1.5)
+    # equal set means: the between estimate (MS_between − MS_within) / n0 is negative, taken as 0
+    got = variance_split([0.0, 1.0, 0.0, 1.0], [0, 0, 1, 1])
+    assert got["sd_between"] == 0.0 and got["share_between"] == 0.0 and got["sd_within"] == pytest.approx(math.sqrt(0.5))
+    # one run per set (set and run confounded), or one set: not defined
+    for diffs, sets in (([0.1, 0.2, 0.4], [0, 1, 2]), ([0.1, 0.2], [0, 0])):
+        got = variance_split(diffs, sets)
+        assert math.isnan(got["sd_between"]) and math.isnan(got["sd_within"]) and math.isnan(got["share_between"])
+    assert variance_split([0.1, 0.2, 0.4], [0, 1, 2])["n_sets"] == 3
+
+
+def test_leave_best_set_out_marks_a_gain_one_set_carries():
+    # gain 0.1333 carried by set 0 (0.5): without it −0.05, a change of sign
+    got = leave_best_set_out([0.5, 0.0, -0.1], [0, 1, 2])
+    assert got == {"best_set": "0", "mean_without_best": pytest.approx(-0.05), "single_set": True}
+    # the fixture's Dice gains 0.10, 0.04, 0.13: without set 2 (0.13) 0.07 ≥ 0.09 / 2
+    got = leave_best_set_out([0.10, 0.04, 0.13], [0, 1, 2])
+    assert got == {"best_set": "2", "mean_without_best": pytest.approx(0.07), "single_set": False}
+    # exactly half is not below half: gain 1, without set 0 (2.0) 0.5
+    assert not leave_best_set_out([2.0, 1.0, 0.0], [0, 1, 2])["single_set"]
+    # lower is better (HD95): the best set has the most negative difference
+    got = leave_best_set_out([-3.0, 0.2, 0.1], ["a", "b", "c"], higher_better=False)
+    assert got == {"best_set": "a", "mean_without_best": pytest.approx(0.15), "single_set": True}
+    # sets of several runs: set means decide, every pair of the best set leaves; a loss is never marked
+    got = leave_best_set_out([0.4, 0.2, 0.0, 0.1], [1, 1, 2, 2])
+    assert got == {"best_set": "1", "mean_without_best": pytest.approx(0.05), "single_set": True}
+    assert not leave_best_set_out([-0.5, 0.0, 0.1], [0, 1, 2])["single_set"]
+    assert leave_best_set_out([0.5, 0.4], [0, 0]) == {"best_set": "", "mean_without_best": pytest.approx(math.nan, nan_ok=True), "single_set": False}
+
+
+def _repeat_runs(root: Path, diffs: dict[int, tuple[int, float]], base_label_seed: dict[int, int] | None = None) -> list[Path]:
+    """MRI runs of 'none' and 'GD' at budget 1: seed → (label_seed, GD − none); none's Dice 0.5."""
+    files = []
+    for seed, (label_seed, diff) in diffs.items():
+        for method, value, ls in (("none", 0.5, (base_label_seed or {}).get(seed, label_seed)), ("GD", 0.5 + diff, label_seed)):
+            path = root / method / f"seed_{seed}" / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"domain": "mri", "method": method, "budget": "1", "seed": seed, "label_seed": ls,
+                                        "summary": {"dice_mean": value}}))
+            files.append(path)
+    return files
+
+
+def test_gains_split_the_spread_by_labeled_set(tmp_path):
+    # two labeled sets, two training seeds each: differences 0.1, 0.3 (set 0) and 0.5, 0.7 (set 1)
+    files = _repeat_runs(tmp_path / "a", {0: (0, 0.1), 1: (0, 0.3), 2: (1, 0.5), 3: (1, 0.7)})
+    tidy = load_metrics(files)
+    assert tidy.groupby("seed")["label_seed"].first().tolist() == [0, 0, 1, 1]
+    row = paired_comparison(tidy, "dice_mean").iloc[0]
+    assert (row.n_sets, row.best_set, bool(row.single_set)) == (2, "1", False)
+    assert row.sd_between == pytest.approx(math.sqrt(0.07)) and row.sd_within == pytest.approx(math.sqrt(0.02))
+    assert row.mean_without_best == pytest.approx(0.2)  # 0.2 ≥ 0.4 / 2: not carried by set 1 alone
+    p = scipy_stats.ttest_1samp([0.1, 0.3, 0.5, 0.7], 0.0).pvalue
+    cell = gains_table(paired_comparison(tidy, "dice_mean"), "mri", HEADLINE["mri"][0]).rows[0][1][0]
+    assert cell == f"+0.400 ± 0.258 (n=4, p={p:.3g}, wins 4/4; 2 labeled sets: sd 0.265 between, 0.141 within (78% between))"
+    # one labeled set carries the gain: set 1 is +0.6 and +0.7, the others about 0
+    files = _repeat_runs(tmp_path / "b", {0: (0, 0.0), 1: (0, 0.02), 2: (1, 0.6), 3: (1, 0.7), 4: (2, -0.02), 5: (2, 0.0)})
+    row = paired_comparison(load_metrics(files), "dice_mean").iloc[0]
+    assert bool(row.single_set) and row.best_set == "1" and row.mean_without_best == pytest.approx(0.0)
+    cell = gains_table(paired_comparison(load_metrics(files), "dice_mean"), "mri", HEADLINE["mri"][0]).rows[0][1][0]
+    assert cell.endswith("‡ one labeled set carries it: +0.000 without set 1") and "3 labeled sets" in cell
+    # a method trained on other labeled sets than its baseline: a pair's set is the two of them
+    files = _repeat_runs(tmp_path / "c", {0: (0, 0.1), 1: (0, 0.3), 2: (0, 0.5)}, base_label_seed={0: 0, 1: 0, 2: 5})
+    row = paired_comparison(load_metrics(files), "dice_mean").iloc[0]
+    assert row.n_sets == 2 and row.sd_within == pytest.approx(math.sqrt(0.02))
 
 
 def test_headline_table_cells_and_best_per_column(seed_stats):
