@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from segcore.report.domains import BUDGET_AXIS, DOMAIN_TITLE, method_order, row_label
-from segcore.report.logs import LogRun, read_lightning_log, select_finetune_logs
+from segcore.report.logs import LogRun, read_lightning_log, read_selection, select_finetune_logs
 from segcore.report.overlays import pick_overlays, read_overlay
 from segcore.report.page import figure_html
 from segcore.report.tables import domain_headlines
@@ -22,10 +22,11 @@ def domain_figures(
     tmp: Path, domain: str, stats: pd.DataFrame, runs: Sequence[RunRecord], overlays: Mapping[RunRecord, Path],
     logs: Sequence[LogRun], args: argparse.Namespace,
 ) -> list[str]:
-    """Draw the domain's four figures into ``tmp/plots`` (PNG + SVG); return their HTML.
+    """Draw the domain's figures into ``tmp/plots`` (PNG + SVG); return their HTML.
 
     The file names are fixed (``<domain>_budget``, ``_overlays``, ``_finetune_curves``,
-    ``_pretrain_curves``) so a workflow can declare them; a figure without data says so.
+    ``_selection``, ``_pretrain_curves``) so a workflow can declare them; a figure without data
+    says so.
     """
     from segcore.report import plots  # matplotlib only when drawing
 
@@ -64,6 +65,16 @@ def domain_figures(
     curves = [plots.Curve(f"budget {lg.budget}", row_label(lg.method, lg.variant), read_lightning_log(lg.path)) for lg in finetune]
     fig = plots.curves_figure(curves, title="fine-tuning: training loss and validation") if curves else plots.message_figure(f"{domain}: no fine-tuning logs")
     emit(f"{domain}_finetune_curves", fig, f"{DOMAIN_TITLE.get(domain, domain)}: fine-tuning curves (Lightning logs), one line per seed, colour = label budget", bool(curves))
+
+    picks = [sel for sel in (read_selection(lg) for lg in finetune) if sel is not None]
+    lines = [plots.SelectionLine(row_label(sel.run.method, sel.run.variant), sel.run.budget, f"seed {sel.run.seed}", sel.steps, sel.values,
+                                 sel.best_step, sel.best_value) for sel in picks]
+    metrics = ", ".join(dict.fromkeys(sel.metric for sel in picks)) or "validation score"
+    fig = (plots.selection_figure(lines, ylabel=metrics, title="fine-tuning: validation score and the selected step") if lines
+           else plots.message_figure(f"{domain}: no train.json with a validation history"))
+    emit(f"{domain}_selection", fig, f"{DOMAIN_TITLE.get(domain, domain)}: model selection in fine-tuning, one panel per cell: the validation "
+         f"score ({metrics}, train.json history) at each validation, one line per seed; the star marks the step whose weights were kept "
+         "(the first best score)", bool(lines))
 
     pretrain = sorted((lg for lg in logs if lg.domain == domain and lg.stage == "pretrain"), key=lambda lg: lg.label)
     curves = [plots.Curve(lg.label, "pretraining", read_lightning_log(lg.path)) for lg in pretrain]

@@ -7,6 +7,7 @@ Every function returns a ``Figure``; :func:`save_figure` writes it as PNG and SV
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +288,61 @@ def curves_figure(curves: Sequence[Curve], columns: Sequence[str] | None = None,
             ax.grid(True, alpha=0.3)
             ax.tick_params(labelsize=7)
     handles = [Line2D([], [], color=LINE_COLORS[k % len(LINE_COLORS)], label=lab) for k, lab in enumerate(labels)]
+    fig.legend(handles=handles, loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+@dataclass
+class SelectionLine:
+    """One fine-tuning run's validation scores (``values`` at ``steps``) in the panel of its
+    cell (``row``: method [variant]; ``column``: label budget); ``label`` names the run (its
+    seed) and picks the colour; the selected step ``best_step`` (None: not recorded) is marked."""
+
+    row: str
+    column: str
+    label: str
+    steps: Sequence[int]
+    values: Sequence[float]
+    best_step: int | None
+    best_value: float
+
+
+SELECTED_MARKER = "*"
+
+
+def selection_figure(lines: Sequence[SelectionLine], ylabel: str = "validation score", title: str = "") -> Figure:
+    """Model selection in fine-tuning: a panel per cell (rows method × variant in the given
+    order, columns label budget in budget order), a line per run through its validation scores, and a star on
+    the step whose weights were kept. Panels of cells that were not run stay empty."""
+    rows = list(dict.fromkeys(line.row for line in lines))
+    cols = sorted(dict.fromkeys(line.column for line in lines), key=budget_order)
+    labels = list(dict.fromkeys(line.label for line in lines))
+    fig, axes = _panel_grid(len(rows), len(cols), (2.8, 1.9), left_in=0.9, right_in=1.7, top_in=0.8, gap_in=(0.6, 0.55))
+    used: set[tuple[int, int]] = set()
+    for line in lines:
+        i, j = rows.index(line.row), cols.index(line.column)
+        ax = axes[i, j]
+        color = LINE_COLORS[labels.index(line.label) % len(LINE_COLORS)]
+        ax.plot(np.asarray(line.steps), np.asarray(line.values, dtype=float), color=color, linewidth=1.0, marker="o", markersize=2.5)
+        if line.best_step is not None and math.isfinite(line.best_value):
+            ax.plot([line.best_step], [line.best_value], linestyle="none", marker=SELECTED_MARKER, markersize=11, color=color,
+                    markeredgecolor="black", markeredgewidth=0.6, zorder=3)
+        if (i, j) not in used:
+            used.add((i, j))
+            ax.set_title(f"{line.row}, budget {line.column}", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_xlabel("step", fontsize=8)
+            ax.grid(True, alpha=0.3)
+            ax.tick_params(labelsize=7)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if (i, j) not in used:
+                axes[i, j].set_axis_off()
+    handles = [Line2D([], [], color=LINE_COLORS[k % len(LINE_COLORS)], label=lab) for k, lab in enumerate(labels)]
+    handles.append(Line2D([], [], linestyle="none", marker=SELECTED_MARKER, markersize=10, color="#999999", markeredgecolor="black",
+                          label="selected step"))
     fig.legend(handles=handles, loc="upper right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)

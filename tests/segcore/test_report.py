@@ -23,8 +23,15 @@ from scipy import stats as scipy_stats
 from segcore.cli import run_cli
 from segcore.errors import InputError
 from segcore.report.domains import HEADLINE
-from segcore.report.logs import describe_log, expand_paths, select_finetune_logs
+from segcore.report.logs import describe_log, expand_paths, read_selection, select_finetune_logs
 from segcore.report.overlays import find_overlays, pick_overlays, read_overlay
+from segcore.report.pretext import (
+    collapse_step,
+    pretext_status,
+    pretext_table,
+    read_pretrain_record,
+)
+from segcore.report.resources import resource_summary, resources_table
 from segcore.report.statistics import (
     leave_best_set_out,
     paired_comparison,
@@ -391,6 +398,115 @@ def test_bad_overlay_is_an_input_error(tmp_path):
         read_overlay(path, "mri")
     with pytest.raises(InputError, match="lacks arrays"):
         read_overlay(path, "rs")
+
+
+def test_selection_history_and_best_step_from_train_json(tmp_path):
+    log = make.lightning_log(tmp_path / "mri" / "finetune" / "GD" / "budget_1" / "seed_3" / "logs" / "metrics.csv", "val/dice", 3)
+    make.finetune_record(log.parents[1], "GD", "1", 3, [(40, 0.5), (80, 0.7), (120, None), (160, 0.7)], best_step=80)
+    sel = read_selection(describe_log(log))
+    assert (sel.metric, sel.steps, sel.best_step, sel.best_value) == ("val_dice", (40, 80, 120, 160), 80, 0.7)
+    assert sel.values[:2] == (0.5, 0.7) and math.isnan(sel.values[2])  # null: a NaN score
+    # an older train.json without a history, and a run without train.json: nothing to draw
+    (log.parents[1] / "train.json").write_text(json.dumps({"method": "GD", "budget": "1", "seed": 3}))
+    assert read_selection(describe_log(log)) is None
+    bare = make.lightning_log(tmp_path / "rs" / "finetune" / "none" / "early" / "pct_5" / "seed_0" / "logs" / "metrics.csv", "val/miou", 0)
+    assert describe_log(bare).train is None and read_selection(describe_log(bare)) is None
+    (log.parents[1] / "train.json").write_text(json.dumps({"history": [{"step": 1, "val_dice": 0.5}, {"step": 2, "val_miou": 0.5}]}))
+    with pytest.raises(InputError, match="'history' is not a list") as err:
+        read_selection(describe_log(log))
+    assert err.value.path == str(log.parents[1] / "train.json")
+
+
+def test_pretext_status_against_chance(tmp_path):
+    chance = math.log(4097)  # InfoNCE with a queue of 4096 negatives and one positive: 8.318
+    # 8 steps, window 0.25 → steps 0 and 1; 5 % of chance = 0.416
+    collapsed = make.pretrain_record(tmp_path / "rs" / "pretrain" / "hpcl-ssl" / "dual", "hpcl-ssl", "pretrain",
+                                     [8.3, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1], chance, variant="dual")
+    run = read_pretrain_record(collapsed)
+    assert (run.domain, run.method, run.stage, run.chance) == ("rs", "hpcl-ssl [dual]", "pretrain", pytest.approx(chance))
+    assert collapse_step(run.losses, chance) == 1
+    assert pretext_status(run) == "collapsed: the pretext task is trivially solved (loss 0.3 < 5% of chance at step 1)"
+    # the same fall after the first quarter is learning, not collapse; a stricter fraction does not fire either
+    late = make.pretrain_record(tmp_path / "late", "GD", "global", [8.3, 6.0, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1], chance)
+    assert collapse_step(read_pretrain_record(late).losses, chance) is None
+    assert pretext_status(read_pretrain_record(late)) == "below chance"
+    assert pretext_status(run, fraction=0.01) == "below chance"
+    assert collapse_step(run.losses, chance, window=0.125) is None  # only step 0 (8.3)
+    stuck = make.pretrain_record(tmp_path / "mri" / "pretrain" / "GD", "GD", "global", [3.5, 3.48, 3.47], 3.4657)  # log(32)
+    assert pretext_status(read_pretrain_record(stuck)) == "not below chance"
+    old = make.pretrain_record(tmp_path / "mri" / "pretrain" / "GD+LR", "GD+LR", "local", [2.0, 1.5])  # no chance_loss
+    assert read_pretrain_record(old).chance is None and pretext_status(read_pretrain_record(old)) == ""
+    table = pretext_table([read_pretrain_record(p) for p in (stuck, old, collapsed)], "mri")
+    assert table.rows == [(("GD", "global"), ["3.500", "3.470", "3.466", "1.00", "not below chance"]),
+                          (("GD+LR", "local"), ["2.000", "1.500", "–", "–", ""])]
+
+
+@pytest.mark.parametrize(("record", "problem"), [
+    ({"method": "GD", "stage": "global"}, "needs 'loss_history'"),
+    ({"loss_history": [1.0, "x"]}, "not a number"),
+    ({"loss_history": [1.0], "chance_loss": -1.0}, "'chance_loss' must be a positive number"),
+])
+def test_bad_pretraining_record_names_file_and_problem(tmp_path, record, problem):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=problem) as err:
+        read_pretrain_record(path)
+    assert err.value.path == str(path)
+
+
+def test_resources_per_rule_from_benchmark_files(tmp_path):
+    bench = tmp_path / "results" / "benchmarks"
+    files = [
+        make.benchmark_tsv(bench / "mri_finetune" / "GD_budget_1.tsv", [100.0], [812.5]),
+        make.benchmark_tsv(bench / "mri_finetune" / "none_budget_1.tsv", [60.0, 80.0], [700.0, 750.0]),  # repeat(2): mean 70
+        make.benchmark_tsv(bench / "report" / "report.tsv", [0.4], [None]),  # ended before the first sample
+        make.benchmark_tsv(tmp_path / "elsewhere" / "job.tsv", [5.0], [100.0]),  # no benchmarks folder: the file's folder
+    ]
+    summary = resource_summary(files)
+    assert summary.to_dict("records")[:2] == [
+        {"rule": "mri_finetune", "jobs": 2, "total_s": pytest.approx(170.0), "max_s": pytest.approx(100.0), "max_rss_mib": pytest.approx(812.5)},
+        {"rule": "elsewhere", "jobs": 1, "total_s": pytest.approx(5.0), "max_s": pytest.approx(5.0), "max_rss_mib": pytest.approx(100.0)},
+    ]
+    assert summary.iloc[2]["rule"] == "report" and math.isnan(summary.iloc[2]["max_rss_mib"])
+    assert resources_table(summary).rows[0] == (("mri_finetune",), ["2", "170.0", "100.0", "812"])
+    assert resources_table(summary).rows[2] == (("report",), ["1", "0.4", "0.4", "–"])
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("seconds\n1\n")
+    with pytest.raises(InputError, match="columns s and max_rss") as err:
+        resource_summary([bad])
+    assert err.value.path == str(bad)
+
+
+def test_stage_with_selection_pretraining_and_benchmarks(fixture_results, tmp_path):
+    """The new inputs end to end: model selection figure, pretext table, compute table."""
+    root = tmp_path / "results"
+    inputs = []
+    for method, budget in (("none", "1"), ("GD", "1"), ("none", "all")):
+        for seed in make.MRI_DICE[method, budget]:
+            inputs.append(make.mri_run(root, method, budget, seed, overlay=False))
+            run_dir = root / "mri" / "finetune" / method / f"budget_{budget}" / f"seed_{seed}"
+            make.lightning_log(run_dir / "logs" / "metrics.csv", "val/dice", seed)
+            make.finetune_record(run_dir, method, budget, seed, [(20, 0.5), (40, 0.6 + 0.01 * seed), (60, 0.55)], best_step=40)
+    chance = math.log(65)
+    make.pretrain_record(root / "mri" / "pretrain" / "GD", "GD", "global", [4.0] + [0.1] * 7, chance)  # steps 0, 1 in the window
+    make.benchmark_tsv(root / "benchmarks" / "mri_finetune" / "GD_budget_1.tsv", [30.0], [512.0])
+    out = tmp_path / "report"
+    rc = run_stage("--input", *map(str, inputs), "--out", str(out), "--logs", str(root / "mri" / "finetune" / "**" / "metrics.csv"),
+                   "--pretrain", str(root / "mri" / "pretrain" / "*" / "train.json"), "--benchmarks", str(root / "benchmarks" / "**" / "*.tsv"))
+    assert rc == 0
+    page = (out / "index.html").read_text()
+    assert (out / "plots" / "mri_selection.png").stat().st_size > 1000 and "MRI: model selection in fine-tuning" in page
+    pretrain = pd.read_csv(out / "mri_pretrain.csv", keep_default_na=False, dtype=str)
+    assert pretrain.columns.tolist() == ["method", "stage", "first loss", "last loss", "chance", "last/chance", "status"]
+    assert pretrain.iloc[0].tolist() == ["GD", "global", "4.000", "0.100", "4.174", "0.02",
+                                         "collapsed: the pretext task is trivially solved (loss 0.1 < 5% of chance at step 1)"]
+    assert "collapsed: the pretext task is trivially solved" in page and '<section id="compute">' in page
+    assert pd.read_csv(out / "resources.csv").to_dict("records") == [
+        {"rule": "mri_finetune", "jobs": 1, "total_s": 30.0, "max_s": 30.0, "max_rss_mib": 512.0}]
+    assert "| mri_finetune | 1 | 30.0 | 30.0 | 512 |" in (out / "tables.md").read_text()
+    # the options are checked before anything is written
+    assert run_stage("--input", *map(str, inputs), "--out", str(tmp_path / "x"), "--collapse-fraction", "1.5") == 2
+    assert not (tmp_path / "x").exists()
 
 
 # ---------------------------------------------------------------------------------- the stage
