@@ -319,7 +319,7 @@ def selection_figure(lines: Sequence[SelectionLine], ylabel: str = "validation s
     rows = list(dict.fromkeys(line.row for line in lines))
     cols = sorted(dict.fromkeys(line.column for line in lines), key=budget_order)
     labels = list(dict.fromkeys(line.label for line in lines))
-    fig, axes = _panel_grid(len(rows), len(cols), (2.8, 1.9), left_in=0.9, right_in=1.7, top_in=0.8, gap_in=(0.6, 0.55))
+    fig, axes = _panel_grid(len(rows), len(cols), (2.8, 1.9), left_in=0.9, right_in=1.7, top_in=0.8, gap_in=(0.6, 0.75))
     used: set[tuple[int, int]] = set()
     for line in lines:
         i, j = rows.index(line.row), cols.index(line.column)
@@ -343,7 +343,7 @@ def selection_figure(lines: Sequence[SelectionLine], ylabel: str = "validation s
     handles = [Line2D([], [], color=LINE_COLORS[k % len(LINE_COLORS)], label=lab) for k, lab in enumerate(labels)]
     handles.append(Line2D([], [], linestyle="none", marker=SELECTED_MARKER, markersize=10, color="#999999", markeredgecolor="black",
                           label="selected step"))
-    fig.legend(handles=handles, loc="upper right", fontsize=8)
+    fig.legend(handles=handles, loc="center right", fontsize=8)  # in the right margin, clear of the title
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
