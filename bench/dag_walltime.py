@@ -5,9 +5,9 @@
 
 Target: the default DAG (``make demo``) in ≤ 10 minutes on 2 cores.
 
-Runs ``snakemake --profile workflows/profiles/local --cores N --config results=<DIR>`` from the
-repository root with the venv's ``bin/`` first on PATH (what ``make demo`` runs, into a fresh
-results folder), and parses Snakemake's log: each job's start (the timestamp above its
+Runs ``snakemake --cores N --config results=<DIR>`` (with the workflow profile profiles/default,
+which Snakemake applies by itself) from the repository root with the venv's ``bin/`` first on
+PATH (what ``make demo`` runs, into a fresh results folder), and parses Snakemake's log: each job's start (the timestamp above its
 ``rule NAME:`` block) and end (above ``Finished jobid: N``), 1-second resolution. Per rule:
 jobs, total and mean job seconds, and for training stages the seconds inside the stage
 (``wall_seconds`` of each ``train.json``: model building, the training loop, validation; summed
@@ -119,8 +119,7 @@ def run_dag(results: Path, cores: int, log: Path) -> tuple[float, float, int]:
     """Run the default DAG into ``results`` (Snakemake's output to ``log``): its wall seconds, the
     CPU seconds (user + sys) of Snakemake and every job, and Snakemake's exit status."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    argv = [str(BIN / "snakemake"), "--profile", "workflows/profiles/local", "--cores", str(cores),
-            "--config", f"results={results}"]
+    argv = [str(BIN / "snakemake"), "--cores", str(cores), "--config", f"results={results}"]
     # RUSAGE_CHILDREN covers every waited-for descendant: snakemake waits for its jobs' shells,
     # the shells for the stages. CPU seconds hardly depend on what else runs; wall seconds do.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from segcore.cli import Stage, run_cli
+from segcore.cli import REPORT_STAGE, Stage, run_cli
 
 STAGES: list[Stage] = [
     ("demo-data", "generate the built-in cardiac MRI phantom dataset (nnU-Net raw layout)", "medseg.phantoms:add_demo_data_options", "medseg.phantoms:run_demo_data"),
@@ -13,7 +13,7 @@ STAGES: list[Stage] = [
     ("finetune", "fine-tune a 2D U-Net on N labeled volumes (from scratch or a checkpoint)", "medseg.config:MRIFinetuneConfig", "segcore.stages.finetune:run_finetune", "medseg.domain:MRIDomain"),
     ("evaluate", "score held-out subjects in native space (Dice, HD95) and write predictions", "medseg.config:MRIEvaluateConfig", "segcore.stages.evaluate:run_evaluate", "medseg.domain:MRIDomain"),
     ("predict", "segment NIfTI volumes with a fine-tuned model; NIfTI out with the input's affine", "medseg.config:MRIPredictConfig", "segcore.stages.predict:run_predict", "medseg.domain:MRIDomain"),
-    ("report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json", "segcore.report:add_report_options", "segcore.report:run_report"),
+    REPORT_STAGE,  # the same stage as `segpretrain report`
 ]
 
 

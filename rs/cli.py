@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from segcore.cli import Stage, run_cli
+from segcore.cli import REPORT_STAGE, Stage, run_cli
 
 STAGES: list[Stage] = [
     ("demo-data", "generate the built-in synthetic scenes (4-band GeoTIFF, DEM in another CRS, landslide labels)", "rs.synthetic:add_demo_data_options", "rs.synthetic:run_demo_data"),
@@ -13,7 +13,7 @@ STAGES: list[Stage] = [
     ("finetune", "fine-tune an early- or dual-fusion U-Net on a percentage of labeled tiles", "rs.config:RSFinetuneConfig", "segcore.stages.finetune:run_finetune", "rs.domain:RSDomain"),
     ("evaluate", "IoU per class, mIoU, landslide precision/recall/F1, overall accuracy on test tiles", "rs.config:RSEvaluateConfig", "segcore.stages.evaluate:run_evaluate", "rs.domain:RSDomain"),
     ("predict", "whole-scene sliding-window prediction written as a GeoTIFF with the input's CRS and transform", "rs.config:RSPredictConfig", "segcore.stages.predict:run_predict", "rs.domain:RSDomain"),
-    ("report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json", "segcore.report:add_report_options", "segcore.report:run_report"),
+    REPORT_STAGE,  # the same stage as `segpretrain report`
 ]
 
 

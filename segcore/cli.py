@@ -1,4 +1,5 @@
-"""Shared command-line conventions of the stage CLIs (``medseg <stage>``, ``rs <stage>``).
+"""Shared command-line conventions of the stage CLIs (``medseg <stage>``, ``rs <stage>``), and
+``segpretrain <stage>``: the stages of neither domain (today the report).
 
 * Option names are shared across both packages: ``--input``, ``--data``, ``--out``, ``--init``,
   ``--model``, ``--seed``, ``--config``.
@@ -194,3 +195,17 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
 def resolved_args(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments of a stage as a plain mapping, for the stage's ``config.yaml``."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("config", "overwrite")}
+
+
+# the report reads results of any domain: `segpretrain report`, with `medseg report` and
+# `rs report` as aliases of the same stage
+REPORT_STAGE: Stage = (
+    "report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json",
+    "segcore.report.cli:add_report_options", "segcore.report.cli:run_report",
+)
+STAGES: list[Stage] = [REPORT_STAGE]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``segpretrain <stage>`` (console script; also ``python -m segcore <stage>``)."""
+    return run_cli("segpretrain", "Stages of the pipeline that are not of one domain (MRI: medseg, remote sensing: rs).", STAGES, argv)

@@ -7,7 +7,8 @@ test is skipped when no cluster answers; in CI (CI=true) `.ci/run` brings one up
 cluster fails.
 
 A tiny experiment (MRI only, 8 phantom subjects, 1 seed, budget 1, no pretraining) runs twice:
-with `workflows/profiles/slurm` (every job through sbatch) and with the local profile. Training
+with `profiles/slurm` (every job but the local rules through sbatch) and with the workflow's
+default profile alone (`profiles/default`, which Snakemake applies to both runs). Training
 is deterministic on CPU with one thread, so the prepared arrays, the training records and the
 evaluation metrics must be equal.
 """
@@ -76,10 +77,13 @@ def cluster() -> None:
 
 
 def _snakemake(workdir: Path, config: Path, profile: str, extra: list[str], env: dict[str, str], timeout: int) -> str:
+    """Run the workflow with ``--profile profiles/<profile>`` ("local": no --profile, only the
+    workflow profile profiles/default, which applies to every run)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    chosen = [] if profile == "local" else ["--profile", str(ROOT / "profiles" / profile)]
     cmd = [
         "timeout", "-k", "10", str(timeout), str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        "--profile", str(ROOT / "workflows" / "profiles" / profile), "--configfile", str(config), *extra,
+        *chosen, "--configfile", str(config), *extra,
     ]
     # timeout -k: the SLURM executor ignores SIGTERM while it waits on a job it cannot query
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -113,11 +117,12 @@ def test_workflow_through_slurm_equals_a_local_run(cluster, tmp_path):
     )
     slurm_seconds = time.perf_counter() - t0
 
-    # every job of the DAG went through sbatch and completed (the target rule `all` is local);
-    # asked before the local run: squeue forgets finished jobs after MinJobAge = 300 s
+    # every job of the DAG but the local rules (Snakefile localrules) went through sbatch and
+    # completed; asked before the local run: squeue forgets finished jobs after MinJobAge = 300 s
     run_id = re.search(r"SLURM run ID: ([0-9a-f-]+)", log).group(1)
     planned = sorted(re.findall(r"^rule (\w+):", log, flags=re.M))
     assert planned and "all" not in planned
+    assert set(re.findall(r"^localrule (\w+):", log, flags=re.M)) == {"all", "mri_demo_data", "report_tables", "report"}
     queue = subprocess.run(["squeue", "-h", "-t", "all", "--name", run_id, "-o", "%k|%T"], capture_output=True, text=True, check=True).stdout
     jobs = [line.split("|") for line in queue.splitlines()]
     submitted = sorted(re.match(r"rule_(\w+?)(_wildcards_.*)?$", comment).group(1) for comment, _ in jobs)

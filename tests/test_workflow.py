@@ -1,8 +1,11 @@
-"""The Snakemake workflow: the default DAG builds (dry run), lint is clean, bad configs are refused."""
+"""The Snakemake workflow: the default DAG builds (dry run), lint is clean, bad configs are refused,
+paths and config strings reach the shell quoted, every training and evaluation job is benchmarked."""
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,6 +32,26 @@ def _job_counts(stdout: str) -> dict[str, int]:
 def _shell_commands(stdout: str, stage: str) -> list[str]:
     """The shell commands of a dry run (-p) that start with ``stage`` (e.g. "medseg evaluate")."""
     return [ln.split(": ", 1)[1] for ln in stdout.splitlines() if ln.startswith(f"Shell command: {stage}")]
+
+
+def _jobs(stdout: str) -> list[tuple[str, str]]:
+    """(rule, the job's lines) of each job of a dry run."""
+    jobs, current = [], None
+    for line in stdout.splitlines():
+        head = re.match(r"^(?:local)?rule (\w+):$", line)
+        if head:
+            current = [head.group(1), []]
+            jobs.append(current)
+        elif line.startswith("Job stats:"):
+            current = None
+        elif current is not None:
+            current[1].append(line)
+    return [(rule, "\n".join(lines)) for rule, lines in jobs]
+
+
+def _write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def test_default_dag_dry_run_lists_every_stage(tmp_path):
@@ -92,9 +115,112 @@ def test_finetuning_job_trains_every_seed_of_its_cell_in_order(tmp_path):
     assert len(shells) == 4 and all(s.count("/seed_") == 1 for s in shells)
 
 
+def _lint(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "lint_workflow.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_lint_is_clean():
-    res = _snakemake("--lint")
-    assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr
+    # every Snakemake lint but "a conda environment or container per rule" (README "Software environment")
+    res = _lint()
+    assert res.returncode == 0 and "snakemake --lint: " in res.stdout, res.stdout + res.stderr
+
+
+def test_lint_check_fails_on_any_other_lint(tmp_path):
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text('rule a:\n    output:\n        "a.txt",\n    shell:\n        "touch {output}"\n')  # no log directive
+    res = _lint("--snakefile", str(snakefile))
+    assert res.returncode == 1 and "rule a" in res.stderr and "No log directive defined" in res.stderr, res.stdout + res.stderr
+    snakefile.write_text("rule a:\n    output\n")  # not even a Snakefile: Snakemake's own error fails the check
+    assert _lint("--snakefile", str(snakefile)).returncode != 0
+
+
+# a results folder and an input folder whose names a shell would run or split: quoted, they are
+# one word each and nothing in them runs
+SHELL_NAME = "my results $(touch INJECTED); it's \"q\" `touch INJECTED2` & x"
+
+
+def test_rules_quote_every_path_and_config_string(tmp_path):
+    results, data = tmp_path / SHELL_NAME, tmp_path / "mri in; touch INJECTED3 |"
+    data.mkdir()
+    cfg = _write_config(tmp_path / "cfg.yaml", {"results": str(results), "mri": {"input": str(data)}})
+    res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg))
+    assert res.returncode == 0, res.stderr + res.stdout
+    shells = [s for s in _shell_commands(res.stdout, "") if s != "None"]  # rule all runs nothing
+    stages = {shlex.split(s)[0] + " " + shlex.split(s)[1] for s in shells}
+    assert {"medseg preprocess", "medseg pretrain", "medseg finetune", "medseg evaluate", "rs demo-data", "rs preprocess",
+            "rs pretrain", "rs finetune", "rs evaluate", "rs predict", "segpretrain report"} <= stages
+    for shell in shells:
+        words = shlex.split(shell)  # as the shell splits it: each path is one word
+        for word in words:
+            if "INJECTED" in word or "my results" in word or "mri in;" in word:
+                assert word.startswith((str(results), str(data))), (word, shell)
+        assert ">" in words and words[words.index(">") + 1].startswith(f"{results}/logs/")
+    pre = shlex.split(_shell_commands(res.stdout, "medseg preprocess")[0])
+    assert pre[pre.index("--input") + 1] == str(data) and pre[pre.index("--out") + 1] == f"{results}/mri/prepared"
+    report = shlex.split(next(s for s in _shell_commands(res.stdout, "segpretrain report") if "--domains" in s))
+    assert report[report.index("--out") + 1] == f"{results}/report"
+    assert f"{results}/mri/finetune/**/logs/metrics.csv" in report and f"{results}/benchmarks/**/*.tsv" in report
+    assert f"{results}/mri/pretrain/GD+LR/train.json" in report and f"{results}/rs/pretrain/hpcl-ssl/dual/train.json" in report
+    ft = shlex.split(next(s for s in _shell_commands(res.stdout, "rs finetune") if "hpcl-ssl" in s))
+    assert ft[ft.index("--init") + 1] == f"{results}/rs/pretrain/hpcl-ssl/dual/model.pt"
+    # a results folder with glob characters: escaped in the patterns the report expands itself
+    cfg = _write_config(tmp_path / "cfg2.yaml", {"results": str(tmp_path / "run [v2]"), "rs": {"enabled": False}})
+    res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg))
+    report = shlex.split(next(s for s in _shell_commands(res.stdout, "segpretrain report") if "--domains" in s))
+    assert f"{tmp_path}/run [[]v2]/benchmarks/**/*.tsv" in report
+
+
+def test_a_job_runs_in_a_results_folder_named_with_shell_characters(tmp_path):
+    """For real: a quoting slip would split the path or run $(...), `...` or ; as commands."""
+    results, workdir = tmp_path / SHELL_NAME, tmp_path / "wd"
+    workdir.mkdir()
+    cfg = _write_config(tmp_path / "cfg.yaml", {"results": str(results), "rs": {"enabled": False},
+                                                "mri": {"demo": {"n_subjects": 4, "n_slices": 4, "size": 32}}})
+    # the target first: --configfile takes every argument after it
+    res = _snakemake(f"{results}/mri/raw", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "1",
+                     "--configfile", str(cfg))
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert (results / "mri" / "raw" / "dataset.json").is_file() and (results / "logs" / "mri_demo_data.log").is_file()
+    assert not [p for p in tmp_path.rglob("INJECTED*")] and not list(ROOT.glob("INJECTED*"))
+
+
+def test_schema_rejects_a_path_with_a_line_break(tmp_path):
+    for config, key in (({"results": "a\nb"}, "results"), ({"mri": {"input": "/data/x\r"}}, "input"),
+                        ({"rs": {"input": "x\ny"}}, "input")):
+        res = _snakemake("-n", "--cores", "1", "--configfile", str(_write_config(tmp_path / "bad.yaml", config)))
+        assert res.returncode != 0 and "On instance" in res.stderr + res.stdout and key in res.stderr + res.stdout, config
+    res = _snakemake("-n", "--cores", "1", "--configfile", str(_write_config(tmp_path / "ok.yaml", {"results": str(tmp_path / "a b")})))
+    assert res.returncode == 0, res.stderr + res.stdout  # spaces are fine
+
+
+# the rules Snakemake measures (benchmark:); the others are cheap, and all but rs_predict_scene
+# run in Snakemake's own process under a cluster executor (Snakefile localrules; a dry run does
+# not tell local rules apart, tests/test_slurm.py checks them on a cluster)
+BENCHMARKED = {"mri_preprocess", "rs_preprocess", "mri_pretrain_global", "mri_pretrain_local", "mri_pretrain_hpcl", "rs_pretrain",
+               "mri_finetune", "mri_finetune_all_labels", "rs_finetune", "rs_finetune_all_labels",
+               "mri_evaluate", "mri_evaluate_all_labels", "rs_evaluate", "rs_evaluate_all_labels"}
+UNMEASURED = {"all", "mri_demo_data", "rs_demo_data", "report_tables", "report", "rs_predict_scene"}
+
+
+def test_benchmarks_and_the_default_profile(tmp_path):
+    for extra in ([], ["finetune_jobs=seed"]):
+        # no --profile and no -p: profiles/default applies by itself (printshellcmds)
+        res = _snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}/r", "mri={methods: [none, GD+LR, hpcl]}", *extra)
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert "workflow specific profile profiles/default" in res.stderr and "Shell command: medseg" in res.stdout
+        jobs = _jobs(res.stdout)
+        assert {rule for rule, _ in jobs} == BENCHMARKED | UNMEASURED
+        files = []
+        for rule, text in jobs:
+            found = re.findall(r"^    benchmark: (.+)$", text, flags=re.M)
+            assert len(found) == (rule in BENCHMARKED), (rule, text)
+            files += [(rule, f) for f in found]
+            if rule in BENCHMARKED:
+                assert found[0].startswith(f"{tmp_path}/r/benchmarks/{rule}/") and found[0].endswith(".tsv")
+        assert len({f for _, f in files}) == len(files)  # one file per job
+    assert sum(rule == "mri_finetune" for rule, _ in files) == 3 * 2 * 3  # finetune_jobs=seed: methods × budgets × seeds
 
 
 def test_schema_rejects_unknown_keys_and_bad_values(tmp_path):

@@ -84,6 +84,8 @@ def run_evaluate(cfg: EvaluateConfig, domain: Domain) -> None:
             write_json(tmp / "metrics.json", {
                 "domain": domain.name, "dataset": data.manifest.get("dataset", Path(cfg.data).name), "split": cfg.split,
                 "method": run.get("method", ckpt.get("method", "none")), **domain.run_record(ckpt["network"], run),
-                "budget": run.get("budget"), "seed": run.get("seed"), **scores,
+                "budget": run.get("budget"), "seed": run.get("seed"),
+                "label_seed": run.get("label_seed"),  # the labeled set: repeats of one set share it (docs/report.md)
+                **scores,
             })
             write_yaml(tmp / "config.yaml", {**to_record(cfg), "model": str(model), "out": str(out)})

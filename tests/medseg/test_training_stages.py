@@ -71,6 +71,7 @@ def test_global_then_local_then_finetune_evaluate_predict(prepared, tmp_path):
     _run("evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), "--out", str(ev))
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["method"] == "GD+LR" and metrics["n_subjects"] == 2
+    assert metrics["label_seed"] == model["run"]["label_seed"] == 0  # the labeled set, for the report's variance split
     assert 0 <= metrics["summary"]["dice_mean"] <= 1
     data = PreparedData(prepared)
     for subject in data.split_groups("test"):

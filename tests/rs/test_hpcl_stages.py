@@ -77,6 +77,7 @@ def test_rs_pretrain_then_finetune_with_the_class_aware_term(prepared: Path, tmp
                "--no-whole-scene"]) == 0
     first, second = (json.loads((e / "metrics.json").read_text()) for e in (ev, ev2))
     assert first["method"] == "hpcl-ssl+sup" and first["summary"] == second["summary"]
+    assert first["label_seed"] == model["run"]["label_seed"] == 1  # the labeled set, for the report's variance split
 
 
 def test_rs_pretrain_refuses_data_without_superpixels(prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

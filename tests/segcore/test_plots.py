@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from segcore import plots
-from segcore.report import seed_summary
+from segcore.report import plots
+from segcore.report.statistics import seed_summary
 from tests.data.report import make
 
 
@@ -43,7 +43,7 @@ def test_budget_figure(tmp_path):
 
 
 def make_tidy(tmp_path) -> pd.DataFrame:
-    from segcore.report import load_metrics
+    from segcore.report.tidy import load_metrics
 
     files = [make.rs_run(tmp_path / "res", m, f, p, s, overlay=False) for (m, f, p), seeds in make.RS_CM.items() for s in seeds]
     return load_metrics(files)
@@ -95,3 +95,20 @@ def test_outline_segments_follow_the_pixel_boundary():
     assert np.allclose(line[0], line[-1])  # closed
     assert plots.outline_segments(np.zeros((4, 4), bool)) == []
     assert plots.outline_segments(np.ones((4, 4), bool)) == []
+
+
+def test_selection_figure_marks_the_selected_step(tmp_path):
+    lines = [
+        plots.SelectionLine("none", "2", "seed 0", [20, 40, 60], [0.5, 0.7, 0.6], 40, 0.7),
+        plots.SelectionLine("none", "1", "seed 0", [20, 40, 60], [0.4, 0.5, 0.6], 60, 0.6),
+        plots.SelectionLine("none", "1", "seed 1", [20, 40, 60], [0.45, 0.55, 0.5], 40, 0.55),
+        plots.SelectionLine("GD", "1", "seed 0", [20, 40, 60], [0.5, float("nan"), 0.6], None, float("nan")),  # no best_step recorded
+    ]
+    fig = plots.selection_figure(lines, ylabel="val_dice")
+    axes = np.array(fig.axes[:4]).reshape(2, 2)  # rows none, GD; columns budget 1, 2 (budget order, not line order)
+    assert [ax.get_title() for ax in axes[0]] == ["none, budget 1", "none, budget 2"] and axes[1, 0].get_title() == "GD, budget 1"
+    assert not axes[1, 1].axison  # GD was not run at budget 2
+    stars = [(ln.get_xdata().tolist(), ln.get_ydata().tolist()) for ln in axes[0, 0].lines if ln.get_marker() == plots.SELECTED_MARKER]
+    assert stars == [([60], [0.6]), ([40], [0.55])]
+    assert not [ln for ln in axes[1, 0].lines if ln.get_marker() == plots.SELECTED_MARKER]
+    save_and_check(fig, tmp_path, "selection")

@@ -1,4 +1,8 @@
 # Helper functions for targets and paths; rules stay free of lambdas.
+# Every path and config string reaches the shell quoted: rules write {input:q}, {output:q},
+# {log:q}, {params.x:q}, and functions that give several shell words return a list (each word
+# quoted alone), never one string of words.
+import glob
 import os
 import re
 
@@ -24,7 +28,8 @@ def mri_init_checkpoint(wildcards):
 
 
 def init_args(wildcards, input):
-    return f"--init {input.init}" if input.get("init") else ""
+    """--init and the checkpoint, as shell words (none for random init)."""
+    return ["--init", input.init] if input.get("init") else []
 
 
 def budgets_for(method, section):
@@ -79,6 +84,17 @@ def finetune_log(stem):
     return f"{stem}_seed_{{seed}}.log" if finetune_per_seed() else f"{stem}.log"
 
 
+def benchmark_file(rule, job):
+    """Snakemake's time and memory record of a job: results/benchmarks/<rule>/<job>.tsv; the
+    report's Compute table reads the rule from the folder (segcore.report.resources)."""
+    return f"{RESULTS}/benchmarks/{rule}/{job}.tsv"
+
+
+def finetune_benchmark_file(rule, job):
+    """The benchmark file of a fine-tuning job: one per cell, or one per seed (as finetune_log)."""
+    return benchmark_file(rule, f"{job}_seed_{{seed}}" if finetune_per_seed() else job)
+
+
 def finetune_priority(domain, all_labels):
     """Scheduling priority of a fine-tuning rule: the longest jobs first, so that a run ends on
     short evaluation jobs rather than on one long cell with the other cores idle (pretraining 4;
@@ -90,9 +106,9 @@ def finetune_priority(domain, all_labels):
 def job_seeds(wildcards):
     """--seed of a fine-tuning job: its seed, or every seed of its cell (as finetune_outputs)."""
     if finetune_per_seed():
-        return wildcards.seed
+        return [wildcards.seed]
     section, budget = (rs_cfg(), wildcards.pct) if "pct" in wildcards.keys() else (mri_cfg(), wildcards.budget)
-    return space_list(seeds_for(section, budget))
+    return [str(s) for s in seeds_for(section, budget)]
 
 
 def model_dirs(wildcards, output):
@@ -103,6 +119,11 @@ def model_dirs(wildcards, output):
 def output_dirs(wildcards, output):
     """The folder of each output file (the --out of an evaluation job, one per seed)."""
     return [os.path.dirname(f) for f in output]
+
+
+def output_dir(wildcards, output):
+    """The folder of the first output file (the --out of a stage that writes one folder)."""
+    return os.path.dirname(output[0])
 
 
 def mri_cell_models(wildcards):
@@ -163,16 +184,13 @@ def rs_pretrain_method(method):
 
 def rs_finetune_extra_args(wildcards):
     """The class-aware hyper-pixel term of the 'sup' methods (hpcl-sup, hpcl-ssl+sup), every
-    option from config rs.hpcl (defaults from the schema)."""
+    option from config rs.hpcl (defaults from the schema), as shell words."""
     if not wildcards.method.endswith("sup"):
-        return ""
+        return []
     h = rs_cfg()["hpcl"]
-    return (
-        f"--hpcl-weight {h['weight']} --hpcl-warmup {h['warmup']} --hpcl-queue {h['queue']} "
-        f"--hpcl-temperature {h['temperature']} --hpcl-mochi {h['mochi']} "
-        f"--hpcl-unlabeled {h['unlabeled']} --hpcl-pseudo-threshold {h['pseudo_threshold']} "
-        f"--hpcl-unlabeled-anchors {h['unlabeled_anchors']}"
-    )
+    options = {"weight": "weight", "warmup": "warmup", "queue": "queue", "temperature": "temperature", "mochi": "mochi",
+               "unlabeled": "unlabeled", "pseudo-threshold": "pseudo_threshold", "unlabeled-anchors": "unlabeled_anchors"}
+    return [word for option, key in options.items() for word in (f"--hpcl-{option}", str(h[key]))]
 
 
 def rs_fusions_for(method):
@@ -240,6 +258,23 @@ def all_metrics_files():
     return files
 
 
+def pretrain_records():
+    """train.json of every pretraining stage the evaluated methods start from (both stages of
+    a G*+L* method), for the report's pretext-loss-against-chance table."""
+    files = []
+    if mri_cfg().get("enabled", True):
+        for method in mri_cfg()["methods"]:
+            if method != "none":
+                stages = [method.split("+")[0], method] if "+" in method else [method]
+                files += [f"{RESULTS}/mri/pretrain/{m}/train.json" for m in stages]
+    if rs_enabled():
+        for method in rs_cfg()["methods"]:
+            pre = rs_pretrain_method(method)
+            if pre is not None:
+                files += [f"{RESULTS}/rs/pretrain/{pre}/{fusion}/train.json" for fusion in rs_fusions_for(method)]
+    return list(dict.fromkeys(files))
+
+
 def all_targets():
     targets = [f"{RESULTS}/tables/tables.md", f"{RESULTS}/report/index.html"]
     if rs_enabled() and not rs_cfg().get("input"):
@@ -247,8 +282,9 @@ def all_targets():
     return targets
 
 
-def space_list(values):
-    return " ".join(str(v) for v in values)
+def str_list(values):
+    """Config numbers as shell words: one word each, quoted by {params.x:q}."""
+    return [str(v) for v in values]
 
 
 def comma_list(values):

@@ -15,13 +15,11 @@ rule mri_demo_data:
         slices=mri_cfg()["demo"]["n_slices"],
         size=mri_cfg()["demo"]["size"],
         seed=mri_cfg()["demo"]["seed"],
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/mri_demo_data.log",
     shell:
-        "medseg demo-data --out {output} --n-subjects {params.n} --n-slices {params.slices} "
-        "--size {params.size} --seed {params.seed} > {log} 2>&1"
+        "medseg demo-data --out {output:q} --n-subjects {params.n:q} --n-slices {params.slices:q} "
+        "--size {params.size:q} --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule mri_preprocess:
@@ -31,18 +29,18 @@ rule mri_preprocess:
         directory(f"{RESULTS}/mri/prepared"),
     params:
         layout=mri_cfg()["layout"],
-        spacing=space_list(mri_cfg()["preprocess"]["target_spacing"]),
-        size=space_list(mri_cfg()["preprocess"]["image_size"]),
+        spacing=str_list(mri_cfg()["preprocess"]["target_spacing"]),
+        size=str_list(mri_cfg()["preprocess"]["image_size"]),
         p=mri_cfg()["preprocess"],
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/mri_preprocess.log",
+    benchmark:
+        benchmark_file("mri_preprocess", "mri_preprocess")
     shell:
-        "medseg preprocess --input {input} --out {output} --layout {params.layout} "
-        "--target-spacing {params.spacing} --image-size {params.size} "
-        "--partitions {params.p[partitions]} --n-test {params.p[n_test]} --n-val {params.p[n_val]} "
-        "--n-labeled {params.p[n_labeled]} --seed {params.p[seed]} > {log} 2>&1"
+        "medseg preprocess --input {input:q} --out {output:q} --layout {params.layout:q} "
+        "--target-spacing {params.spacing:q} --image-size {params.size:q} "
+        "--partitions {params.p[partitions]:q} --n-test {params.p[n_test]:q} --n-val {params.p[n_val]:q} "
+        "--n-labeled {params.p[n_labeled]:q} --seed {params.p[seed]:q} > {log:q} 2>&1"
 
 
 rule mri_pretrain_global:
@@ -50,9 +48,11 @@ rule mri_pretrain_global:
         data=f"{RESULTS}/mri/prepared",
     output:
         model=f"{RESULTS}/mri/pretrain/{{gmethod}}/model.pt",
+        train=f"{RESULTS}/mri/pretrain/{{gmethod}}/train.json",
     wildcard_constraints:
         gmethod=r"GR|GD-|GD",
     params:
+        out=output_dir,
         p=mri_cfg()["pretrain"]["global"],
         channels=comma_list(mri_cfg()["network"]["channels"]),
         seed=mri_cfg()["pretrain"]["seed"],
@@ -60,15 +60,15 @@ rule mri_pretrain_global:
     priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/mri_pretrain/{{gmethod}}.log",
+    benchmark:
+        benchmark_file("mri_pretrain_global", "{gmethod}")
     shell:
-        "medseg pretrain --stage global --strategy {wildcards.gmethod} --data {input.data} "
-        "--out $(dirname {output.model}) --channels {params.channels} --steps {params.p[steps]} "
-        "--volumes-per-batch {params.p[volumes_per_batch]} --lr {params.p[lr]} "
-        "--temperature {params.p[temperature]} --seed {params.seed} --threads {threads} > {log} 2>&1"
+        "medseg pretrain --stage global --strategy {wildcards.gmethod:q} --data {input.data:q} "
+        "--out {params.out:q} --channels {params.channels:q} --steps {params.p[steps]:q} "
+        "--volumes-per-batch {params.p[volumes_per_batch]:q} --lr {params.p[lr]:q} "
+        "--temperature {params.p[temperature]:q} --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule mri_pretrain_hpcl:
@@ -76,25 +76,27 @@ rule mri_pretrain_hpcl:
         data=f"{RESULTS}/mri/prepared",
     output:
         model=f"{RESULTS}/mri/pretrain/hpcl/model.pt",
+        train=f"{RESULTS}/mri/pretrain/hpcl/train.json",
     params:
+        out=output_dir,
         p=mri_cfg()["pretrain"]["hpcl"],
         channels=comma_list(mri_cfg()["network"]["channels"]),
-        crop=space_list(mri_cfg()["pretrain"]["hpcl"]["crop_scale"]),
+        crop=str_list(mri_cfg()["pretrain"]["hpcl"]["crop_scale"]),
         seed=mri_cfg()["pretrain"]["seed"],
     threads: config["threads"]
     priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/mri_pretrain/hpcl.log",
+    benchmark:
+        benchmark_file("mri_pretrain_hpcl", "hpcl")
     shell:
-        "medseg pretrain --method hpcl --data {input.data} --out $(dirname {output.model}) "
-        "--channels {params.channels} --steps {params.p[steps]} --batch-size {params.p[batch_size]} "
-        "--lr {params.p[lr]} --queue-size {params.p[queue_size]} --momentum {params.p[momentum]} "
-        "--temperature {params.p[temperature]} --crop-scale {params.crop} --seed {params.seed} "
-        "--threads {threads} > {log} 2>&1"
+        "medseg pretrain --method hpcl --data {input.data:q} --out {params.out:q} "
+        "--channels {params.channels:q} --steps {params.p[steps]:q} --batch-size {params.p[batch_size]:q} "
+        "--lr {params.p[lr]:q} --queue-size {params.p[queue_size]:q} --momentum {params.p[momentum]:q} "
+        "--temperature {params.p[temperature]:q} --crop-scale {params.crop:q} --seed {params.seed:q} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule mri_pretrain_local:
@@ -103,26 +105,28 @@ rule mri_pretrain_local:
         init=f"{RESULTS}/mri/pretrain/{{gmethod}}/model.pt",
     output:
         model=f"{RESULTS}/mri/pretrain/{{gmethod}}+{{lmethod}}/model.pt",
+        train=f"{RESULTS}/mri/pretrain/{{gmethod}}+{{lmethod}}/train.json",
     wildcard_constraints:
         gmethod=r"GR|GD-|GD",
         lmethod=r"LR|LD",
     params:
+        out=output_dir,
         p=mri_cfg()["pretrain"]["local"],
         seed=mri_cfg()["pretrain"]["seed"],
     threads: config["threads"]
     priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/mri_pretrain/{{gmethod}}+{{lmethod}}.log",
+    benchmark:
+        benchmark_file("mri_pretrain_local", "{gmethod}+{lmethod}")
     shell:
-        "medseg pretrain --stage local --strategy {wildcards.lmethod} --init {input.init} "
-        "--data {input.data} --out $(dirname {output.model}) --steps {params.p[steps]} "
-        "--volumes-per-batch {params.p[volumes_per_batch]} --lr {params.p[lr]} "
-        "--temperature {params.p[temperature]} --local-negatives {params.p[negatives]} "
-        "--noise-std {params.p[noise_std]} --seed {params.seed} --threads {threads} > {log} 2>&1"
+        "medseg pretrain --stage local --strategy {wildcards.lmethod:q} --init {input.init:q} "
+        "--data {input.data:q} --out {params.out:q} --steps {params.p[steps]:q} "
+        "--volumes-per-batch {params.p[volumes_per_batch]:q} --lr {params.p[lr]:q} "
+        "--temperature {params.p[temperature]:q} --local-negatives {params.p[negatives]:q} "
+        "--noise-std {params.p[noise_std]:q} --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"
 
 
 # One job trains every seed of a cell (finetune_jobs: cell) or one seed (finetune_jobs: seed).
@@ -150,15 +154,15 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
         priority: finetune_priority("mri", _all_labels)
         resources:
             mem_mb=2000,
-        conda:
-            "../envs/segpretrain.yaml"
         log:
             finetune_log(f"{RESULTS}/logs/mri_finetune/{{method}}_budget_{{budget}}"),
+        benchmark:
+            finetune_benchmark_file(_rule, "{method}_budget_{budget}")
         shell:
-            "medseg finetune --data {input.data} --out {params.outs} --budget {wildcards.budget} "
-            "--seed {params.seeds} --method {wildcards.method} {params.init} --channels {params.channels} "
-            "--steps {params.ft[steps]} --batch-size {params.ft[batch_size]} --lr {params.ft[lr]} "
-            "--val-every {params.ft[val_every]} --threads {threads} > {log} 2>&1"
+            "medseg finetune --data {input.data:q} --out {params.outs:q} --budget {wildcards.budget:q} "
+            "--seed {params.seeds:q} --method {wildcards.method:q} {params.init:q} --channels {params.channels:q} "
+            "--steps {params.ft[steps]:q} --batch-size {params.ft[batch_size]:q} --lr {params.ft[lr]:q} "
+            "--val-every {params.ft[val_every]:q} --threads {threads} > {log:q} 2>&1"
 
 
 # One job scores every seed of a cell (method, budget): the stage's imports cost more than
@@ -179,10 +183,10 @@ for _rule, _all_labels in (("mri_evaluate", False), ("mri_evaluate_all_labels", 
         params:
             outs=output_dirs,
         threads: config["threads"]
-        conda:
-            "../envs/segpretrain.yaml"
         log:
             f"{RESULTS}/logs/mri_evaluate/{{method}}_budget_{{budget}}.log",
+        benchmark:
+            benchmark_file(_rule, "{method}_budget_{budget}")
         shell:
-            "medseg evaluate --data {input.data} --model {input.models} --out {params.outs} "
-            "--threads {threads} > {log} 2>&1"
+            "medseg evaluate --data {input.data:q} --model {input.models:q} --out {params.outs:q} "
+            "--threads {threads} > {log:q} 2>&1"

@@ -11,13 +11,11 @@ rule rs_demo_data:
         directory(f"{RESULTS}/rs/raw"),
     params:
         d=rs_cfg()["demo"],
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/rs_demo_data.log",
     shell:
-        "rs demo-data --out {output} --n-scenes {params.d[n_scenes]} --size {params.d[size]} "
-        "--seed {params.d[seed]} > {log} 2>&1"
+        "rs demo-data --out {output:q} --n-scenes {params.d[n_scenes]:q} --size {params.d[size]:q} "
+        "--seed {params.d[seed]:q} > {log:q} 2>&1"
 
 
 rule rs_preprocess:
@@ -27,14 +25,14 @@ rule rs_preprocess:
         directory(f"{RESULTS}/rs/prepared"),
     params:
         p=rs_cfg()["preprocess"],
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/rs_preprocess.log",
+    benchmark:
+        benchmark_file("rs_preprocess", "rs_preprocess")
     shell:
-        "rs preprocess --input {input} --out {output} --tile {params.p[tile]} --overlap {params.p[overlap]} "
-        "--block-tiles {params.p[block_tiles]} --val-fraction {params.p[val_fraction]} "
-        "--test-fraction {params.p[test_fraction]} --seed {params.p[seed]} > {log} 2>&1"
+        "rs preprocess --input {input:q} --out {output:q} --tile {params.p[tile]:q} --overlap {params.p[overlap]:q} "
+        "--block-tiles {params.p[block_tiles]:q} --val-fraction {params.p[val_fraction]:q} "
+        "--test-fraction {params.p[test_fraction]:q} --seed {params.p[seed]:q} > {log:q} 2>&1"
 
 
 rule rs_pretrain:
@@ -42,26 +40,28 @@ rule rs_pretrain:
         data=f"{RESULTS}/rs/prepared",
     output:
         model=f"{RESULTS}/rs/pretrain/hpcl-ssl/{{fusion}}/model.pt",
+        train=f"{RESULTS}/rs/pretrain/hpcl-ssl/{{fusion}}/train.json",
     params:
+        out=output_dir,
         p=rs_cfg()["pretrain"],
         net=rs_cfg()["network"],
         decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
-        crop=space_list(rs_cfg()["pretrain"]["crop_scale"]),
+        crop=str_list(rs_cfg()["pretrain"]["crop_scale"]),
     threads: config["threads"]
     priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
     resources:
         mem_mb=3000,
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/rs_pretrain/hpcl-ssl_{{fusion}}.log",
+    benchmark:
+        benchmark_file("rs_pretrain", "hpcl-ssl_{fusion}")
     shell:
-        "rs pretrain --method hpcl --data {input.data} --out $(dirname {output.model}) --fusion {wildcards.fusion} "
-        "--encoder {params.net[encoder]} --encoder-depth {params.net[encoder_depth]} "
-        "--decoder-channels {params.decoder} --steps {params.p[steps]} --batch-size {params.p[batch_size]} "
-        "--lr {params.p[lr]} --queue-size {params.p[queue_size]} --momentum {params.p[momentum]} "
-        "--temperature {params.p[temperature]} --crop-scale {params.crop} --seed {params.p[seed]} "
-        "--threads {threads} > {log} 2>&1"
+        "rs pretrain --method hpcl --data {input.data:q} --out {params.out:q} --fusion {wildcards.fusion:q} "
+        "--encoder {params.net[encoder]:q} --encoder-depth {params.net[encoder_depth]:q} "
+        "--decoder-channels {params.decoder:q} --steps {params.p[steps]:q} --batch-size {params.p[batch_size]:q} "
+        "--lr {params.p[lr]:q} --queue-size {params.p[queue_size]:q} --momentum {params.p[momentum]:q} "
+        "--temperature {params.p[temperature]:q} --crop-scale {params.crop:q} --seed {params.p[seed]:q} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 # One job trains every seed of a cell (finetune_jobs: cell) or one seed (finetune_jobs: seed), as mri_finetune.
@@ -90,16 +90,16 @@ for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", Tr
         priority: finetune_priority("rs", _all_labels)
         resources:
             mem_mb=3000,
-        conda:
-            "../envs/segpretrain.yaml"
         log:
             finetune_log(f"{RESULTS}/logs/rs_finetune/{{method}}_{{fusion}}_pct_{{pct}}"),
+        benchmark:
+            finetune_benchmark_file(_rule, "{method}_{fusion}_pct_{pct}")
         shell:
-            "rs finetune --data {input.data} --out {params.outs} --percent {wildcards.pct} "
-            "--seed {params.seeds} --method {wildcards.method} --fusion {wildcards.fusion} {params.init} "
-            "--encoder {params.net[encoder]} --encoder-depth {params.net[encoder_depth]} "
-            "--decoder-channels {params.decoder} --steps {params.ft[steps]} --batch-size {params.ft[batch_size]} "
-            "--lr {params.ft[lr]} --val-every {params.ft[val_every]} {params.extra} --threads {threads} > {log} 2>&1"
+            "rs finetune --data {input.data:q} --out {params.outs:q} --percent {wildcards.pct:q} "
+            "--seed {params.seeds:q} --method {wildcards.method:q} --fusion {wildcards.fusion:q} {params.init:q} "
+            "--encoder {params.net[encoder]:q} --encoder-depth {params.net[encoder_depth]:q} "
+            "--decoder-channels {params.decoder:q} --steps {params.ft[steps]:q} --batch-size {params.ft[batch_size]:q} "
+            "--lr {params.ft[lr]:q} --val-every {params.ft[val_every]:q} {params.extra:q} --threads {threads} > {log:q} 2>&1"
 
 
 # One job scores every seed of a cell (method, fusion, percentage), as mri_evaluate.
@@ -118,13 +118,13 @@ for _rule, _all_labels in (("rs_evaluate", False), ("rs_evaluate_all_labels", Tr
         params:
             outs=output_dirs,
         threads: config["threads"]
-        conda:
-            "../envs/segpretrain.yaml"
         log:
             f"{RESULTS}/logs/rs_evaluate/{{method}}_{{fusion}}_pct_{{pct}}.log",
+        benchmark:
+            benchmark_file(_rule, "{method}_{fusion}_pct_{pct}")
         shell:
-            "rs evaluate --data {input.data} --model {input.models} --out {params.outs} "
-            "--threads {threads} > {log} 2>&1"
+            "rs evaluate --data {input.data:q} --model {input.models:q} --out {params.outs:q} "
+            "--threads {threads} > {log:q} 2>&1"
 
 
 rule rs_predict_scene:
@@ -137,11 +137,10 @@ rule rs_predict_scene:
     params:
         image=rs_showcase_image,
         dem=rs_showcase_dem,
+        out=output_dir,
     threads: config["threads"]
-    conda:
-        "../envs/segpretrain.yaml"
     log:
         f"{RESULTS}/logs/rs_predict.log",
     shell:
-        "rs predict --image {params.image} --dem {params.dem} --model {input.model} --data {input.data} "
-        "--out $(dirname {output}) --threads {threads} > {log} 2>&1"
+        "rs predict --image {params.image:q} --dem {params.dem:q} --model {input.model:q} --data {input.data:q} "
+        "--out {params.out:q} --threads {threads} > {log:q} 2>&1"

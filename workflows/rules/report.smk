@@ -3,8 +3,8 @@
 # for `snakemake --report report.html`.
 from snakemake.io import report as registered
 
-REPORT_TABLES = ["summary", "per_class", "gains"]
-REPORT_PLOTS = ["budget", "overlays", "finetune_curves", "pretrain_curves"]
+REPORT_TABLES = ["summary", "per_class", "gains", "pretrain"]
+REPORT_PLOTS = ["budget", "overlays", "finetune_curves", "selection", "pretrain_curves"]
 REPORT_DOMAIN_TITLES = {"mri": "MRI", "rs": "Remote sensing"}
 # the domains this experiment evaluates: the same switches as all_metrics_files()
 REPORT_DOMAINS = [
@@ -15,20 +15,24 @@ REPORT_DOMAINS = [
     )
     if enabled
 ]
-# Lightning logs of every training stage; the report keeps the curves of evaluated runs
+# Lightning logs of every training stage (the report keeps the curves of evaluated runs) and
+# the benchmark files of every job, as glob patterns the report expands (the results folder's
+# name escaped: it may hold [ * ?)
 REPORT_LOG_PATTERNS = [
-    f"{RESULTS}/{domain}/{stage}/**/logs/metrics.csv"
+    f"{glob.escape(RESULTS)}/{domain}/{stage}/**/logs/metrics.csv"
     for domain in REPORT_DOMAINS
     for stage in ("finetune", "pretrain")
 ]
+REPORT_BENCHMARKS = f"{glob.escape(RESULTS)}/benchmarks/**/*.tsv"
 # every table and plot the report stage writes with a fixed name, flagged for --report
 REPORT_FILES = (
     [
         registered(
-            f"{RESULTS}/report/metrics_tidy.csv",
-            caption="../report/metrics_tidy.rst",
+            f"{RESULTS}/report/{name}.csv",
+            caption=f"../report/{name}.rst",
             category="Report",
         )
+        for name in ("metrics_tidy", "resources")
     ]
     + [
         registered(
@@ -55,20 +59,24 @@ REPORT_FILES = (
 
 rule report_tables:
     input:
-        all_metrics_files(),
+        metrics=all_metrics_files(),
+        pretrain=pretrain_records(),
     output:
         f"{RESULTS}/tables/tables.md",
-    conda:
-        "../envs/segpretrain.yaml"
+    params:
+        out=output_dir,
+        benchmarks=REPORT_BENCHMARKS,
     log:
         f"{RESULTS}/logs/report_tables.log",
     shell:
-        "medseg report --input {input} --out $(dirname {output}) --no-plots > {log} 2>&1"
+        "segpretrain report --input {input.metrics:q} --pretrain {input.pretrain:q} "
+        "--benchmarks {params.benchmarks:q} --out {params.out:q} --no-plots > {log:q} 2>&1"
 
 
 rule report:
     input:
-        all_metrics_files(),
+        metrics=all_metrics_files(),
+        pretrain=pretrain_records(),
     output:
         html=registered(
             f"{RESULTS}/report/index.html",
@@ -77,12 +85,12 @@ rule report:
         ),
         files=REPORT_FILES,
     params:
+        out=output_dir,
         domains=REPORT_DOMAINS,
         logs=REPORT_LOG_PATTERNS,
-    conda:
-        "../envs/segpretrain.yaml"
+        benchmarks=REPORT_BENCHMARKS,
     log:
         f"{RESULTS}/logs/report.log",
     shell:
-        "medseg report --input {input} --out $(dirname {output.html}) --domains {params.domains} "
-        "--logs {params.logs:q} > {log} 2>&1"
+        "segpretrain report --input {input.metrics:q} --pretrain {input.pretrain:q} --out {params.out:q} "
+        "--domains {params.domains:q} --logs {params.logs:q} --benchmarks {params.benchmarks:q} > {log:q} 2>&1"

@@ -14,13 +14,19 @@ make``); also runnable: ``python tests/data/report/make.py OUT`` writes the whol
 * Lightning logs: MRI fine-tuning (with ``train.json``), one MRI pretraining run, RS
   fine-tuning (no ``train.json``: the path names the run), and one stray log of a run that
   was never evaluated.
+* Single records for tests of their own: a fine-tuning ``train.json`` with a validation
+  history (:func:`finetune_record`), a pretraining ``train.json`` (:func:`pretrain_record`) and
+  a Snakemake benchmark TSV (:func:`benchmark_tsv`), each in the layout its stage writes.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +148,47 @@ def rs_run(root: Path, method: str, fusion: str, pct: str, seed: int, overlay: b
     if overlay:
         np.savez_compressed(folder / "overlay.npz", **rs_overlay(seed))
     return folder / "metrics.json"
+
+
+def finetune_record(run_dir: Path, method: str, budget: str, seed: int, history: Sequence[tuple[int, float | None]], best_step: int,
+                    metric: str = "dice", domain: str = "mri", **extra: Any) -> Path:
+    """``train.json`` of a fine-tuning run as segcore.training writes it: the run keys, the
+    validation ``history`` ([{"step", "val_<metric>"}], null for a NaN score) and ``best_step``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scores = [v for _, v in history if v is not None and v == v]
+    record = {
+        "method": method, "budget": budget, "seed": seed, "label_seed": seed, "domain": domain,
+        f"best_val_{metric}": max(scores) if scores else None, "best_step": best_step, "steps": max(s for s, _ in history),
+        "history": [{"step": s, f"val_{metric}": v} for s, v in history], **extra,
+    }
+    (run_dir / "train.json").write_text(json.dumps(record))
+    return run_dir / "train.json"
+
+
+def pretrain_record(run_dir: Path, method: str, stage: str, losses: Sequence[float], chance: float | None = None, **extra: Any) -> Path:
+    """``train.json`` of a pretraining stage as medseg/rs pretrain write it (``chance_loss``
+    only when given: older outputs lack it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"stage": stage, "method": method, "steps": len(losses), "seed": 0, "loss_first": losses[0], "loss_last": losses[-1],
+              "loss_history": list(losses), **extra}
+    if chance is not None:
+        record["chance_loss"] = chance
+    (run_dir / "train.json").write_text(json.dumps(record))
+    return run_dir / "train.json"
+
+
+def benchmark_tsv(path: Path, seconds: Sequence[float], max_rss: Sequence[float | None]) -> Path:
+    """A Snakemake ``benchmark:`` file: its header and one row per repeat; ``None`` → ``NA``
+    (what Snakemake writes when a job ends before the first memory sample)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
+    rows = []
+    for s, rss in zip(seconds, max_rss, strict=True):
+        mem = ["NA"] * 4 if rss is None else [f"{rss:.2f}", f"{2 * rss:.2f}", f"{0.9 * rss:.2f}", f"{0.95 * rss:.2f}"]
+        rest = ["NA"] * 4 if rss is None else ["0.10", "0.20", "95.00", f"{0.9 * s:.2f}"]
+        rows.append("\t".join([f"{s:.4f}", str(datetime.timedelta(seconds=int(s))), *mem, *rest]))
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
 
 
 def make_all(root: str | Path) -> dict[str, list[Path]]:

@@ -20,6 +20,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from segcore.report.domains import budget_order
+
 # colour-blind-safe, readable on grey MRI and on RGB composites
 CLASS_COLORS = ["#e41a1c", "#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#a65628"]
 LINE_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -63,24 +65,17 @@ def _panel_grid(
     return fig, axes
 
 
-def _budget_sort(budget: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(budget), "")
-    except ValueError:
-        return (2, math.inf, "") if budget == "all" else (1, math.inf, budget)
-
-
 def budget_figure(
     stats: pd.DataFrame, panels: Sequence[tuple[str, str, str]], method_order: Sequence[str] = (), xlabel: str = "label budget",
 ) -> Figure:
     """Metric against label budget, one line per method (× variant), error bars = sd over seeds.
 
-    ``stats``: rows of :func:`segcore.report.seed_summary` (columns method, variant, budget,
+    ``stats``: rows of :func:`segcore.report.statistics.seed_summary` (columns method, variant, budget,
     metric, class, mean, sd, n). ``panels``: (metric, class, axis label), one panel each. The
     budget axis is categorical in budget order (``"all"`` last); lines are nudged sideways so
     their error bars do not hide each other.
     """
-    budgets = sorted(set(stats["budget"]), key=_budget_sort)
+    budgets = sorted(set(stats["budget"]), key=budget_order)
     xpos = {b: i for i, b in enumerate(budgets)}
     methods = list(dict.fromkeys([*method_order, *sorted(set(stats["method"]))]))
     variants = sorted(set(stats["variant"]))
@@ -94,7 +89,7 @@ def budget_figure(
             g = sub[(sub["method"] == method) & (sub["variant"] == variant)]
             if g.empty:
                 continue
-            g = g.iloc[sorted(range(len(g)), key=lambda r: _budget_sort(g["budget"].iloc[r]))]
+            g = g.iloc[sorted(range(len(g)), key=lambda r: budget_order(g["budget"].iloc[r]))]
             shift = (k - (len(lines) - 1) / 2) * (width / max(len(lines) - 1, 1)) if len(lines) > 1 else 0.0
             x = np.array([xpos[b] for b in g["budget"]], dtype=float) + shift
             sd = np.nan_to_num(g["sd"].to_numpy(dtype=float), nan=0.0)  # one seed: no bar
@@ -294,6 +289,61 @@ def curves_figure(curves: Sequence[Curve], columns: Sequence[str] | None = None,
             ax.tick_params(labelsize=7)
     handles = [Line2D([], [], color=LINE_COLORS[k % len(LINE_COLORS)], label=lab) for k, lab in enumerate(labels)]
     fig.legend(handles=handles, loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+@dataclass
+class SelectionLine:
+    """One fine-tuning run's validation scores (``values`` at ``steps``) in the panel of its
+    cell (``row``: method [variant]; ``column``: label budget); ``label`` names the run (its
+    seed) and picks the colour; the selected step ``best_step`` (None: not recorded) is marked."""
+
+    row: str
+    column: str
+    label: str
+    steps: Sequence[int]
+    values: Sequence[float]
+    best_step: int | None
+    best_value: float
+
+
+SELECTED_MARKER = "*"
+
+
+def selection_figure(lines: Sequence[SelectionLine], ylabel: str = "validation score", title: str = "") -> Figure:
+    """Model selection in fine-tuning: a panel per cell (rows method × variant in the given
+    order, columns label budget in budget order), a line per run through its validation scores, and a star on
+    the step whose weights were kept. Panels of cells that were not run stay empty."""
+    rows = list(dict.fromkeys(line.row for line in lines))
+    cols = sorted(dict.fromkeys(line.column for line in lines), key=budget_order)
+    labels = list(dict.fromkeys(line.label for line in lines))
+    fig, axes = _panel_grid(len(rows), len(cols), (2.8, 1.9), left_in=0.9, right_in=1.7, top_in=0.8, gap_in=(0.6, 0.75))
+    used: set[tuple[int, int]] = set()
+    for line in lines:
+        i, j = rows.index(line.row), cols.index(line.column)
+        ax = axes[i, j]
+        color = LINE_COLORS[labels.index(line.label) % len(LINE_COLORS)]
+        ax.plot(np.asarray(line.steps), np.asarray(line.values, dtype=float), color=color, linewidth=1.0, marker="o", markersize=2.5)
+        if line.best_step is not None and math.isfinite(line.best_value):
+            ax.plot([line.best_step], [line.best_value], linestyle="none", marker=SELECTED_MARKER, markersize=11, color=color,
+                    markeredgecolor="black", markeredgewidth=0.6, zorder=3)
+        if (i, j) not in used:
+            used.add((i, j))
+            ax.set_title(f"{line.row}, budget {line.column}", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_xlabel("step", fontsize=8)
+            ax.grid(True, alpha=0.3)
+            ax.tick_params(labelsize=7)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if (i, j) not in used:
+                axes[i, j].set_axis_off()
+    handles = [Line2D([], [], color=LINE_COLORS[k % len(LINE_COLORS)], label=lab) for k, lab in enumerate(labels)]
+    handles.append(Line2D([], [], linestyle="none", marker=SELECTED_MARKER, markersize=10, color="#999999", markeredgecolor="black",
+                          label="selected step"))
+    fig.legend(handles=handles, loc="center right", fontsize=8)  # in the right margin, clear of the title
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
