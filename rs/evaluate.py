@@ -1,5 +1,6 @@
 """``rs evaluate``: IoU per class, mIoU, landslide precision / recall / F1 and overall accuracy
-on the test tiles (nodata excluded), pooled over all test pixels."""
+on the test tiles (nodata excluded), pooled over all test pixels; for data prepared under the
+Landslide4Sense protocol also per split, val and test (``per_split``, :mod:`rs.landslide4sense_protocol`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rs.landslide4sense_protocol import empty_split_reason, split_scores
 from rs.models import build_from_spec
 from segcore.checkpoints import per_model_args, read_checkpoint
 from segcore.cli import resolved_args
@@ -124,10 +126,14 @@ def evaluate_one(args: argparse.Namespace, data: PreparedData) -> None:
         raise InputError(args.model, f"model takes {ckpt['network']['in_channels']} channels, data has {data.in_channels}")
     groups = data.split_groups(args.split)
     if not groups:
-        raise InputError(args.data, f"split '{args.split}' is empty")
+        why = empty_split_reason(data.manifest, args.split)  # e.g. TestData released without masks
+        raise InputError(args.data, f"split '{args.split}' is empty{why}")
     indices = data.sample_indices(groups)
     names = data.manifest["classes"]
-    tiles = summarise_segmentation(tile_confusion(net, data, indices, args.batch_size), class_names=names, positive_class=1)
+    cm_tiles = tile_confusion(net, data, indices, args.batch_size)
+    tiles = summarise_segmentation(cm_tiles, class_names=names, positive_class=1)
+    # Landslide4Sense release: every scored split's numbers too (val and test; docs/landslide4sense.md)
+    protocol = split_scores(data, {args.split: cm_tiles}, lambda idx: tile_confusion(net, data, idx, args.batch_size))
     # headline: whole-scene prediction scored once per pixel of the held-out area; tile-level
     # pooling counts overlapping pixels twice and is kept as a secondary number
     cm_scene, scenes = scene_confusion(net, data, args.split, args.batch_size) if args.whole_scene else (None, [])
@@ -138,7 +144,7 @@ def evaluate_one(args: argparse.Namespace, data: PreparedData) -> None:
             "domain": "rs", "dataset": data.manifest.get("dataset", Path(args.data).name), "split": args.split,
             "method": run.get("method", "none"), "variant": run.get("variant", ckpt["network"]["name"]),
             "budget": run.get("budget"), "seed": run.get("seed"), "n_tiles": len(groups),
-            "scope": "scenes" if scenes else "tiles", "scenes": scenes, **scores, "tiles": tiles,
+            "scope": "scenes" if scenes else "tiles", "scenes": scenes, **scores, "tiles": tiles, **protocol,
         })
         np.savez_compressed(tmp / "overlay.npz", **overlay_tiles(net, data, indices))
         write_yaml(tmp / "config.yaml", resolved_args(args))

@@ -7,6 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from rs.landslide4sense_protocol import empty_split_reason
 from rs.models import build_from_spec, network_spec
 from segcore.augment import BatchSpatialAugment
 from segcore.budget import label_seed, select_percent
@@ -95,7 +96,8 @@ def finetune_one(args: argparse.Namespace) -> None:
         raise InputError(None, str(err)) from err
     val_groups = data.split_groups("val")
     if not val_groups:
-        raise InputError(args.data, "no validation tiles in the prepared data")
+        why = empty_split_reason(data.manifest, "val")  # e.g. ValidData released without masks
+        raise InputError(args.data, f"no validation tiles in the prepared data{why}")
     method = args.method
     pretrained: list[str] = []
     if args.init is not None:
