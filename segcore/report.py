@@ -79,6 +79,14 @@ HEADLINE: dict[str, list[Headline]] = {
     "mri": [Headline("dice_mean", "", "Dice"), Headline("hd95_mean", "", "HD95 (mm)")],
     "rs": [Headline("miou", "", "mIoU"), Headline("iou", "landslide", "landslide IoU"), Headline("f1", "", "landslide F1")],
 }
+# more headline metrics where a dataset's benchmark reports them: Landslide4Sense ranks by the
+# landslide F1 and reports precision and recall beside it (docs/landslide4sense.md)
+DATASET_HEADLINE: dict[tuple[str, str], list[Headline]] = {
+    ("rs", "landslide4sense"): [
+        Headline("precision", "", "landslide precision"),
+        Headline("recall", "", "landslide recall"),
+    ],
+}
 # metrics broken down by class in the per-class tables
 PER_CLASS: dict[str, list[str]] = {"mri": ["dice", "hd95"], "rs": ["iou"]}
 BUDGET_AXIS = {"mri": "label budget (labeled volumes)", "rs": "label budget (% of tiles labeled)"}
@@ -768,9 +776,12 @@ class DomainTables:
 
 
 def domain_headlines(domain: str, stats: pd.DataFrame) -> list[Headline]:
-    """The domain's headline metrics; for an unknown domain every run-level metric not of a class."""
+    """The domain's headline metrics (and those of its datasets, :data:`DATASET_HEADLINE`); for an
+    unknown domain every run-level metric not of a class."""
     if domain in HEADLINE:
-        return HEADLINE[domain]
+        datasets = sorted(set(stats.loc[stats["domain"] == domain, "dataset"]))
+        extra = [h for d in datasets for h in DATASET_HEADLINE.get((domain, d), [])]
+        return list(dict.fromkeys(HEADLINE[domain] + extra))
     sub = stats[(stats["domain"] == domain) & (stats["class"] == "")]
     return [Headline(m, "", m) for m in dict.fromkeys(sub["metric"]) if m not in COUNT_FIELDS]
 

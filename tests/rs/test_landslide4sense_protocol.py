@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -491,3 +492,12 @@ def test_rs_evaluate_writes_val_and_test_scores(
     ):
         expected = metrics["summary"][name]
         assert values.get((key, cls)) == (None if expected is None else pytest.approx(expected))
+
+
+def test_report_headlines_add_precision_and_recall_for_landslide4sense_runs() -> None:
+    stats = pd.DataFrame({"domain": ["rs", "mri"], "dataset": ["prepared", "landslide4sense"]})
+    assert report.domain_headlines("rs", stats) == report.HEADLINE["rs"]  # the demo's tables are unchanged
+    assert report.domain_headlines("mri", stats) == report.HEADLINE["mri"]
+    stats.loc[len(stats)] = ["rs", "landslide4sense"]
+    labels = [h.label for h in report.domain_headlines("rs", stats)]
+    assert labels == ["mIoU", "landslide IoU", "landslide F1", "landslide precision", "landslide recall"]
