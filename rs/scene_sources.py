@@ -26,7 +26,7 @@ from rs.geotiff import pixel_size_metres, read_raster, transform_to_list
 from rs.scene_channels import SceneChannels, band_names, load_scene_channels
 from segcore.errors import InputError
 
-GeoTiffScene = tuple[str, Path, Path, "Path | None"]  # (id, image, dem, label or None)
+GeoTiffScene = tuple[str, Path, Path, Path | None]  # (id, image, dem, label or None)
 
 
 @dataclass
