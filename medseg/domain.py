@@ -46,9 +46,13 @@ class MRIDomain:
     name = "mri"
     title = "MRI"
     cli = "medseg"
+    groups = "subjects"
     val_metric = "dice"
     network_names = frozenset({"unet2d"})
     init_skip_prefixes = ("head.",)
+
+    def empty_split_reason(self, data: PreparedData, split: str) -> str:
+        return ""
 
     # --------------------------------------------------------------------------- fine-tuning
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import rs.networks  # noqa: F401  (registers the early and dual networks)
+from rs import landslide4sense_protocol
 from rs.config import (
     FusionNetworkConfig,
     RSEvaluateConfig,
@@ -55,9 +56,13 @@ class RSDomain:
     name = "rs"
     title = "remote-sensing"
     cli = "rs"
+    groups = "tiles"
     val_metric = "miou"
     network_names = frozenset({"early", "dual", "unet2d"})
     init_skip_prefixes = ("head.", "segmentation_head.")
+
+    def empty_split_reason(self, data: PreparedData, split: str) -> str:
+        return landslide4sense_protocol.empty_split_reason(data.manifest, split)  # e.g. TestData without masks
 
     # --------------------------------------------------------------------------- fine-tuning
 

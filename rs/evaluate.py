@@ -1,5 +1,7 @@
 """Remote-sensing scoring for ``rs evaluate``: IoU per class, mIoU, landslide precision / recall /
-F1 and overall accuracy (nodata excluded), over whole scenes or pooled tiles."""
+F1 and overall accuracy (nodata excluded), over whole scenes or pooled tiles; for data prepared
+under the Landslide4Sense protocol also per split, val and test (``per_split``,
+:mod:`rs.landslide4sense_protocol`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 
 from rs.config import RSEvaluateConfig
+from rs.landslide4sense_protocol import split_scores
 from segcore.metrics import confusion_matrix, summarise_segmentation
 from segcore.prepared import PreparedData
 
@@ -87,14 +90,19 @@ def overlay_tiles(net: torch.nn.Module, data: PreparedData, indices: np.ndarray,
 def score_tiles_and_scenes(net: torch.nn.Module, data: PreparedData, cfg: RSEvaluateConfig, tmp: Path) -> dict[str, Any]:
     """Scores of ``net`` on ``cfg.split``: whole scenes (the headline: the held-out area scored once
     per pixel) where the data has georeferenced labeled scenes, else pooled tiles; tile-level
-    numbers kept beside. Writes ``overlay.npz`` into ``tmp``; returns the metrics.json entries."""
+    numbers kept beside; under the Landslide4Sense protocol every scored split's numbers too.
+    Writes ``overlay.npz`` into ``tmp``; returns the metrics.json entries."""
     groups = data.split_groups(cfg.split)
     indices = data.sample_indices(groups)
     names = data.manifest["classes"]
-    tiles = summarise_segmentation(tile_confusion(net, data, indices, cfg.batch_size), class_names=names, positive_class=1)
+    cm_tiles = tile_confusion(net, data, indices, cfg.batch_size)
+    tiles = summarise_segmentation(cm_tiles, class_names=names, positive_class=1)
+    # Landslide4Sense release: every scored split's numbers too (val and test; docs/landslide4sense.md)
+    protocol = split_scores(data, {cfg.split: cm_tiles}, lambda idx: tile_confusion(net, data, idx, cfg.batch_size))
     # tile-level pooling counts overlapping pixels twice and is kept as a secondary number
     cm_scene, scenes = scene_confusion(net, data, cfg.split, cfg.batch_size) if cfg.whole_scene else (None, [])
     scores = summarise_segmentation(cm_scene, class_names=names, positive_class=1) if scenes else tiles
     np.savez_compressed(tmp / "overlay.npz", **overlay_tiles(net, data, indices))
     log.info("mIoU %s, landslide F1 %s on %d tiles", scores["summary"]["miou"], scores["summary"]["f1"], len(groups))
-    return {"n_tiles": len(groups), "scope": "scenes" if scenes else "tiles", "scenes": scenes, **scores, "tiles": tiles}
+    return {"n_tiles": len(groups), "scope": "scenes" if scenes else "tiles", "scenes": scenes, **scores, "tiles": tiles,
+            **protocol}

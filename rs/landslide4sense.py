@@ -6,11 +6,15 @@
                                                 slope, DEM (in this order)
     <folder>/mask/mask_N.h5    dataset "mask" (128, 128) 0/1   (absent for unlabeled patches)
 
-The folder may also hold the release's subfolders (``TrainData``, ``ValidData``, ``TestData``),
-each with its own ``img/`` (and ``mask/``); all are read. Patches are independent (no CRS, no
-geotransform), so each one is its own "scene" with an identity transform and ``georeferenced:
-false`` in the manifest; splits are drawn per patch. Channels are kept as delivered (no
-derived aspect or hillshade: the layout has no pixel size to derive them with).
+The release (iarai/Landslide4Sense-2022) holds three such folders, ``TrainData`` (3,799 patches),
+``ValidData`` (245) and ``TestData`` (800) (:data:`RELEASE_FOLDERS`); the validation and test
+masks were published later (Zenodo record 10463239), so a copy may lack them.
+:func:`release_patches` reads the release by folder (the official splits,
+:mod:`rs.landslide4sense_protocol`); :func:`find_patches` reads a plain folder (or every
+subfolder with an ``img/``). Patches are independent (no CRS, no geotransform), so each one is its
+own "scene" with an identity transform and ``georeferenced: false`` in the manifest. Channels are
+kept as delivered (no derived aspect or hillshade: the layout has no pixel size to derive them
+with).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ L4S_CHANNELS = tuple(f"B{i}" for i in range(1, 13)) + ("slope", "elevation")
 L4S_SPECTRAL = list(range(12))
 L4S_TERRAIN = [12, 13]
 L4S_SIZE = 128
+# the release's folders and the official split each one is
+RELEASE_FOLDERS = {"TrainData": "train", "ValidData": "val", "TestData": "test"}
+VALID_TEST_MASKS = "Zenodo record 10463239"  # where the later validation and test masks are
 _NUMBER = re.compile(r"(\d+)$")
 
 
@@ -54,24 +61,58 @@ def is_landslide4sense(folder: str | Path) -> bool:
     return any(any(d.glob("image_*.h5")) for d in _img_dirs(folder))
 
 
+def _patches_in(img_dir: Path, prefix: str) -> list[L4SPatch]:
+    """The patches of one ``img/`` folder in patch-number order, ids ``<prefix>image_N``."""
+    files = []
+    for f in img_dir.glob("image_*.h5"):
+        m = _NUMBER.search(f.stem)
+        if m is None:
+            raise InputError(f, "Landslide4Sense image name must be image_<number>.h5")
+        files.append((int(m.group(1)), f))
+    patches = []
+    for num, f in sorted(files):
+        mask = img_dir.parent / "mask" / f"mask_{num}.h5"
+        patches.append(L4SPatch(f"{prefix}image_{num}", f, mask if mask.is_file() else None))
+    return patches
+
+
 def find_patches(folder: str | Path) -> list[L4SPatch]:
     """All patches under ``folder``, ordered by subfolder then patch number."""
     folder = Path(folder)
     patches: list[L4SPatch] = []
     for img_dir in _img_dirs(folder):
         prefix = "" if img_dir.parent == folder else f"{img_dir.parent.name}/"
-        files = []
-        for f in img_dir.glob("image_*.h5"):
-            m = _NUMBER.search(f.stem)
-            if m is None:
-                raise InputError(f, "Landslide4Sense image name must be image_<number>.h5")
-            files.append((int(m.group(1)), f))
-        for num, f in sorted(files):
-            mask = img_dir.parent / "mask" / f"mask_{num}.h5"
-            patches.append(L4SPatch(f"{prefix}image_{num}", f, mask if mask.is_file() else None))
+        patches += _patches_in(img_dir, prefix)
     if not patches:
         raise InputError(folder, "no Landslide4Sense patches found (expected img/image_N.h5)")
     return patches
+
+
+def is_release(folder: str | Path) -> bool:
+    """True if ``folder`` is laid out as the release: no ``img/`` of its own and at least one of
+    :data:`RELEASE_FOLDERS` with an ``img/`` folder."""
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / "img").is_dir():
+        return False
+    return any((folder / name / "img").is_dir() for name in RELEASE_FOLDERS)
+
+
+def release_patches(folder: str | Path) -> dict[str, list[L4SPatch]]:
+    """The patches of each release folder present, ``{"TrainData": [...], ...}`` in the order of
+    :data:`RELEASE_FOLDERS`, ids ``<folder>/image_N``. ``TrainData`` must hold patches (it is the
+    training split); ``ValidData`` and ``TestData`` may be absent (then missing from the result)."""
+    folder = Path(folder)
+    found = {
+        name: _patches_in(folder / name / "img", f"{name}/")
+        for name in RELEASE_FOLDERS
+        if (folder / name / "img").is_dir()
+    }
+    if not found.get("TrainData"):
+        raise InputError(
+            folder / "TrainData",
+            "the Landslide4Sense release needs TrainData/img/image_N.h5 (the training split)",
+        )
+    return found
 
 
 def _read_dataset(path: Path, key: str) -> np.ndarray:
@@ -97,10 +138,7 @@ def read_image(path: str | Path, size: int = L4S_SIZE) -> np.ndarray:
             path, f"dataset 'img' must be (H, W, {len(L4S_CHANNELS)}), got {img.shape}"
         )
     if img.shape[0] != size or img.shape[1] != size:
-        raise InputError(
-            path,
-            f"patch is {img.shape[0]}x{img.shape[1]}, expected {size}x{size} like the other patches",
-        )
+        raise InputError(path, f"patch is {img.shape[0]}x{img.shape[1]}, expected {size}x{size}")
     return np.ascontiguousarray(np.moveaxis(img.astype(np.float32), -1, 0))  # (14, H, W)
 
 
@@ -111,7 +149,9 @@ def read_mask(path: str | Path, size: int = L4S_SIZE) -> np.ndarray:
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
     if mask.shape != (size, size):
-        raise InputError(path, f"dataset 'mask' must be ({size}, {size}), got {mask.shape}")
+        raise InputError(
+            path, f"dataset 'mask' is {mask.shape}, its image is {size}x{size}: they must match"
+        )
     values = np.unique(mask)
     if not np.isin(values, [0, 1]).all():
         raise InputError(path, f"mask values must be 0 or 1, found {values[:5].tolist()}")

@@ -1,7 +1,7 @@
 """Full-scene prediction by sliding window, back to a GeoTIFF on the input's grid.
 
 The scene is read and aligned exactly as ``rs preprocess`` built the training tiles
-(:func:`rs.preprocess.load_scene_channels`: same channels, same terrain derivation) and
+(:func:`rs.scene_channels.load_scene_channels`: same channels, same terrain derivation) and
 standardised with the training statistics stored in the prepared data's manifest; nodata
 pixels read as 0, like the filled training pixels. Tiles of the training size slide with
 overlap; overlapping predictions are averaged with a weight that is 1 inside the tile and
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from rs.geotiff import RasterGrid, as_grid, read_raster, write_geotiff
-from rs.preprocess import load_scene_channels
+from rs.scene_channels import load_scene_channels
+from rs.terrain import HILLSHADE_ALTITUDE, HILLSHADE_AZIMUTH
 from rs.tiling import tile_windows, window_from_list
 from segcore.errors import InputError
 
@@ -113,8 +114,8 @@ def predict_scene_detailed(
         image_path,
         dem_path,
         len(spectral),
-        terrain_opts.get("hillshade_azimuth", 315.0),
-        terrain_opts.get("hillshade_altitude", 45.0),
+        terrain_opts.get("hillshade_azimuth", HILLSHADE_AZIMUTH),
+        terrain_opts.get("hillshade_altitude", HILLSHADE_ALTITUDE),
     )
     mean = np.asarray(m["normalization"]["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(m["normalization"]["std"], dtype=np.float32)[:, None, None]

@@ -15,6 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 TERRAIN_CHANNELS = ("elevation", "slope", "aspect_sin", "aspect_cos", "hillshade")
+# the sun of the hillshade channel unless configured: gdaldem hillshade's defaults (light from the
+# north-west, 45 degrees above the horizon)
+HILLSHADE_AZIMUTH = 315.0
+HILLSHADE_ALTITUDE = 45.0
 
 
 def _gradients(dem: np.ndarray, xres: float, yres: float) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +47,11 @@ def slope_aspect(dem: np.ndarray, xres: float, yres: float) -> tuple[np.ndarray,
 
 
 def hillshade(
-    dem: np.ndarray, xres: float, yres: float, azimuth: float = 315.0, altitude: float = 45.0
+    dem: np.ndarray,
+    xres: float,
+    yres: float,
+    azimuth: float = HILLSHADE_AZIMUTH,
+    altitude: float = HILLSHADE_ALTITUDE,
 ) -> np.ndarray:
     """Illumination in [0, 1] by a sun at ``azimuth`` (degrees clockwise from north, where the
     light comes from) and ``altitude`` (degrees above the horizon). (H, W) float32."""
@@ -57,7 +65,11 @@ def hillshade(
 
 
 def terrain_channels(
-    dem: np.ndarray, xres: float, yres: float, azimuth: float = 315.0, altitude: float = 45.0
+    dem: np.ndarray,
+    xres: float,
+    yres: float,
+    azimuth: float = HILLSHADE_AZIMUTH,
+    altitude: float = HILLSHADE_ALTITUDE,
 ) -> np.ndarray:
     """Stack of :data:`TERRAIN_CHANNELS`, (5, H, W) float32.
 

@@ -23,9 +23,14 @@ class Domain(Protocol):
     name: str  # the manifest's and the checkpoints' domain: "mri" or "rs"
     title: str  # for messages: "MRI", "remote-sensing"
     cli: str  # the command of this domain's stages: "medseg", "rs"
+    groups: str  # what the prepared data's groups are, for messages: "subjects", "tiles"
     val_metric: str  # the validation score of fine-tuning: "dice" or "miou"
     network_names: frozenset[str]  # the network specs this domain builds
     init_skip_prefixes: tuple[str, ...]  # checkpoint keys not taken by --init (heads)
+
+    def empty_split_reason(self, data: PreparedData, split: str) -> str:
+        """Why the preprocessing left ``split`` empty (``" (<why>)"``), or ""."""
+        ...
 
     # --- fine-tuning
     def select_labeled(self, data: PreparedData, cfg: FinetuneConfig, label_seed: int) -> tuple[list[str], dict[str, Any]]:

@@ -3,6 +3,7 @@ paths and config strings reach the shell quoted, every training and evaluation j
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -243,3 +245,45 @@ def test_readme_quick_start_has_exactly_two_commands():
     makefile = (ROOT / "Makefile").read_text()
     assert "\ndemo:" in makefile and "\ntest:" in makefile
     assert "make test" in (ROOT / ".ci/run").read_text()
+
+
+@pytest.mark.slow
+def test_landslide4sense_preset_end_to_end(tmp_path):
+    """The preset on a generated release, steps, batches, seeds and the network scaled down by a
+    second config file (nested values given with --config reach the schema as strings)."""
+    from tests.data.l4s import make
+
+    raw = make.release(tmp_path / "raw", n_train=8, n_val=3, n_test=3)
+    results = tmp_path / "results"
+    scaled = tmp_path / "scaled_down.yaml"
+    scaled.write_text(yaml.safe_dump({"results": str(results), "threads": 1, "rs": {
+        "input": str(raw),
+        "network": {"encoder": "tu-regnetx_002", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+        "pretrain": {"steps": 2, "batch_size": 4, "queue_size": 64},
+        "finetune": {"budgets": ["5"], "all_labels_methods": [], "steps": 2, "batch_size": 2, "val_every": 2,
+                     "seeds": [0]}}}))
+    preset = ROOT / "workflows/config/landslide4sense.yaml"
+    res = _snakemake("--cores", "2", "--configfile", str(preset), str(scaled))
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
+    manifest = json.loads((results / "rs/prepared/manifest.json").read_text())
+    assert manifest["protocol"] == "landslide4sense" and (manifest["tile"], manifest["overlap"]) == (128, 0)
+    assert [len(manifest["splits"][s]) for s in ("labeled", "val", "test")] == [8, 3, 3]
+    # MRI off; no whole-scene prediction of patches
+    assert not (results / "mri").exists() and not (results / "rs/predict").exists()
+    evaluated = results / "rs/evaluate"
+    cells = sorted(p.relative_to(evaluated).parts[:3] for p in evaluated.rglob("metrics.json"))
+    assert cells == [("hpcl-ssl", "early", "pct_5"), ("none", "early", "pct_5")]
+    for path in evaluated.rglob("metrics.json"):
+        m = json.loads(path.read_text())
+        assert set(m["per_split"]) == {"val", "test"} and m["per_split"]["test"]["summary"] == m["summary"]
+    # the competition's numbers in the tables: every run's test precision, recall and F1
+    tidy = pd.read_csv(results / "report/metrics_tidy.csv")
+    runs = tidy[(tidy["class"].isna()) & tidy["metric"].isin(["precision", "recall", "f1"])]
+    assert set(runs["dataset"]) == {"landslide4sense"} and set(runs["split"]) == {"test"}
+    by_method = runs.groupby("method")["metric"].apply(sorted).to_dict()
+    assert by_method == {m: ["f1", "precision", "recall"] for m in ("hpcl-ssl", "none")}
+    summary = pd.read_csv(results / "report/rs_summary.csv")
+    assert {"landslide precision", "landslide recall", "landslide F1"} <= set(summary["metric"])
+    for md in (results / "tables/tables.md", results / "report/tables.md"):
+        text = md.read_text()
+        assert all(f"landslide {k} by label budget" in text for k in ("precision", "recall", "F1"))

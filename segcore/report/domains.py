@@ -26,6 +26,14 @@ HEADLINE: dict[str, list[Headline]] = {
     "mri": [Headline("dice_mean", "", "Dice"), Headline("hd95_mean", "", "HD95 (mm)")],
     "rs": [Headline("miou", "", "mIoU"), Headline("iou", "landslide", "landslide IoU"), Headline("f1", "", "landslide F1")],
 }
+# more headline metrics where a dataset's benchmark reports them: Landslide4Sense ranks by the
+# landslide F1 and reports precision and recall beside it (docs/landslide4sense.md)
+DATASET_HEADLINE: dict[tuple[str, str], list[Headline]] = {
+    ("rs", "landslide4sense"): [
+        Headline("precision", "", "landslide precision"),
+        Headline("recall", "", "landslide recall"),
+    ],
+}
 # metrics broken down by class in the per-class tables
 PER_CLASS: dict[str, list[str]] = {"mri": ["dice", "hd95"], "rs": ["iou"]}
 BUDGET_AXIS = {"mri": "label budget (labeled volumes)", "rs": "label budget (% of tiles labeled)"}

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from segcore.report.domains import (
+    DATASET_HEADLINE,
     DOMAIN_TITLE,
     HEADLINE,
     PER_CLASS,
@@ -232,9 +233,12 @@ class DomainTables:
 
 
 def domain_headlines(domain: str, stats: pd.DataFrame) -> list[Headline]:
-    """The domain's headline metrics; for an unknown domain every run-level metric not of a class."""
+    """The domain's headline metrics (and those of its datasets, :data:`DATASET_HEADLINE`); for an
+    unknown domain every run-level metric not of a class."""
     if domain in HEADLINE:
-        return HEADLINE[domain]
+        datasets = sorted(set(stats.loc[stats["domain"] == domain, "dataset"]))
+        extra = [h for d in datasets for h in DATASET_HEADLINE.get((domain, d), [])]
+        return list(dict.fromkeys(HEADLINE[domain] + extra))
     sub = stats[(stats["domain"] == domain) & (stats["class"] == "")]
     return [Headline(m, "", m) for m in dict.fromkeys(sub["metric"]) if m not in COUNT_FIELDS]
 

@@ -74,7 +74,7 @@ def run_evaluate(cfg: EvaluateConfig, domain: Domain) -> None:
     runs = model_runs(cfg)
     data = open_prepared(cfg.data, domain.name, domain.title)
     if not data.split_groups(cfg.split):
-        raise InputError(cfg.data, f"split '{cfg.split}' is empty")
+        raise InputError(cfg.data, f"split '{cfg.split}' is empty{domain.empty_split_reason(data, cfg.split)}")
     for model, out in runs:
         net, ckpt = load_model(model, domain)
         check_model_fits(ckpt, model, data)

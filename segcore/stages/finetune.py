@@ -98,7 +98,8 @@ def finetune_one(cfg: FinetuneConfig, run: SeedRun, domain: Domain) -> dict[str,
     chosen, budget = domain.select_labeled(data, cfg, run.label_seed)
     val_groups = data.split_groups("val")
     if not val_groups:
-        raise InputError(cfg.data, "no validation subjects or tiles in the prepared data (preprocess with a validation split)")
+        why = domain.empty_split_reason(data, "val") or " (preprocess with a validation split)"
+        raise InputError(cfg.data, f"no validation {domain.groups} in the prepared data{why}")
     net, spec, pretrained, method = initial_network(cfg, domain, data)
     hpcl: HyperPixelConfig | None = getattr(cfg, "hpcl", None)
     extras = ["superpixels"] if hpcl is not None and hpcl.enabled else []
