@@ -1,4 +1,4 @@
-"""``medseg finetune``: a 2D U-Net on N labeled volumes chosen from (N, seed)."""
+"""``medseg finetune``: a 2D U-Net on the volumes of N labeled subjects chosen from (N, seed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from medseg.models import build_network, network_spec, parse_channels
 from segcore.augment import BatchSpatialAugment
-from segcore.budget import label_seed, select_count
+from segcore.budget import FixedCombinations, draw_labeled, label_seed
 from segcore.checkpoints import load_pretrained, read_checkpoint
 from segcore.errors import InputError
 from segcore.prepared import PreparedData, PreparedDataset
@@ -38,7 +38,8 @@ def add_training_options(p: argparse.ArgumentParser, steps: int, batch_size: int
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:
     add_training_options(p, steps=300, batch_size=8, lr=1e-3, several=True)
-    p.add_argument("--budget", default="all", help="labeled volumes: an integer or 'all' (the whole labeled pool)")
+    p.add_argument("--budget", default="all", help="labeled subjects (all volumes of each): an integer or 'all' (the whole labeled pool)")
+    p.add_argument("--labeled-subjects", nargs="+", action=FixedCombinations, default=None, metavar="SUBJECT", help="fixed labeled subjects instead of the draw (names or numbers; repeat the option for several combinations, picked by the label seed); docs/mri_data.md")
     p.add_argument("--init", type=Path, default=None, help="checkpoint to start from (pretrained or fine-tuned); none = random init")
     p.add_argument("--method", default=None, help="name of the pretraining method, recorded for the report (default: from --init, or 'none')")
     p.add_argument("--val-every", type=int, default=50, help="validate (whole-volume Dice) every N steps; best weights kept")
@@ -57,9 +58,8 @@ def finetune_one(args: argparse.Namespace) -> None:
     data = PreparedData(args.data)
     if data.manifest.get("domain") != "mri":
         raise InputError(args.data, f"expected MRI prepared data, found domain {data.manifest.get('domain')!r}")
-    pool = data.split_groups("labeled")
-    try:
-        chosen = select_count(pool, args.budget, label_seed(args))
+    try:  # the budget counts subjects (all volumes of a person); fixed lists win over the draw
+        subjects, chosen = draw_labeled(data.split_subjects("labeled"), args.budget, label_seed(args), getattr(args, "labeled_subjects", None), data.subject_split())
     except ValueError as err:
         raise InputError(args.data, str(err)) from err
     val_groups = data.split_groups("val")
@@ -83,7 +83,7 @@ def finetune_one(args: argparse.Namespace) -> None:
 
     train_ds = PreparedDataset(data, data.sample_indices(chosen))
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
-    run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "label_seed": label_seed(args), "labeled": chosen,
+    run = {"method": method, "budget": str(args.budget), "seed": int(args.seed), "label_seed": label_seed(args), "labeled": chosen, "labeled_subjects": subjects,
            "init": None if args.init is None else str(args.init), "initialised_tensors": len(pretrained)}
     fit_segmentation(out=args.out, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric="dice", run=run, args=args, pretrained=pretrained,
                      augment=BatchSpatialAugment(rotate_deg=15, scale=0.1, flip_axes=(0, 1), elastic_prob=0.3, ignore_index=data.ignore_index))
