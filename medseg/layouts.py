@@ -227,7 +227,10 @@ def _list_msd(folder: Path, channel: int) -> tuple[list[Case], dict[str, Any]]:
         pairs += [(_msd_path(folder, e, "image"), _msd_path(folder, e, "label")) for e in dj["training"]]
     else:  # no list: pair imagesTr/x with labelsTr/x
         pairs += [(p, _require(folder / "labelsTr" / p.name, "label")) for p in _nifti_files(folder / "imagesTr")]
-    pairs += [(_msd_path(folder, e, "image"), None) for e in dj.get("test", []) or []]
+    # the Decathlon's test list holds image paths without labels; an entry with a label
+    # (some datasets give their test cases' labels) is a labeled case
+    pairs += [(_msd_path(folder, e, "image"), _msd_path(folder, e, "label") if isinstance(e, dict) and e.get("label") else None)
+              for e in dj.get("test", []) or []]
     cases = [Case(str(_nifti_stem(img)), img, lab) for img, lab in pairs]
     info = {"layout": "msd", "classes": classes, "channels": channels, "channel_in_file": len(channels) > 1, "name": dj.get("name")}
     return cases, info
@@ -356,9 +359,9 @@ def assign_subjects(cases: list[Case], layout: str, pattern: str | None = None, 
         keyed = [(c, m.group(1) if (m := regex.search(c.name)) else None) for c in cases]
         misses = [c for c, key in keyed if not key]
         if misses:
-            scope = "none of the" if len(misses) == len(cases) else f"{len(misses)} of the"
+            scope = "matches none" if len(misses) == len(cases) else f"misses {len(misses)}"
             raise InputError(misses[0].image, f"--subject-pattern '{pattern}' does not match the case name '{misses[0].name}' of this file "
-                                              f"(it matches {scope} {len(cases)} cases; the first group must match a non-empty subject)")
+                                              f"(it {scope} of the {len(cases)} cases; the first group must match a non-empty subject)")
         return [replace(c, subject=str(key)) for c, key in keyed], f"pattern '{pattern}' (first group) on the case names"
     if subject_csv is not None:
         path = Path(subject_csv)

@@ -195,7 +195,8 @@ def preprocess(
     if excluded:
         log.warning("%d volumes without labels belong to test/val/labeled-pool subjects and are left out (e.g. %s)", len(excluded), next(iter(excluded)))
     if unlabeled_only:
-        folders = sorted({str(c.image.parent.relative_to(input)) if c.image.is_relative_to(input) else str(c.image.parent) for c in unlabeled_only})
+        root = input if input.is_dir() else input.parent
+        folders = sorted({str(c.image.parent.relative_to(root)) if c.image.parent.is_relative_to(root) else str(c.image.parent) for c in unlabeled_only})
         log.info("%d volumes without labels (in %s) are used only as unlabeled pretraining data", len(unlabeled_only), ", ".join(folders))
     cases = [c for c in cases if c.name not in excluded]
     n_total = sum(geometries[c.name]["n_slices"] for c in cases)

@@ -18,11 +18,14 @@ never nest beyond seed 0 (budget 1 of seed 1 is ``P[1]``, budget 2 of seed 1 is
 ``{P[2], P[3]}``). The construction here keeps the disjointness and coverage of blocks and
 nests, by building every seed's set one budget at a time (:func:`balanced_sets`): at budget
 ``b`` each of the seeds ``s < floor(N/b)`` adds one candidate that none of those seeds holds
-yet, so they stay disjoint; the seed ``floor(N/b)`` (when ``b`` does not divide ``N``) already
-holds, or adds, the ``N mod b`` candidates the others leave over, so coverage holds. For
+yet, so they stay disjoint, and they take first the candidates that seed ``floor(N/b)`` does
+not hold; what they leave over (``N mod b`` candidates) is then among that seed's ``b - 1``
+earlier ones (it was disjoint from them at budget ``b - 1``, or held their leftover then), so
+coverage holds. For
 ``N = 2m`` this gives ``{P[s], P[s + m]}`` at budget 2. Seeds past ``ceil(N/b)`` (a second round)
 add, at each budget, the candidate that overlaps least with the earlier seeds' sets and has been
-used least (ties: permutation order); that spreads the labels but gives no guarantee.
+used least in its round and overall (ties: permutation order); that spreads the labels but
+gives no guarantee.
 
 Fixed lists (:func:`draw_labeled` ``fixed=``) take precedence over the draw, as the reference
 protocols name their labeled subjects.
@@ -86,14 +89,15 @@ def balanced_sets(n: int, budget: int, seeds: int) -> list[list[int]]:
         new[:m] = free[:m]
         for s in range(m, n_rows):
             # past the disjoint rows: least overlap with any earlier row, then the position held
-            # by the fewest earlier rows, then permutation order
+            # by the fewest rows of this round (rows j*m .. s-1), then by the fewest earlier
+            # rows, then permutation order
             earlier = np.concatenate([held[:s], new[:s, None]], axis=1)  # (s, k)
             overlap = np.isin(earlier, held[s]).sum(axis=1)  # shared with row s so far
             worst = np.full(n, overlap.max(initial=0), dtype=np.int64)
             np.maximum.at(worst, earlier.ravel(), np.repeat(overlap + 1, k))
-            key = worst * (s + 1) + np.bincount(earlier.ravel(), minlength=n)
-            key[held[s]] = np.iinfo(np.int64).max
-            new[s] = int(np.argmin(key))
+            worst[held[s]] = k + 1  # never a position the row holds: above any real overlap
+            in_round = np.bincount(earlier[(s // m) * m :].ravel(), minlength=n)
+            new[s] = int(np.lexsort((np.arange(n), np.bincount(earlier.ravel(), minlength=n), in_round, worst))[0])
         columns.append(new)
     return [[int(c[s]) for c in columns] for s in range(seeds)]
 
