@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from segcore.budget import FixedCombinations
 from segcore.config import EvaluateConfig, FinetuneConfig, PredictConfig, PretrainConfig, option
 
 # the demo's U-Net widths (the reference's are 16, 32, 64, 128, 128, 128)
@@ -18,7 +19,11 @@ CHANNELS_HELP = "U-Net encoder widths, comma-separated (ignored with --init: tak
 
 @dataclass
 class MRIFinetuneConfig(FinetuneConfig):
-    budget: str = option("all", "labeled volumes: an integer or 'all' (the whole labeled pool)")
+    budget: str = option("all", "labeled subjects (all volumes of each): an integer or 'all' (the whole labeled pool)")
+    labeled_subjects: Any = option(
+        None, "fixed labeled subjects instead of the draw (names or numbers; repeat the option for several combinations, "
+              "picked by the label seed; in a --config file also a mapping budget -> combinations); docs/mri_data.md",
+        action=FixedCombinations, nargs="+", metavar="SUBJECT")
     channels: str = option(DEFAULT_CHANNELS, CHANNELS_HELP)
 
 

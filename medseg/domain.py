@@ -9,7 +9,7 @@ from typing import Any
 
 from medseg.config import MRIEvaluateConfig, MRIFinetuneConfig, MRIPredictConfig, MRIPretrainConfig
 from segcore.augment import BatchSpatialAugment
-from segcore.budget import select_count
+from segcore.budget import draw_labeled
 from segcore.checkpoints import checkpoint_network, read_checkpoint
 from segcore.config import EvaluateConfig, FinetuneConfig, PredictConfig, PretrainConfig
 from segcore.errors import InputError
@@ -58,11 +58,13 @@ class MRIDomain:
 
     def select_labeled(self, data: PreparedData, cfg: FinetuneConfig, label_seed: int) -> tuple[list[str], dict[str, Any]]:
         assert isinstance(cfg, MRIFinetuneConfig)
-        try:
-            chosen = select_count(data.split_groups("labeled"), cfg.budget, label_seed)
+        try:  # the budget counts subjects (all volumes of a person); fixed lists win over the draw
+            subjects, chosen = draw_labeled(
+                data.split_subjects("labeled"), cfg.budget, label_seed, cfg.labeled_subjects, data.subject_split()
+            )
         except ValueError as err:
             raise InputError(cfg.data, str(err)) from err
-        return chosen, {"budget": str(cfg.budget)}
+        return chosen, {"budget": str(cfg.budget), "labeled_subjects": subjects}
 
     def network_spec(self, data: PreparedData, cfg: Any) -> dict[str, Any]:
         return network_spec(data.in_channels, data.num_classes, parse_channels(cfg.channels))

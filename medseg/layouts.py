@@ -7,21 +7,35 @@ Supported layouts (``layout=`` names):
 * ``msd`` (Medical Segmentation Decathlon): ``dataset.json`` with ``training`` (image/label
   pairs, paths relative to the folder) and ``test`` lists; image files have no ``_0000``; a
   multi-modal image is one 4D file whose last axis is the channel.
-* ``acdc``: ``patientXXX/patientXXX_frameYY.nii.gz`` with ``..._gt.nii.gz`` labels (also under
-  ``training/`` and ``testing/``); each frame is one case, ``patientXXX_4d.nii.gz`` is ignored.
+* ``acdc``: ``patientXXX/`` folders (also under ``training/`` and ``testing/``) with ``Info.cfg``
+  (``ED: n``, ``ES: n``, ...) naming the end-diastolic and end-systolic frames
+  ``patientXXX_frameYY.nii.gz``, each with its ``..._gt.nii.gz`` labels; the ED and ES frames
+  are two cases of one subject, ``patientXXX_4d.nii.gz`` is ignored. A missing ``Info.cfg``,
+  frame or ``_gt`` file is an error naming that file (every patient of ACDC's current release
+  has all of them).
 * ``plain``: a folder (or ``images/`` inside it, or a single file) of ``*.nii``/``*.nii.gz``;
   labels in ``labels/`` beside the images (same file name) or as ``<name>_seg``/``_label``/
   ``_gt`` files next to them; class names from an optional ``classes.json`` or the label values.
 
 Hidden files (``.*``, e.g. the ``._x.nii.gz`` macOS forks shipped in Decathlon archives) are
 ignored everywhere.
+
+Subjects: every case (one volume) belongs to a subject (one person); splits and label budgets
+count subjects, so the volumes of one person never end up in two splits. The subject key
+(:func:`assign_subjects`) is, by default, the ACDC patient folder for ``acdc`` and the
+ACDC-style ``patientNNN`` prefix of the case name in every other layout (nnU-Net's ACDC
+conversion names its cases ``patientNNN_frameYY``), else the case name itself; a regular
+expression (its first group) or a CSV file (columns ``case,subject``) replaces the default.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +44,11 @@ import numpy as np
 from medseg.nifti import load_label
 from segcore.errors import InputError
 
+log = logging.getLogger(__name__)
+
 LAYOUTS = ("nnunet", "msd", "acdc", "plain")
+# ACDC's patient names at the start of a case name: patient001_frame01 -> patient001
+ACDC_SUBJECT = re.compile(r"(patient\d+)(?:_|$)")
 ACDC_CLASSES = {0: "background", 1: "RV", 2: "MYO", 3: "LV"}
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 LABEL_SUFFIXES = ("_seg", "_label", "_gt")
@@ -46,19 +64,21 @@ _LOOKED_FOR = (
 class Case:
     """One volume of a raw dataset.
 
-    ``subject`` is the volume's id (the group id in prepared data); ``patient`` names the
-    person it belongs to (equal to ``subject`` except for ACDC, where the ED and ES frames of
-    one patient are two cases): splits never separate the volumes of one patient.
+    ``name`` is the volume's id (the group id in prepared data); ``subject`` names the person
+    it belongs to (see :func:`assign_subjects`; the name itself until a key is applied):
+    splits never separate the volumes of one subject. ``meta`` holds what the layout knows
+    about the volume beyond its files (ACDC: phase, frame and the patient's ``Info.cfg``).
     """
 
-    subject: str
+    name: str
     image: Path
     label: Path | None
-    patient: str = ""
+    subject: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if not self.patient:
-            object.__setattr__(self, "patient", self.subject)
+        if not self.subject:
+            object.__setattr__(self, "subject", self.name)
 
 
 def _visible(paths: list[Path]) -> list[Path]:
@@ -207,22 +227,56 @@ def _list_msd(folder: Path, channel: int) -> tuple[list[Case], dict[str, Any]]:
         pairs += [(_msd_path(folder, e, "image"), _msd_path(folder, e, "label")) for e in dj["training"]]
     else:  # no list: pair imagesTr/x with labelsTr/x
         pairs += [(p, _require(folder / "labelsTr" / p.name, "label")) for p in _nifti_files(folder / "imagesTr")]
-    pairs += [(_msd_path(folder, e, "image"), None) for e in dj.get("test", []) or []]
+    # the Decathlon's test list holds image paths without labels; an entry with a label
+    # (some datasets give their test cases' labels) is a labeled case
+    pairs += [(_msd_path(folder, e, "image"), _msd_path(folder, e, "label") if isinstance(e, dict) and e.get("label") else None)
+              for e in dj.get("test", []) or []]
     cases = [Case(str(_nifti_stem(img)), img, lab) for img, lab in pairs]
     info = {"layout": "msd", "classes": classes, "channels": channels, "channel_in_file": len(channels) > 1, "name": dj.get("name")}
     return cases, info
 
 
+def read_info_cfg(path: Path) -> dict[str, Any]:
+    """ACDC ``Info.cfg`` (``Key: value`` lines) as ``{"ED": int, "ES": int, ...}``; other keys
+    (Group, Height, NbFrame, Weight) are kept, numbers as numbers."""
+    if not path.is_file():
+        raise InputError(path, "Info.cfg does not exist; every ACDC patient folder needs one (its ED and ES frame numbers)")
+    values: dict[str, Any] = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise InputError(path, f"line {number} is not 'Key: value': {line.strip()!r}")
+        value = value.strip()
+        try:
+            values[key.strip()] = int(value) if re.fullmatch(r"[+-]?\d+", value) else float(value)
+        except ValueError:
+            values[key.strip()] = value
+    for key in ("ED", "ES"):
+        if not isinstance(values.get(key), int) or values[key] < 1:
+            raise InputError(path, f"needs '{key}: <frame number >= 1>', found {values.get(key)!r}")
+    return values
+
+
+def _frame_file(pdir: Path, stem: str, what: str) -> Path:
+    found = next((pdir / f"{stem}{s}" for s in NIFTI_SUFFIXES if (pdir / f"{stem}{s}").is_file()), None)
+    if found is None:
+        raise InputError(pdir / f"{stem}.nii.gz", f"{what} does not exist (named by {pdir / 'Info.cfg'})")
+    return found
+
+
 def _list_acdc(folder: Path) -> tuple[list[Case], dict[str, Any]]:
     cases: list[Case] = []
     for pdir in _patient_dirs(folder):
-        for img in _nifti_files(pdir):
-            stem = str(_nifti_stem(img))
-            if not re.fullmatch(rf"{pdir.name}_frame\d+", stem):
-                continue  # the 4D cine, _gt files, anything else
-            gts = [pdir / f"{stem}_gt{s}" for s in NIFTI_SUFFIXES]
-            label = next((g for g in gts if g.is_file()), None)
-            cases.append(Case(stem, img, label, patient=pdir.name))
+        info = read_info_cfg(pdir / "Info.cfg")
+        phases = {info["ED"]: "ED", info["ES"]: "ES"}  # ED == ES (not in ACDC) gives one case
+        for frame, phase in sorted(phases.items()):
+            stem = f"{pdir.name}_frame{frame:02d}"
+            image = _frame_file(pdir, stem, f"{phase} frame {frame}")
+            label = _frame_file(pdir, f"{stem}_gt", f"ground truth of the {phase} frame {frame}")
+            meta = {"phase": phase, "frame": frame, **{k: v for k, v in info.items() if k not in ("ED", "ES")}}
+            cases.append(Case(stem, image, label, subject=pdir.name, meta=meta))
     if not cases:
         raise InputError(folder, "ACDC layout: no patientXXX_frameYY.nii.gz files in the patient folders")
     return cases, {"layout": "acdc", "classes": dict(ACDC_CLASSES), "channels": ["MRI"], "channel_in_file": False, "name": "ACDC"}
@@ -262,13 +316,81 @@ def _list_plain(folder: Path) -> tuple[list[Case], dict[str, Any]]:
     return cases, {"layout": "plain", "classes": classes, "channels": ["MRI"], "channel_in_file": False, "name": None}
 
 
-def list_cases(folder: str | Path, layout: str = "auto", channel: int = 0) -> tuple[list[Case], dict[str, Any]]:
+def read_subject_csv(path: Path) -> dict[str, str]:
+    """``{case: subject}`` from a CSV file with the columns ``case`` and ``subject``."""
+    if not path.is_file():
+        raise InputError(path, "subject CSV does not exist")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+        if "case" not in columns or "subject" not in columns:
+            raise InputError(path, f"subject CSV needs the columns 'case' and 'subject', found {reader.fieldnames}")
+        table: dict[str, str] = {}
+        for row in reader:
+            case, subject = (str(row.get(columns[k]) or "").strip() for k in ("case", "subject"))
+            if not case and not subject:
+                continue
+            if not case or not subject:
+                raise InputError(path, f"line {reader.line_num}: empty case or subject ({case!r}, {subject!r})")
+            if table.get(case, subject) != subject:
+                raise InputError(path, f"case '{case}' is given two subjects: '{table[case]}' and '{subject}'")
+            table[case] = subject
+    return table
+
+
+def assign_subjects(cases: list[Case], layout: str, pattern: str | None = None, subject_csv: str | Path | None = None) -> tuple[list[Case], str]:
+    """Set each case's subject; returns ``(cases, how)``, ``how`` a sentence for the manifest.
+
+    ``pattern``: a regular expression searched in every case name (``re.search``); its first
+    group is the subject, and a case it does not match is an error naming the pattern and that
+    case's file. ``subject_csv``: columns ``case,subject``; every case needs a row. Default:
+    ACDC's patient folders for ``acdc``, else the ``patientNNN`` prefix where a case name
+    starts with one (:data:`ACDC_SUBJECT`), else the case name.
+    """
+    if pattern is not None and subject_csv is not None:
+        raise InputError(Path(subject_csv), "give --subject-pattern or --subject-csv, not both")
+    if pattern is not None:
+        try:
+            regex = re.compile(pattern)
+        except re.error as err:
+            raise InputError(None, f"--subject-pattern '{pattern}' is not a valid regular expression ({err})") from err
+        if regex.groups < 1:
+            raise InputError(None, f"--subject-pattern '{pattern}' has no group; put the subject part in parentheses, e.g. '(patient\\d+)'")
+        keyed = [(c, m.group(1) if (m := regex.search(c.name)) else None) for c in cases]
+        misses = [c for c, key in keyed if not key]
+        if misses:
+            scope = "matches none" if len(misses) == len(cases) else f"misses {len(misses)}"
+            raise InputError(misses[0].image, f"--subject-pattern '{pattern}' does not match the case name '{misses[0].name}' of this file "
+                                              f"(it {scope} of the {len(cases)} cases; the first group must match a non-empty subject)")
+        return [replace(c, subject=str(key)) for c, key in keyed], f"pattern '{pattern}' (first group) on the case names"
+    if subject_csv is not None:
+        path = Path(subject_csv)
+        table = read_subject_csv(path)
+        missing = [c for c in cases if c.name not in table]
+        if missing:
+            raise InputError(path, f"no subject for case '{missing[0].name}' ({missing[0].image}); {len(missing)} of {len(cases)} cases have no row")
+        extra = sorted(set(table) - {c.name for c in cases})
+        if extra:
+            log.warning("%s: %d rows name no case of the dataset (e.g. %s)", path, len(extra), extra[0])
+        return [replace(c, subject=table[c.name]) for c in cases], f"CSV {path} (columns case,subject)"
+    if layout == "acdc":
+        return cases, "ACDC patient folder"
+    keyed = [(c, m.group(1) if (m := ACDC_SUBJECT.match(c.name)) else c.name) for c in cases]
+    n_prefixed = sum(m is not None for m in (ACDC_SUBJECT.match(c.name) for c in cases))
+    how = f"patientNNN prefix of the case name ({n_prefixed} of {len(cases)} cases), else the case name" if n_prefixed else "case name (one volume per subject)"
+    return [replace(c, subject=key) for c, key in keyed], how
+
+
+def list_cases(
+    folder: str | Path, layout: str = "auto", channel: int = 0, subject_pattern: str | None = None, subject_csv: str | Path | None = None
+) -> tuple[list[Case], dict[str, Any]]:
     """Cases of a raw dataset and its info.
 
     ``layout``: ``"auto"`` (:func:`detect_layout`) or one of :data:`LAYOUTS`. ``channel``: the
     input channel to read (nnU-Net: the ``_000c`` file; MSD: index on the 4D image's last axis).
-    Returns ``(cases, info)`` with cases sorted by subject id and info
-    ``{"layout", "classes": {value: name}, "channels": [names], "channel_in_file": bool, "name"}``.
+    ``subject_pattern`` / ``subject_csv``: the subject key (:func:`assign_subjects`).
+    Returns ``(cases, info)`` with cases sorted by name and info ``{"layout", "classes":
+    {value: name}, "channels": [names], "channel_in_file": bool, "name", "folder", "subject_key"}``.
     """
     folder = Path(folder)
     if layout == "auto":
@@ -288,9 +410,10 @@ def list_cases(folder: str | Path, layout: str = "auto", channel: int = 0) -> tu
     cases, info = listers[layout]()
     if not cases:
         raise InputError(folder, f"{layout} layout: no cases found")
-    ids = [c.subject for c in cases]
+    ids = [c.name for c in cases]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise InputError(folder, f"case ids occur more than once: {dupes[:5]}")
+    cases, info["subject_key"] = assign_subjects(cases, layout, subject_pattern, subject_csv)
     info["folder"] = str(folder)
-    return sorted(cases, key=lambda c: c.subject), info
+    return sorted(cases, key=lambda c: c.name), info

@@ -10,10 +10,18 @@ Two passes: headers first (validation, geometry, slice counts, splits), then vox
 by volume into memory-mapped arrays, so the dataset never sits in RAM. Output is written
 atomically: on any error no output folder is left behind.
 
-Splits are drawn per patient from ``seed``: ``test`` (n_test), ``val`` (n_val), ``labeled``
-(n_labeled, or all remaining labeled patients), ``unlabeled`` (the rest of the labeled
-patients, whose labels are NOT stored, plus every case without a label). Labels of unlabeled
-cases are 255 in ``labels.npy``.
+Splits are drawn per subject (one person; several volumes, e.g. ACDC's ED and ES frames,
+share one: :func:`medseg.layouts.assign_subjects`) from ``seed``, or fixed by lists or a split
+file (:mod:`medseg.splits`): ``test`` (n_test), ``val`` (n_val), ``labeled`` (n_labeled, or all
+remaining labeled subjects), ``unlabeled`` (the rest of the labeled subjects, whose labels are
+NOT stored, plus every subject without labels). Labels of unlabeled cases are 255 in
+``labels.npy``. Volumes without a label file are unlabeled pretraining data only: a subject in
+test, val or the labeled pool keeps only its labeled volumes (the others are listed under
+``excluded`` in the manifest), so no split ever holds two volumes of one subject that another
+split also holds. docs/mri_data.md describes layouts, subject keys and splits.
+
+``n4`` runs N4 bias-field correction (:mod:`medseg.n4`) on each volume before the percentile
+normalisation.
 
 ``image_size`` not divisible by 16 only logs a warning: the U-Net's depth decides what it
 needs (2**(levels-1)), and the training stage checks it.
@@ -31,6 +39,7 @@ import numpy as np
 
 from medseg.intensity import percentile_scale
 from medseg.layouts import LAYOUTS, Case, list_cases
+from medseg.n4 import n4_correct
 from medseg.native import (
     crop_or_pad,
     plan_geometry,
@@ -39,6 +48,7 @@ from medseg.native import (
     to_prepared,
 )
 from medseg.nifti import VolumeHeader, check_pair, load_label, load_volume, read_header
+from medseg.splits import offer_split_files, resolve_subjects, split_subjects, splits_from_file
 from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.outputs import atomic_dir, write_yaml
@@ -60,21 +70,31 @@ def parse_n_labeled(value: str | int) -> int | None:
     return n
 
 
-def split_patients(labeled: Sequence[str], unlabeled: Sequence[str], n_test: int, n_val: int, n_labeled: int | None, seed: int) -> dict[str, list[str]]:
-    """Deterministic patient-level split: a seeded permutation of the sorted labeled patients
-    gives test, then val, then the labeled pool; the rest and all unlabeled patients form the
-    unlabeled pool. Lists are sorted."""
-    ordered = sorted(labeled)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5B17]))
-    perm = [ordered[i] for i in rng.permutation(len(ordered))]
-    n_pool = len(perm) - n_test - n_val if n_labeled is None else n_labeled
-    bounds = np.cumsum([n_test, n_val, n_pool])
-    return {
-        "test": sorted(perm[: bounds[0]]),
-        "val": sorted(perm[bounds[0] : bounds[1]]),
-        "labeled": sorted(perm[bounds[1] : bounds[2]]),
-        "unlabeled": sorted(perm[bounds[2] :] + list(unlabeled)),
-    }
+def _plan_splits(
+    input: Path, cases: list[Case], n_test: int, n_val: int, n_pool: int | None, seed: int,
+    test_subjects: Sequence[str] | None, val_subjects: Sequence[str] | None, splits_from: str | Path | None, splits_fold: int,
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Subject splits and a record of where each came from (for the manifest)."""
+    labeled = sorted({c.subject for c in cases if c.label is not None})
+    unlabeled = sorted({c.subject for c in cases} - set(labeled))
+    test = resolve_subjects(test_subjects, cases, "--test-subjects", input)
+    val = resolve_subjects(val_subjects, cases, "--val-subjects", input)
+    source: dict[str, Any] = {"seed": seed, "test": "fixed list" if test is not None else "drawn", "val": "fixed list" if val is not None else "drawn"}
+    if splits_from is not None:
+        if test is not None:
+            raise InputError(Path(splits_from), "--splits-from and --test-subjects both fix the test split; give one of them")
+        test, source["test"] = splits_from_file(splits_from, splits_fold, cases)
+    else:
+        for path in offer_split_files(input, cases):
+            log.info("%s could fix the test split: add --splits-from %s (see docs/mri_data.md)", path, path)
+    both = sorted(set(test or []) & set(val or []))
+    if both:
+        raise InputError(input, f"subject '{both[0]}' is both a test and a validation subject")
+    try:
+        split = split_subjects(labeled, unlabeled, n_test, n_val, n_pool, seed, test=test, val=val)
+    except ValueError as err:
+        raise InputError(input, f"{err} ({len(labeled)} labeled subjects found)") from err
+    return split, source
 
 
 def _validate_options(target_spacing: Sequence[float], image_size: Sequence[int], partitions: int, percentiles: Sequence[float], n_test: int, n_val: int) -> None:
@@ -106,16 +126,27 @@ def preprocess(
     percentiles: Sequence[float] = (0.5, 99.5),
     slice_axis: str | int = "auto",
     channel: int = 0,
+    subject_pattern: str | None = None,
+    subject_csv: str | Path | None = None,
+    test_subjects: Sequence[str] | None = None,
+    val_subjects: Sequence[str] | None = None,
+    splits_from: str | Path | None = None,
+    splits_fold: int = 0,
+    n4: bool = False,
     config: dict[str, Any] | None = None,
 ) -> Path:
     """Prepare the raw dataset at ``input`` into ``out``; returns ``out``.
 
     ``target_spacing`` (H, W) mm in-plane; ``image_size`` (H, W) px; ``partitions``: slice
     blocks per volume for the global contrastive loss; ``n_test``/``n_val``/``n_labeled``:
-    patients per split (``n_labeled`` ``"all"`` = every remaining labeled patient);
+    subjects per split (``n_labeled`` ``"all"`` = every remaining labeled subject);
     ``percentiles``: intensity clip range per volume; ``slice_axis``: ``"auto"`` or a canonical
-    axis; ``channel``: input channel (nnU-Net file index or 4D MSD channel). ``config`` is
-    written as ``config.yaml`` (default: these arguments).
+    axis; ``channel``: input channel (nnU-Net file index or 4D MSD channel).
+    ``subject_pattern`` / ``subject_csv``: the subject key (default: ACDC's ``patientNNN``);
+    ``test_subjects`` / ``val_subjects``: fixed lists (names, numbers or files of names) that
+    replace the draw of that split; ``splits_from`` / ``splits_fold``: a split file whose test
+    subjects are taken (:func:`medseg.splits.splits_from_file`); ``n4``: bias-field correction.
+    ``config`` is written as ``config.yaml`` (default: these arguments).
     """
     input, out = Path(input), Path(out)
     target_spacing = [float(s) for s in target_spacing]
@@ -128,9 +159,12 @@ def preprocess(
             "input": str(input), "out": str(out), "layout": layout, "target_spacing": target_spacing,
             "image_size": image_size, "partitions": partitions, "n_test": n_test, "n_val": n_val,
             "n_labeled": n_labeled, "seed": seed, "percentiles": percentiles, "slice_axis": slice_axis, "channel": channel,
+            "subject_pattern": subject_pattern, "subject_csv": None if subject_csv is None else str(subject_csv),
+            "test_subjects": test_subjects, "val_subjects": val_subjects, "splits_from": None if splits_from is None else str(splits_from),
+            "splits_fold": splits_fold, "n4": n4,
         }
 
-    cases, info = list_cases(input, layout, channel=channel)
+    cases, info = list_cases(input, layout, channel=channel, subject_pattern=subject_pattern, subject_csv=subject_csv)
     class_values = sorted(info["classes"])
     n_classes = max(class_values) + 1
     class_names = [info["classes"].get(v, f"class_{v}") for v in range(n_classes)]
@@ -143,23 +177,25 @@ def preprocess(
         header = read_header(case.image, file_channel)
         if case.label is not None:
             check_pair(header, read_header(case.label))
-        headers[case.subject] = header
-        geometries[case.subject] = plan_geometry(header, target_spacing, image_size, slice_axis)
+        headers[case.name] = header
+        geometries[case.name] = plan_geometry(header, target_spacing, image_size, slice_axis)
 
-    labeled_patients = sorted({c.patient for c in cases if c.label is not None})
-    unlabeled_patients = sorted({c.patient for c in cases} - set(labeled_patients))
-    wanted = n_test + n_val + (n_pool or 0)
-    if wanted > len(labeled_patients):
-        raise InputError(
-            input,
-            f"too few labeled subjects: {len(labeled_patients)} found, but n_test={n_test} + n_val={n_val}"
-            f" + n_labeled={n_labeled} need {wanted}; lower --n-test/--n-val/--n-labeled",
-        )
-    patient_split = split_patients(labeled_patients, unlabeled_patients, n_test, n_val, n_pool, seed)
-    split_of = {p: name for name, members in patient_split.items() for p in members}
-    n_total = sum(g["n_slices"] for g in geometries.values())
-    log.info("%s layout: %d volumes, %d slices; splits (patients): %s", info["layout"], len(cases), n_total,
-             {k: len(v) for k, v in patient_split.items()})
+    subject_split, split_source = _plan_splits(input, cases, n_test, n_val, n_pool, seed, test_subjects, val_subjects, splits_from, splits_fold)
+    split_of = {subject: name for name, members in subject_split.items() for subject in members}
+    # a volume without labels is pretraining data only: it stays out of test, val and the pool
+    excluded = {c.name: f"no label file, and its subject {c.subject} is in the {split_of[c.subject]} split" for c in cases
+                if c.label is None and split_of[c.subject] != "unlabeled"}
+    unlabeled_only = [c for c in cases if c.label is None and c.name not in excluded]
+    if excluded:
+        log.warning("%d volumes without labels belong to test/val/labeled-pool subjects and are left out (e.g. %s)", len(excluded), next(iter(excluded)))
+    if unlabeled_only:
+        root = input if input.is_dir() else input.parent
+        folders = sorted({str(c.image.parent.relative_to(root)) if c.image.parent.is_relative_to(root) else str(c.image.parent) for c in unlabeled_only})
+        log.info("%d volumes without labels (in %s) are used only as unlabeled pretraining data", len(unlabeled_only), ", ".join(folders))
+    cases = [c for c in cases if c.name not in excluded]
+    n_total = sum(geometries[c.name]["n_slices"] for c in cases)
+    log.info("%s layout: %d volumes of %d subjects (subject key: %s), %d slices; splits (subjects): %s", info["layout"], len(cases),
+             len({c.subject for c in cases}), info["subject_key"], n_total, {k: len(v) for k, v in subject_split.items()})
 
     # ---- pass 2: voxel data, volume by volume into the memory maps ------------------------
     with atomic_dir(out) as tmp:
@@ -169,14 +205,14 @@ def preprocess(
         splits: dict[str, list[str]] = {name: [] for name in ("unlabeled", "labeled", "val", "test")}
         start = 0
         for case in cases:
-            geometry = geometries[case.subject]
-            split = split_of[case.patient]
+            geometry = geometries[case.name]
+            split = split_of[case.subject]
             store_label = case.label is not None and split != "unlabeled"
             n = geometry["n_slices"]
-            groups[case.subject] = _write_case(case, headers[case.subject], geometry, arrays, start, percentiles, class_values, store_label, file_channel)
-            groups[case.subject].update({"split": split, "first_sample": start})
-            splits[split].append(case.subject)
-            samples["group"] += [case.subject] * n
+            groups[case.name] = _write_case(case, headers[case.name], geometry, arrays, start, percentiles, class_values, store_label, file_channel, n4)
+            groups[case.name].update({"split": split, "first_sample": start})
+            splits[split].append(case.name)
+            samples["group"] += [case.name] * n
             samples["index"] += list(range(n))
             samples["partition"] += [int(s * partitions // n) for s in range(n)]
             samples["labeled"] += [store_label] * n
@@ -206,9 +242,18 @@ def preprocess(
                 "dataset": info.get("name") or input.name,
                 "source": str(input),
                 "seed": seed,
+                "n4": bool(n4),
                 "samples": samples,
                 "groups": groups,
                 "splits": splits,
+                "subject_key": info["subject_key"],
+                "subjects": {subject: {"split": split_of[subject], "cases": sorted(c.name for c in cases if c.subject == subject)}
+                             for subject in sorted({c.subject for c in cases})},
+                "subject_splits": subject_split,
+                "split_source": split_source,
+                "unlabeled_only": {"cases": [c.name for c in unlabeled_only],
+                                   "note": "no label file: used only as unlabeled pretraining data, never in labeled, val or test"},
+                "excluded": excluded,
             },
         )
         write_yaml(tmp / "config.yaml", config)
@@ -226,11 +271,14 @@ def _write_case(
     class_values: Sequence[int],
     store_label: bool,
     file_channel: int | None,
+    n4: bool = False,
 ) -> dict[str, Any]:
     """Read, validate and write one volume into ``arrays[start:start + n_slices]``; return its group record."""
     n = geometry["n_slices"]
     cropped = 0.0  # fraction of the stored foreground that the crop cut away
     data, _, _ = load_volume(case.image, file_channel)
+    if n4:
+        data = n4_correct(data, header.zooms)  # before the percentiles: they assume one tissue, one intensity
     stack, lo, hi = percentile_scale(to_canonical_stack(data, geometry), percentiles)  # (S, H0, W0)
     if hi <= lo:
         log.warning("%s: constant intensity within the percentiles; the image is all zeros", case.image)
@@ -248,7 +296,8 @@ def _write_case(
     else:
         arrays["labels"][start : start + n] = IGNORE_INDEX
     return {
-        "subject": case.patient,
+        "subject": case.subject,
+        **({"info": dict(case.meta)} if case.meta else {}),
         "image": str(case.image),
         "label": None if case.label is None else str(case.label),
         "labeled": store_label,
@@ -276,6 +325,13 @@ def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--percentiles", type=float, nargs=2, default=[0.5, 99.5], metavar=("LOW", "HIGH"), help="per-volume intensity clip percentiles, scaled to [0, 1]")
     parser.add_argument("--slice-axis", default="auto", choices=("auto", "0", "1", "2"), help="canonical (RAS) axis to slice along; auto = largest spacing")
     parser.add_argument("--channel", type=int, default=0, help="input channel: nnU-Net _000C file or channel of a 4D Decathlon image")
+    parser.add_argument("--subject-pattern", default=None, metavar="REGEX", help="subject key: regular expression searched in each case name, first group = subject (default: ACDC's patientNNN prefix, else the case name; ACDC layout: the patient folder)")
+    parser.add_argument("--subject-csv", type=Path, default=None, help="subject key from a CSV file with the columns case,subject (one row per case)")
+    parser.add_argument("--test-subjects", nargs="+", default=None, metavar="SUBJECT", help="fixed test subjects (names as the subject keys, e.g. patient007, or their number, or a .txt file of names); replaces --n-test")
+    parser.add_argument("--val-subjects", nargs="+", default=None, metavar="SUBJECT", help="fixed validation subjects, as --test-subjects; replaces --n-val")
+    parser.add_argument("--splits-from", type=Path, default=None, help="take the test subjects from nnU-Net's splits_final.json (the validation subjects of --splits-fold) or a dataset.json 'test' list")
+    parser.add_argument("--splits-fold", type=int, default=0, help="fold of --splits-from's splits_final.json")
+    parser.add_argument("--n4", action="store_true", help="N4 bias-field correction (SimpleITK) of each volume before the intensity normalisation")
 
 
 def run_preprocess(args: argparse.Namespace) -> None:
@@ -295,5 +351,12 @@ def run_preprocess(args: argparse.Namespace) -> None:
         percentiles=[float(p) for p in args.percentiles],
         slice_axis=slice_axis if slice_axis == "auto" else int(slice_axis),
         channel=int(args.channel),
+        subject_pattern=args.subject_pattern,
+        subject_csv=args.subject_csv,
+        test_subjects=args.test_subjects,
+        val_subjects=args.val_subjects,
+        splits_from=args.splits_from,
+        splits_fold=int(args.splits_fold),
+        n4=bool(args.n4),
         config=resolved_args(args),
     )

@@ -36,7 +36,7 @@ def option(
     flag: str | None = None,
     metavar: str | Sequence[str] | None = None,
     nargs: str | int | None = None,
-    action: str | None = None,
+    action: str | type[argparse.Action] | None = None,
     parse: Callable[[str], Any] | None = None,
     prefix: str | None = None,
     required: bool = False,
@@ -46,7 +46,7 @@ def option(
 
     ``flag`` overrides the option name (default ``--<field-name>`` with dashes); ``parse``
     converts a command-line string (default: from the field's type); ``action`` is
-    ``"store_true"`` or ``"bool"`` (``--x/--no-x``); ``prefix`` marks a nested config whose flags
+    ``"store_true"``, ``"bool"`` (``--x/--no-x``) or an argparse Action class; ``prefix`` marks a nested config whose flags
     get that prefix (``hpcl_`` → ``--hpcl-weight``).
     """
     metadata = {"help": help, "flag": flag, "metavar": metavar, "nargs": nargs, "action": action, "parse": parse,
@@ -235,7 +235,12 @@ def add_options(parser: argparse.ArgumentParser, cls: type, overrides: Mapping[s
         tp, _ = _strip_optional(leaf.tp)
         origin = typing.get_origin(tp)
         action = meta.get("action")
-        if action == "store_true":
+        if isinstance(action, type) and issubclass(action, argparse.Action):  # a custom action
+            kwargs["action"] = action
+            for key in ("nargs", "metavar"):
+                if meta.get(key):
+                    kwargs[key] = meta[key]
+        elif action == "store_true":
             kwargs["action"] = "store_true"
         elif action == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction

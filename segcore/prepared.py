@@ -17,6 +17,9 @@ The manifest holds:
 * ``groups``: per subject/scene record (source files, native geometry needed to map a
   prediction back, ``split``).
 * ``splits``: ``{"unlabeled": [...], "labeled": [...], "val": [...], "test": [...]}`` group ids.
+* ``subjects`` (MRI): ``{subject: {"split", "cases": [group ids]}}``: the person each volume
+  belongs to; splits and label budgets count subjects (:meth:`PreparedData.split_subjects`).
+  Without it (remote sensing, older prepared data) every group is its own subject.
 * ``normalization`` (optional): ``{"mean": [...], "std": [...]}`` per channel, applied on read.
 """
 
@@ -117,6 +120,18 @@ class PreparedData:
         if split not in self.manifest["splits"]:
             raise InputError(self.folder, f"unknown split '{split}' (have {sorted(self.manifest['splits'])})")
         return list(self.manifest["splits"][split])
+
+    def split_subjects(self, split: str) -> dict[str, list[str]]:
+        """``{subject: [group ids]}`` of one split, groups in stored order; a group without a
+        ``subject`` record is its own subject."""
+        subjects: dict[str, list[str]] = {}
+        for group in self.split_groups(split):
+            subjects.setdefault(str(self.manifest["groups"][group].get("subject", group)), []).append(group)
+        return subjects
+
+    def subject_split(self) -> dict[str, str]:
+        """``{subject: split}`` over every split (for messages naming where a subject is)."""
+        return {subject: split for split in self.manifest["splits"] for subject in self.split_subjects(split)}
 
     def sample_indices(self, groups: Iterable[str]) -> np.ndarray:
         """Indices of all samples of the given groups, in stored order."""

@@ -105,8 +105,10 @@ def finetune_one(cfg: FinetuneConfig, run: SeedRun, domain: Domain) -> dict[str,
     extras = ["superpixels"] if hpcl is not None and hpcl.enabled else []
     train_ds = PreparedDataset(data, data.sample_indices(chosen), extras=extras)
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
-    record = {"method": method, **domain.run_record(spec), **budget, "seed": run.seed, "label_seed": run.label_seed,
-              "labeled": chosen, "init": None if cfg.init is None else str(cfg.init), "initialised_tensors": len(pretrained)}
+    extra = {k: v for k, v in budget.items() if k != "budget"}  # e.g. the labeled subjects of an MRI run
+    record = {"method": method, **domain.run_record(spec), "budget": budget["budget"], "seed": run.seed,
+              "label_seed": run.label_seed, "labeled": chosen, **extra, "init": None if cfg.init is None else str(cfg.init),
+              "initialised_tensors": len(pretrained)}
     task_cls, task_kwargs = SegmentationTask, {}
     if hpcl is not None and hpcl.enabled:
         task_cls, task_kwargs = hyperpixel_task(hpcl, data, cfg)

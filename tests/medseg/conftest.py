@@ -9,11 +9,11 @@ from types import ModuleType
 import nibabel.tests
 import pytest
 
-MAKE_PATH = Path(__file__).resolve().parents[1] / "data" / "mri_layouts" / "make.py"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def _load_make() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mri_layouts_make", MAKE_PATH)
+def _load_make(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_make", DATA / name / "make.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -23,7 +23,13 @@ def _load_make() -> ModuleType:
 @pytest.fixture(scope="session")
 def mri_make() -> ModuleType:
     """tests/data/mri_layouts/make.py: make_nnunet, make_msd, make_acdc, make_plain, tiny_case..."""
-    return _load_make()
+    return _load_make("mri_layouts")
+
+
+@pytest.fixture(scope="session")
+def acdc_make() -> ModuleType:
+    """tests/data/acdc/make.py: make_acdc (the real ACDC layout), make_acdc_nnunet (nnU-Net's conversion)."""
+    return _load_make("acdc")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ def test_each_layout_is_detected_and_listed(tmp_path, mri_make, layout):
     ids = mri_make.MAKERS[layout](tmp_path / layout)
     assert detect_layout(tmp_path / layout) == layout
     cases, info = list_cases(tmp_path / layout)
-    assert [c.subject for c in cases] == sorted(ids)
+    assert [c.name for c in cases] == sorted(ids)
     assert info["layout"] == layout
     for case in cases:
         assert case.image.is_file()
@@ -29,7 +29,7 @@ def test_nnunet_cases(tmp_path, mri_make):
     cases, info = list_cases(tmp_path)
     assert info["classes"] == {0: "background", 1: "RV", 2: "MYO", 3: "LV"}
     assert info["channels"] == ["MRI"]
-    by_id = {c.subject: c for c in cases}
+    by_id = {c.name: c for c in cases}
     assert by_id["heart_000"].image == tmp_path / "imagesTr" / "heart_000_0000.nii.gz"
     assert by_id["heart_000"].label == tmp_path / "labelsTr" / "heart_000.nii.gz"
     assert by_id["heart_003"].label is None  # imagesTs: unlabeled
@@ -61,7 +61,7 @@ def test_msd_pairs_test_list_and_hidden_files(tmp_path, mri_make):
     mri_make.make_msd(tmp_path, n_train=2, n_test=1)
     assert (tmp_path / "imagesTr" / "._la_003.nii.gz").exists()
     cases, info = list_cases(tmp_path)
-    assert [(c.subject, c.label is not None) for c in cases] == [("la_003", True), ("la_004", True), ("la_005", False)]
+    assert [(c.name, c.label is not None) for c in cases] == [("la_003", True), ("la_004", True), ("la_005", False)]
     assert cases[0].label == tmp_path / "labelsTr" / "la_003.nii.gz"
     assert info["classes"] == ACDC_CLASSES and info["channel_in_file"] is False
 
@@ -77,13 +77,13 @@ def test_msd_multimodal_channel(tmp_path, mri_make):
 def test_acdc_frames_are_cases_of_one_patient(tmp_path, mri_make):
     mri_make.make_acdc(tmp_path, n_patients=2)
     cases, info = list_cases(tmp_path)
-    assert [(c.subject, c.patient) for c in cases] == [
+    assert [(c.name, c.subject) for c in cases] == [
         ("patient001_frame01", "patient001"),
         ("patient001_frame12", "patient001"),
         ("patient002_frame01", "patient002"),
         ("patient002_frame12", "patient002"),
     ]
-    assert all(c.label is not None and c.label.name == f"{c.subject}_gt.nii.gz" for c in cases)
+    assert all(c.label is not None and c.label.name == f"{c.name}_gt.nii.gz" for c in cases)
     assert not any("4d" in c.image.name for c in cases)
     assert info["classes"] == ACDC_CLASSES
 
@@ -91,7 +91,7 @@ def test_acdc_frames_are_cases_of_one_patient(tmp_path, mri_make):
 def test_plain_labels_beside_or_in_labels_folder(tmp_path, mri_make):
     mri_make.make_plain(tmp_path)
     cases, info = list_cases(tmp_path)
-    by_id = {c.subject: c for c in cases}
+    by_id = {c.name: c for c in cases}
     assert by_id["a"].label == tmp_path / "labels" / "a.nii.gz"
     assert by_id["b"].image == tmp_path / "b.nii" and by_id["b"].label == tmp_path / "b_seg.nii.gz"
     assert by_id["c"].label is None
@@ -105,12 +105,12 @@ def test_plain_classes_json_and_images_subfolder(tmp_path, mri_make):
     (tmp_path / "ds" / "classes.json").write_text(json.dumps(["background", "RV", "MYO", "LV"]))
     cases, info = list_cases(tmp_path / "ds")
     assert info["classes"] == ACDC_CLASSES
-    assert {c.subject: c.label for c in cases}["a"] == tmp_path / "ds" / "labels" / "a.nii.gz"
+    assert {c.name: c.label for c in cases}["a"] == tmp_path / "ds" / "labels" / "a.nii.gz"
 
 
 def test_plain_single_file(tmp_path, nibabel_data):
     cases, info = list_cases(nibabel_data / "anatomical.nii")
-    assert [(c.subject, c.label) for c in cases] == [("anatomical", None)]
+    assert [(c.name, c.label) for c in cases] == [("anatomical", None)]
     assert info["classes"] == {0: "background"}
 
 
@@ -120,8 +120,8 @@ def test_layout_override(tmp_path, mri_make):
     (tmp_path / "training" / "patient001").rename(tmp_path / "patient001")
     mri_make.make_plain(tmp_path)
     assert detect_layout(tmp_path) == "acdc"
-    assert [c.subject for c in list_cases(tmp_path)[0]] == ["patient001_frame01", "patient001_frame12"]
-    assert [c.subject for c in list_cases(tmp_path, layout="plain")[0]] == ["a", "b", "c"]
+    assert [c.name for c in list_cases(tmp_path)[0]] == ["patient001_frame01", "patient001_frame12"]
+    assert [c.name for c in list_cases(tmp_path, layout="plain")[0]] == ["a", "b", "c"]
     with pytest.raises(InputError, match="unknown layout 'bids'"):
         list_cases(tmp_path, layout="bids")
     with pytest.raises(InputError, match="needs a dataset.json") as err:

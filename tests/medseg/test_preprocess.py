@@ -14,7 +14,8 @@ import yaml
 
 from medseg.native import save_native_label, to_native
 from medseg.phantoms import generate_dataset
-from medseg.preprocess import add_preprocess_options, preprocess, run_preprocess, split_patients
+from medseg.preprocess import add_preprocess_options, preprocess, run_preprocess
+from medseg.splits import split_subjects
 from segcore.errors import InputError
 from segcore.prepared import PreparedData
 
@@ -85,12 +86,12 @@ def test_splits_deterministic_disjoint_and_labels_withheld(prepared):
             else:
                 assert set(np.unique(labels[idx]).tolist()) <= {0, 1, 2, 3} and prepared.labeled[idx].all()
     ids = [f"s{i}" for i in range(20)]
-    a = split_patients(ids, ["u1"], 3, 2, 4, seed=5)
-    assert a == split_patients(list(reversed(ids)), ["u1"], 3, 2, 4, seed=5)
-    assert any(split_patients(ids, [], 3, 2, 4, seed=s)["test"] != a["test"] for s in range(6, 9))
+    a = split_subjects(ids, ["u1"], 3, 2, 4, seed=5)
+    assert a == split_subjects(list(reversed(ids)), ["u1"], 3, 2, 4, seed=5)
+    assert any(split_subjects(ids, [], 3, 2, 4, seed=s)["test"] != a["test"] for s in range(6, 9))
     assert "u1" in a["unlabeled"] and len(a["unlabeled"]) == 20 - 9 + 1
     # "all": every remaining labeled subject; the test set does not depend on the pool size
-    b = split_patients(ids, [], 3, 2, None, seed=5)
+    b = split_subjects(ids, [], 3, 2, None, seed=5)
     assert b["test"] == a["test"] and b["val"] == a["val"] and len(b["labeled"]) == 15 and set(a["labeled"]) <= set(b["labeled"])
 
 
@@ -188,7 +189,7 @@ def test_msd_multimodal_channel(tmp_path, mri_make):
 
 
 def test_too_few_labeled_subjects(raw, tmp_path):
-    with pytest.raises(InputError, match="too few labeled subjects: 8 found") as err:
+    with pytest.raises(InputError, match=r"too few labeled subjects: 8 left to draw from.*\(8 labeled subjects found\)") as err:
         preprocess(raw, tmp_path / "out", n_test=5, n_val=2, n_labeled=2)
     assert err.value.path == str(raw)
     assert leftovers(tmp_path / "out") == []
