@@ -26,6 +26,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check segcore medseg rs tests bench scripts
+	$(BIN)/ruff format --check segcore medseg rs tests bench scripts
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/lint_workflow.py  # snakemake --lint but one lint (the script says why)
 
 clean-results:

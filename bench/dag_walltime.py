@@ -7,7 +7,8 @@ Target: the default DAG (``make demo``) in ≤ 10 minutes on 2 cores.
 
 Runs ``snakemake --cores N --config results=<DIR>`` (with the workflow profile profiles/default,
 which Snakemake applies by itself) from the repository root with the venv's ``bin/`` first on
-PATH (what ``make demo`` runs, into a fresh results folder), and parses Snakemake's log: each job's start (the timestamp above its
+PATH (what ``make demo`` runs, into a fresh results folder), and parses Snakemake's log: each job's
+start (the timestamp above its
 ``rule NAME:`` block) and end (above ``Finished jobid: N``), 1-second resolution. Per rule:
 jobs, total and mean job seconds, and for training stages the seconds inside the stage
 (``wall_seconds`` of each ``train.json``: model building, the training loop, validation; summed
@@ -82,7 +83,10 @@ def stage_seconds(results: Path) -> dict[str, list[float]]:
     import yaml
 
     cfg = yaml.safe_load((REPO / "workflows" / "config" / "config.yaml").read_text())
-    all_dirs = {f"budget_{cfg['mri']['finetune'].get('all_budget', 'all')}", f"pct_{cfg['rs']['finetune'].get('all_budget', '100')}"}
+    all_dirs = {
+        f"budget_{cfg['mri']['finetune'].get('all_budget', 'all')}",
+        f"pct_{cfg['rs']['finetune'].get('all_budget', '100')}",
+    }
     out: dict[str, list[float]] = {}
     for path in sorted(results.rglob("train.json")):
         record = json.loads(path.read_text())
@@ -146,20 +150,29 @@ def report(jobs: dict[int, Job], stages: dict[str, list[float]], wall: float, co
         inside_txt = f"{mean_inside:10.1f}" if mean_inside is not None else f"{'':10s}"
         other_txt = f"{sum(secs) / len(secs) - mean_inside:15.1f}" if mean_inside is not None else ""
         print(f"{rule:22s} {len(secs):4d} {sum(secs):8.0f} {sum(secs) / len(secs):7.1f} {inside_txt} {other_txt}")
-    print(f"{'all jobs':22s} {sum(len(v) for v in by_rule.values()):4d} {busy:8.0f}   "
-          f"(busy {100 * busy / (cores * wall):.0f} % of {cores} cores × wall; 'in stage' and 'start-up' are means per job)")
+    print(
+        f"{'all jobs':22s} {sum(len(v) for v in by_rule.values()):4d} {busy:8.0f}   "
+        f"(busy {100 * busy / (cores * wall):.0f} % of {cores} cores × wall; 'in stage' and 'start-up' are "
+        "means per job)"
+    )
     if unfinished:
         print(f"unfinished jobs (left out above): {', '.join(unfinished)}")
     verdict = "meets" if wall <= TARGET_SECONDS else "misses"
-    print(f"DAG wall time {wall:.0f} s = {wall / 60:.1f} min on {cores} cores; target {TARGET_SECONDS // 60} min: "
-          f"{verdict} it (ratio {wall / TARGET_SECONDS:.2f})")
+    print(
+        f"DAG wall time {wall:.0f} s = {wall / 60:.1f} min on {cores} cores; target {TARGET_SECONDS // 60} min: "
+        f"{verdict} it (ratio {wall / TARGET_SECONDS:.2f})"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--results", type=Path, default=None, help="results folder (default: a temporary one, deleted after)")
-    ap.add_argument("--parse", type=Path, default=None, help="parse this Snakemake log of an earlier run instead of running the DAG")
+    ap.add_argument(
+        "--results", type=Path, default=None, help="results folder (default: a temporary one, deleted after)"
+    )
+    ap.add_argument(
+        "--parse", type=Path, default=None, help="parse this Snakemake log of an earlier run instead of running the DAG"
+    )
     args = ap.parse_args()
     if args.parse is not None:
         jobs = parse_log(args.parse.read_text())
@@ -183,11 +196,15 @@ def main() -> None:
         stages = stage_seconds(results)
         mean_load = sum(sampler.samples) / max(1, len(sampler.samples))
         print(f"machine: {machine_description()}")
-        print(f"load average before the run {before}; 1-min load during the run: mean {mean_load:.2f}, "
-              f"max {max(sampler.samples):.2f} ({len(sampler.samples)} samples; the DAG itself adds up to {args.cores})")
+        print(
+            f"load average before the run {before}; 1-min load during the run: mean {mean_load:.2f}, "
+            f"max {max(sampler.samples):.2f} ({len(sampler.samples)} samples; the DAG itself adds up to {args.cores})"
+        )
         report(jobs, stages, wall, args.cores)
-        print(f"CPU time of Snakemake and all jobs: {cpu:.0f} s (user + sys); on an idle machine the DAG needs at least "
-              f"{cpu / args.cores:.0f} s = {cpu / args.cores / 60:.1f} min on {args.cores} cores (CPU time / cores)")
+        print(
+            f"CPU time of Snakemake and all jobs: {cpu:.0f} s (user + sys); on an idle machine the DAG needs at least "
+            f"{cpu / args.cores:.0f} s = {cpu / args.cores / 60:.1f} min on {args.cores} cores (CPU time / cores)"
+        )
         if status:
             sys.exit(f"snakemake failed (exit {status}): the numbers above cover the jobs that finished; see {log}")
 

@@ -71,14 +71,18 @@ class BatchTimer(Callback):
         self._start = self._end = None
         self._validated = False
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         now = time.perf_counter()
         if self._end is not None and not self._validated and batch_idx >= self.warmup:
             self.gaps.append(now - self._end)
         self._validated = False
         self._start = now
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._end = time.perf_counter()
         if batch_idx >= self.warmup:
             self.steps.append(self._end - self._start)
@@ -129,8 +133,12 @@ def manual_loop(task: L.LightningModule, loader: Any, steps: int, warmup: int) -
         t2 = time.perf_counter()
         fetch += t1 - t0
         step += t2 - t1
-    return {"fetch": fetch / steps, "step": step / steps, "aug": (aug.seconds / steps) if aug else float("nan"),
-            "batch": len(batch["image"])}
+    return {
+        "fetch": fetch / steps,
+        "step": step / steps,
+        "aug": (aug.seconds / steps) if aug else float("nan"),
+        "batch": len(batch["image"]),
+    }
 
 
 @contextmanager
@@ -152,11 +160,20 @@ def intercepted_fit(measure: Callable[..., None]) -> Iterator[None]:
         medseg.pretrain.fit_resumable = real
 
 
-def measure_stage(run: Callable[[argparse.Namespace], None], args: argparse.Namespace, steps: int, warmup: int) -> dict[str, float]:
+def measure_stage(
+    run: Callable[[argparse.Namespace], None], args: argparse.Namespace, steps: int, warmup: int
+) -> dict[str, float]:
     """Both measurements of one stage's loop (``args.steps`` must be ``warmup + steps``)."""
     result: dict[str, float] = {}
 
-    def measure(trainer: L.Trainer, task: L.LightningModule, loader: Any, val_loader: Any, out: Any, real_fit: Callable[..., None]) -> None:
+    def measure(
+        trainer: L.Trainer,
+        task: L.LightningModule,
+        loader: Any,
+        val_loader: Any,
+        out: Any,
+        real_fit: Callable[..., None],
+    ) -> None:
         result.update(manual_loop(task, loader, steps, warmup))
         timer = BatchTimer(warmup)
         trainer.callbacks.append(timer)  # last: its batch end comes after the resume checkpoint's
@@ -189,8 +206,11 @@ def stage_loops(work: Path, steps: int) -> list[tuple[str, Callable[[argparse.Na
         argv[argv.index("--out") + 1] = str(global_init)
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     commands = training_commands(mri_data, rs_data, work / "out", steps, global_init / "model.pt")
-    stages = {"medseg finetune": (mri_finetune_options, mri_finetune), "medseg pretrain": (add_pretrain_options, run_pretrain),
-              "rs finetune": (rs_finetune_options, rs_finetune)}
+    stages = {
+        "medseg finetune": (mri_finetune_options, mri_finetune),
+        "medseg pretrain": (add_pretrain_options, run_pretrain),
+        "rs finetune": (rs_finetune_options, rs_finetune),
+    }
     loops = []
     for name, argv in commands.items():
         add_options, run = stages[f"{Path(argv[0]).name} {argv[1]}"]
@@ -214,13 +234,17 @@ def main() -> None:
             rows.append((name, measure_stage(run, stage_args, args.steps, args.warmup)))
         print(f"machine: {machine_description()}")
         print(f"{args.steps} steps per loop after {args.warmup} warm-up; target: wait share <= 5 %")
-        print(f"{'loop':24s} {'batch':>5s} | {'fetch ms':>8s} {'step ms':>8s} {'aug ms':>7s} {'wait %':>6s} | "
-              f"{'gap ms':>7s} {'step ms':>8s} {'wait %':>6s}  (manual | Lightning)")
+        print(
+            f"{'loop':24s} {'batch':>5s} | {'fetch ms':>8s} {'step ms':>8s} {'aug ms':>7s} {'wait %':>6s} | "
+            f"{'gap ms':>7s} {'step ms':>8s} {'wait %':>6s}  (manual | Lightning)"
+        )
         for name, r in rows:
             manual = 100 * r["fetch"] / (r["fetch"] + r["step"])
             lightning = 100 * r["gap"] / (r["gap"] + r["lightning_step"])
-            print(f"{name:24s} {r['batch']:5d} | {1e3 * r['fetch']:8.2f} {1e3 * r['step']:8.1f} {1e3 * r['aug']:7.1f} "
-                  f"{manual:6.2f} | {1e3 * r['gap']:7.2f} {1e3 * r['lightning_step']:8.1f} {lightning:6.2f}")
+            print(
+                f"{name:24s} {r['batch']:5d} | {1e3 * r['fetch']:8.2f} {1e3 * r['step']:8.1f} {1e3 * r['aug']:7.1f} "
+                f"{manual:6.2f} | {1e3 * r['gap']:7.2f} {1e3 * r['lightning_step']:8.1f} {lightning:6.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def step_flops(net: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Ten
     return counter.get_total_flops()
 
 
-def step_seconds(net: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, reps: int) -> tuple[float, float]:
+def step_seconds(
+    net: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, reps: int
+) -> tuple[float, float]:
     """(fastest, median) seconds of a training step: forward, loss, backward, AdamW step. The
     fastest is the one least disturbed by other processes (as the best-of-n matmul is)."""
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -102,18 +104,43 @@ def demo_networks() -> list[tuple[str, Callable[[], nn.Module], int, tuple[int, 
     size = tuple(mri["preprocess"]["image_size"])
     tile = rs["preprocess"]["tile"]
     net = rs["network"]
-    rs_kwargs = {"spectral_channels": RS_SPECTRAL, "terrain_channels": RS_TERRAIN, "encoder_name": net["encoder"],
-                 "encoder_depth": net["encoder_depth"], "decoder_channels": net["decoder_channels"]}
+    rs_kwargs = {
+        "spectral_channels": RS_SPECTRAL,
+        "terrain_channels": RS_TERRAIN,
+        "encoder_name": net["encoder"],
+        "encoder_depth": net["encoder_depth"],
+        "decoder_channels": net["decoder_channels"],
+    }
     return [
-        ("MRI U-Net", lambda: UNet2D(1, 4, tuple(mri["network"]["channels"])), mri["finetune"]["batch_size"], (1, *size), 4),
-        ("RS early fusion", lambda: build_network("early", RS_CHANNELS, 2, **rs_kwargs), rs["finetune"]["batch_size"], (RS_CHANNELS, tile, tile), 2),
-        ("RS dual fusion", lambda: build_network("dual", RS_CHANNELS, 2, **rs_kwargs), rs["finetune"]["batch_size"], (RS_CHANNELS, tile, tile), 2),
+        (
+            "MRI U-Net",
+            lambda: UNet2D(1, 4, tuple(mri["network"]["channels"])),
+            mri["finetune"]["batch_size"],
+            (1, *size),
+            4,
+        ),
+        (
+            "RS early fusion",
+            lambda: build_network("early", RS_CHANNELS, 2, **rs_kwargs),
+            rs["finetune"]["batch_size"],
+            (RS_CHANNELS, tile, tile),
+            2,
+        ),
+        (
+            "RS dual fusion",
+            lambda: build_network("dual", RS_CHANNELS, 2, **rs_kwargs),
+            rs["finetune"]["batch_size"],
+            (RS_CHANNELS, tile, tile),
+            2,
+        ),
     ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=demo_config()["threads"], help="torch intra-op threads (the DAG's jobs use 1)")
+    ap.add_argument(
+        "--threads", type=int, default=demo_config()["threads"], help="torch intra-op threads (the DAG's jobs use 1)"
+    )
     ap.add_argument("--reps", type=int, default=10, help="timed steps per network")
     ap.add_argument("--matmul-size", type=int, default=2048, help="n of the reference n×n matmul")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per network")
@@ -136,15 +163,22 @@ def main() -> None:
             profiles.append((name, profile_step(net, loss_fn, x, y)))
     reference_after = matmul_flops_per_second(args.matmul_size)  # the load may change during the run
     print(f"machine: {machine_description(args.threads)}")
-    print(f"reference: float32 matmul {args.matmul_size}² {reference / 1e9:.1f} GFLOP/s before, "
-          f"{reference_after / 1e9:.1f} after the networks; ratios use the larger")
+    print(
+        f"reference: float32 matmul {args.matmul_size}² {reference / 1e9:.1f} GFLOP/s before, "
+        f"{reference_after / 1e9:.1f} after the networks; ratios use the larger"
+    )
     peak = max(reference, reference_after)
-    print(f"{'network':18s} {'batch':>11s} {'params M':>8s} {'GFLOP/step':>10s} {'s/step':>7s} {'median':>7s} "
-          f"{'GFLOP/s':>8s} {'ratio':>6s}   (s/step: fastest of {args.reps}; GFLOP/s from it)")
+    print(
+        f"{'network':18s} {'batch':>11s} {'params M':>8s} {'GFLOP/step':>10s} {'s/step':>7s} {'median':>7s} "
+        f"{'GFLOP/s':>8s} {'ratio':>6s}   (s/step: fastest of {args.reps}; GFLOP/s from it)"
+    )
     for name, batch, shape, params, flops, seconds, median in rows:
         achieved = flops / seconds
-        print(f"{name:18s} {batch:3d}×{shape[0]}×{shape[1]}² {params / 1e6:8.2f} {flops / 1e9:10.2f} {seconds:7.3f} {median:7.3f} "
-              f"{achieved / 1e9:8.2f} {achieved / peak:6.3f}")
+        print(
+            f"{name:18s} {batch:3d}×{shape[0]}×{shape[1]}² {params / 1e6:8.2f} {flops / 1e9:10.2f} "
+            f"{seconds:7.3f} {median:7.3f} "
+            f"{achieved / 1e9:8.2f} {achieved / peak:6.3f}"
+        )
     for name, table in profiles:
         print(f"\n{name}: operators by self CPU time (3 steps)\n{table}")
 

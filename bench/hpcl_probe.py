@@ -33,11 +33,15 @@ from segcore.prepared import PreparedData
 def hypercolumn(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     feats = decoder_maps(net, x)
     h, w = x.shape[-2:]
-    return torch.cat([F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False) for f in feats], dim=1)  # (B, C, H, W)
+    return torch.cat(
+        [F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False) for f in feats], dim=1
+    )  # (B, C, H, W)
 
 
 @torch.no_grad()
-def features(net: torch.nn.Module, data: PreparedData, idx: np.ndarray, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def features(
+    net: torch.nn.Module, data: PreparedData, idx: np.ndarray, batch: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for s in range(0, len(idx), batch):
         chunk = idx[s : s + batch]
@@ -47,7 +51,9 @@ def features(net: torch.nn.Module, data: PreparedData, idx: np.ndarray, batch: i
     return torch.cat(xs), torch.cat(ys)
 
 
-def probe(net: torch.nn.Module, data: PreparedData, train_idx: np.ndarray, test_idx: np.ndarray, steps: int, seed: int) -> tuple[float, float]:
+def probe(
+    net: torch.nn.Module, data: PreparedData, train_idx: np.ndarray, test_idx: np.ndarray, steps: int, seed: int
+) -> tuple[float, float]:
     net.eval()
     f_train, y_train = features(net, data, train_idx)
     f_test, y_test = features(net, data, test_idx)
@@ -60,7 +66,9 @@ def probe(net: torch.nn.Module, data: PreparedData, train_idx: np.ndarray, test_
         opt.step()
     with torch.no_grad():
         pred = head(f_test).argmax(1)
-    scores = segmentation_scores(confusion_matrix(pred.numpy(), y_test.numpy(), data.num_classes, ignore_index=data.ignore_index), 1)
+    scores = segmentation_scores(
+        confusion_matrix(pred.numpy(), y_test.numpy(), data.num_classes, ignore_index=data.ignore_index), 1
+    )
     return float(scores["miou"]), float(scores["f1"])
 
 
@@ -94,7 +102,11 @@ def main() -> None:
             m, f = probe(net, data, train_idx, test_idx, args.steps, seed)
             mious.append(m)
             f1s.append(f)
-        print(f"| {name} (dim {hypercolumn_dim(net)}) | {np.mean(mious):.3f} ± {np.std(mious, ddof=1):.3f} | {np.mean(f1s):.3f} ± {np.std(f1s, ddof=1):.3f} |", flush=True)
+        print(
+            f"| {name} (dim {hypercolumn_dim(net)}) | {np.mean(mious):.3f} ± {np.std(mious, ddof=1):.3f} | "
+            f"{np.mean(f1s):.3f} ± {np.std(f1s, ddof=1):.3f} |",
+            flush=True,
+        )
     print(f"{time.perf_counter() - t0:.0f}s")
 
 

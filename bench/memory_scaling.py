@@ -68,8 +68,12 @@ def peak_memory(argv: list[str], log: Path) -> dict[str, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, argv, output=log.read_text()[-3000:])
-    return {"rss": usage.ru_maxrss / 1024, "anon": peak["RssAnon"] / 1024, "file": peak["RssFile"] / 1024,
-            "seconds": time.perf_counter() - t0}
+    return {
+        "rss": usage.ru_maxrss / 1024,
+        "anon": peak["RssAnon"] / 1024,
+        "file": peak["RssFile"] / 1024,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def prepared_mib(folder: Path) -> float:
@@ -83,7 +87,9 @@ def _with_out(argv: list[str], out: Path) -> list[str]:
     return argv
 
 
-def measure_scale(work: Path, scale: int, steps: int, repeats: int, training: bool = True) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
+def measure_scale(
+    work: Path, scale: int, steps: int, repeats: int, training: bool = True
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
     """Peak memory of every measured stage at ``scale`` × the demo size, ``repeats`` runs each,
     and the prepared data size per domain (MiB)."""
     rows: dict[str, list[dict[str, float]]] = {}
@@ -96,7 +102,9 @@ def measure_scale(work: Path, scale: int, steps: int, repeats: int, training: bo
         name = f"{'MRI' if domain == 'mri' else 'RS'} preprocess"
         for r in range(repeats):  # the first run writes the prepared data the training stages read
             out = work / domain / ("prepared" if r == 0 else f"prepared_repeat{r}")
-            rows.setdefault(name, []).append(peak_memory(_with_out(commands["preprocess"], out), logs / f"{domain}_preprocess_{r}.log"))
+            rows.setdefault(name, []).append(
+                peak_memory(_with_out(commands["preprocess"], out), logs / f"{domain}_preprocess_{r}.log")
+            )
         sizes[domain] = prepared_mib(work / domain / "prepared")
     for r in range(repeats if training else 0):
         training = training_commands(work / "mri" / "prepared", work / "rs" / "prepared", work / f"out{r}", steps)
@@ -109,21 +117,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30, help="training steps per stage")
     ap.add_argument("--scale", type=int, default=4, help="the larger dataset, in multiples of the demo size")
-    ap.add_argument("--repeats", type=int, default=2, help="runs of each stage per size; the table shows the lowest peak and the spread")
-    ap.add_argument("--work", type=Path, default=None, help="folder for data and outputs (kept; default: a temporary one)")
-    ap.add_argument("--preprocess-only", action="store_true", help="measure the two preprocess stages only (about 2 min)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="runs of each stage per size; the table shows the lowest peak and the spread",
+    )
+    ap.add_argument(
+        "--work", type=Path, default=None, help="folder for data and outputs (kept; default: a temporary one)"
+    )
+    ap.add_argument(
+        "--preprocess-only", action="store_true", help="measure the two preprocess stages only (about 2 min)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_memory_") as tmp:
         work = args.work or Path(tmp)
         small, small_sizes = measure_scale(work / "x1", 1, args.steps, args.repeats, not args.preprocess_only)
-        large, large_sizes = measure_scale(work / f"x{args.scale}", args.scale, args.steps, args.repeats, not args.preprocess_only)
+        large, large_sizes = measure_scale(
+            work / f"x{args.scale}", args.scale, args.steps, args.repeats, not args.preprocess_only
+        )
     k = args.scale
     print(f"machine: {machine_description(1)}")
-    print(f"prepared arrays: MRI {small_sizes['mri']:.1f} -> {large_sizes['mri']:.1f} MiB, "
-          f"RS {small_sizes['rs']:.1f} -> {large_sizes['rs']:.1f} MiB ({k}x the demo's subjects / scenes); "
-          f"{args.steps} training steps; target: peak RSS {k}x/1x ~ 1.0")
-    print(f"{'stage':24s} {'RSS 1x':>7s} {f'RSS {k}x':>7s} {'ratio':>6s} {'delta':>6s} {'spread':>6s} {'d/data d':>8s} | "
-          f"{'anon 1x':>7s} {f'anon {k}x':>7s} | {'file 1x':>7s} {f'file {k}x':>7s}   (MiB; lowest of {args.repeats} runs)")
+    print(
+        f"prepared arrays: MRI {small_sizes['mri']:.1f} -> {large_sizes['mri']:.1f} MiB, "
+        f"RS {small_sizes['rs']:.1f} -> {large_sizes['rs']:.1f} MiB ({k}x the demo's subjects / scenes); "
+        f"{args.steps} training steps; target: peak RSS {k}x/1x ~ 1.0"
+    )
+    print(
+        f"{'stage':24s} {'RSS 1x':>7s} {f'RSS {k}x':>7s} {'ratio':>6s} {'delta':>6s} {'spread':>6s} {'d/data d':>8s} | "
+        f"{'anon 1x':>7s} {f'anon {k}x':>7s} | {'file 1x':>7s} {f'file {k}x':>7s}   (MiB; lowest of "
+        f"{args.repeats} runs)"
+    )
     for name, runs_small in small.items():
         a = {key: min(r[key] for r in runs_small) for key in ("rss", "anon", "file")}
         b = {key: min(r[key] for r in large[name]) for key in ("rss", "anon", "file")}
@@ -132,8 +156,11 @@ def main() -> None:
         domain = "mri" if name.startswith("MRI") else "rs"
         growth = large_sizes[domain] - small_sizes[domain]
         delta = b["rss"] - a["rss"]
-        print(f"{name:24s} {a['rss']:7.0f} {b['rss']:7.0f} {b['rss'] / a['rss']:6.2f} {delta:6.0f} {spread:6.0f} {delta / growth:8.2f} | "
-              f"{a['anon']:7.0f} {b['anon']:7.0f} | {a['file']:7.0f} {b['file']:7.0f}")
+        print(
+            f"{name:24s} {a['rss']:7.0f} {b['rss']:7.0f} {b['rss'] / a['rss']:6.2f} {delta:6.0f} "
+            f"{spread:6.0f} {delta / growth:8.2f} | "
+            f"{a['anon']:7.0f} {b['anon']:7.0f} | {a['file']:7.0f} {b['file']:7.0f}"
+        )
 
 
 if __name__ == "__main__":

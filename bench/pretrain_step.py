@@ -31,7 +31,8 @@ def batch(b: int, size: int, volumes: int, partitions: int, device: torch.device
     groups = [f"v{v}" for v in range(volumes) for _ in range(partitions) for _ in range(per)]
     parts = [p for _ in range(volumes) for p in range(partitions) for _ in range(per)]
     return {
-        "image": torch.rand(b, 1, size, size, device=device), "label": torch.randint(0, 4, (b, size, size), device=device),
+        "image": torch.rand(b, 1, size, size, device=device),
+        "label": torch.randint(0, 4, (b, size, size), device=device),
         "meta": {"group": groups, "partition": parts, "sample": list(range(b))},
     }
 
@@ -70,8 +71,13 @@ def main() -> None:
     dev = torch.device(args.device)
     channels = tuple(int(c) for c in args.channels.split(","))
     data = batch(args.batch, args.size, volumes=4, partitions=4, device=dev)
-    print(f"machine: {machine_description(args.threads)}" + (f"; device {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""))
-    print(f"batch {args.batch}×1×{args.size}², U-Net {channels}; target: contrastive ≤ 1.15× supervised per forward pass")
+    print(
+        f"machine: {machine_description(args.threads)}"
+        + (f"; device {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "")
+    )
+    print(
+        f"batch {args.batch}×1×{args.size}², U-Net {channels}; target: contrastive ≤ 1.15× supervised per forward pass"
+    )
 
     net = UNet2D(1, 4, channels).to(dev)
     seg_loss = SoftDiceCELoss(4)
@@ -82,7 +88,12 @@ def main() -> None:
         net = UNet2D(1, 4, channels)
         head = GlobalProjectionHead(c * h * w)
         task = GlobalContrastiveTask(net, head, GlobalContrastiveLoss(strategy)).to(dev)
-        t = time_step(lambda task=task: task.training_step(data, 0), list(net.encoder.parameters()) + list(head.parameters()), args.reps, dev)
+        t = time_step(
+            lambda task=task: task.training_step(data, 0),
+            list(net.encoder.parameters()) + list(head.parameters()),
+            args.reps,
+            dev,
+        )
         rows.append((f"global {strategy} (encoder + g1)", t, 2))
     for strategy in ("LR", "LD"):
         net = UNet2D(1, 4, channels)
@@ -90,7 +101,11 @@ def main() -> None:
         width = channels[::-1][n_blocks]
         head, loss = LocalProjectionHead(width), LocalContrastiveLoss(width, strategy=strategy, negatives="all")
         task = LocalContrastiveTask(net, n_blocks, head, loss).to(dev)
-        params = [p for blk in list(net.decoder)[:n_blocks] for p in blk.parameters()] + list(head.parameters()) + list(loss.parameters())
+        params = (
+            [p for blk in list(net.decoder)[:n_blocks] for p in blk.parameters()]
+            + list(head.parameters())
+            + list(loss.parameters())
+        )
         t = time_step(lambda task=task: task.training_step(data, 0), params, args.reps, dev)
         rows.append((f"local {strategy} (frozen encoder)", t, 2))
     print(f"{'step':34s} {'s/step':>8s} {'passes':>6s} {'ratio/step':>10s} {'ratio/pass':>10s}")

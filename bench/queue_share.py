@@ -60,10 +60,24 @@ class Timer:
 
 def make_task(K: int, D: int, device: torch.device, full: bool, max_anchors: int = 0) -> HyperPixelPretrainTask:
     torch.manual_seed(0)
-    net = build_network("dual", 9, 2, spectral_channels=range(4), terrain_channels=range(4, 9), encoder_name="tu-regnetx_002",
-                        encoder_depth=4, decoder_channels=(32, 16, 16, 8))
-    task = HyperPixelPretrainTask(net, build_projection_head(net, 256, D), K=K, crop_scale=(0.6, 1.0), jitter_channels=range(4),
-                                  max_anchors=max_anchors).to(device)
+    net = build_network(
+        "dual",
+        9,
+        2,
+        spectral_channels=range(4),
+        terrain_channels=range(4, 9),
+        encoder_name="tu-regnetx_002",
+        encoder_depth=4,
+        decoder_channels=(32, 16, 16, 8),
+    )
+    task = HyperPixelPretrainTask(
+        net,
+        build_projection_head(net, 256, D),
+        K=K,
+        crop_scale=(0.6, 1.0),
+        jitter_channels=range(4),
+        max_anchors=max_anchors,
+    ).to(device)
     if full:
         with torch.no_grad():
             task.queue.queue.copy_(torch.nn.functional.normalize(torch.randn(K, D, device=device), dim=1))
@@ -78,7 +92,9 @@ def make_batch(b: int, size: int, device: torch.device) -> dict:
     return {"image": torch.randn(b, 9, size, size, device=device), "superpixels": sp.to(device)}
 
 
-def time_steps(task: HyperPixelPretrainTask, batch: dict, reps: int, device: torch.device, timers: dict[str, Timer] | None = None) -> float:
+def time_steps(
+    task: HyperPixelPretrainTask, batch: dict, reps: int, device: torch.device, timers: dict[str, Timer] | None = None
+) -> float:
     """Seconds per training step (+ backward + optimiser step); the queue keeps its fill."""
     filled = int(task.queue.filled)
     opt = task.configure_optimizers()
@@ -131,7 +147,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--max-anchors", type=int, default=0, help="hyper-pixels per step in the loss (0: all), as rs pretrain --max-anchors")
+    ap.add_argument(
+        "--max-anchors",
+        type=int,
+        default=0,
+        help="hyper-pixels per step in the loss (0: all), as rs pretrain --max-anchors",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
@@ -141,7 +162,10 @@ def main() -> None:
     print(f"machine: {machine_description(args.threads)}{gpu}")
     batch = make_batch(args.batch, args.size, device)
     n = args.batch * (args.size // 8) ** 2
-    print(f"queue K={args.K} x D={args.D}; batch {args.batch} x 9 x {args.size} x {args.size}; ~{n} hyper-pixels per step (before cropping)")
+    print(
+        f"queue K={args.K} x D={args.D}; batch {args.batch} x 9 x {args.size} x {args.size}; ~{n} "
+        "hyper-pixels per step (before cropping)"
+    )
 
     timers = {k: Timer(device) for k in ("keys", "loss", "enqueue")}
     full = time_steps(make_task(args.K, args.D, device, True, args.max_anchors), batch, args.reps, device, timers)
@@ -151,13 +175,21 @@ def main() -> None:
     per = {k: t.total / max(t.calls, 1) for k, t in timers.items()}
     queue_parts = per["keys"] + logits + per["enqueue"]
     print(f"whole step, full queue      {full * 1e3:9.1f} ms")
-    print(f"whole step, empty queue     {empty * 1e3:9.1f} ms   -> queue overhead {(full - empty) * 1e3:.1f} ms = {(full - empty) / full:.1%} of the step")
+    print(
+        f"whole step, empty queue     {empty * 1e3:9.1f} ms   -> queue overhead {(full - empty) * 1e3:.1f} ms "
+        f"= {(full - empty) / full:.1%} of the step"
+    )
     print(f"  queue.keys() copy         {per['keys'] * 1e3:9.2f} ms")
     print(f"  loss (fwd, in the step)   {per['loss'] * 1e3:9.2f} ms")
-    print(f"  queue logits fwd+bwd      {logits * 1e3:9.2f} ms   (isolated, {n_step} x {args.K} x {args.D}: the step's mean anchor count)")
+    print(
+        f"  queue logits fwd+bwd      {logits * 1e3:9.2f} ms   (isolated, {n_step} x {args.K} x {args.D}: the "
+        "step's mean anchor count)"
+    )
     print(f"  enqueue                   {per['enqueue'] * 1e3:9.2f} ms")
-    print(f"share of the step on queue logits + enqueueing (+ keys copy): {queue_parts / full:.3f} "
-          f"(logits {logits / full:.3f}, enqueue {per['enqueue'] / full:.4f}, copy {per['keys'] / full:.4f})")
+    print(
+        f"share of the step on queue logits + enqueueing (+ keys copy): {queue_parts / full:.3f} "
+        f"(logits {logits / full:.3f}, enqueue {per['enqueue'] / full:.4f}, copy {per['keys'] / full:.4f})"
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,13 @@ CHANNELS_HELP = "U-Net encoder widths, comma-separated (ignored with --init: tak
 class MRIFinetuneConfig(FinetuneConfig):
     budget: str = option("all", "labeled subjects (all volumes of each): an integer or 'all' (the whole labeled pool)")
     labeled_subjects: Any = option(
-        None, "fixed labeled subjects instead of the draw (names or numbers; repeat the option for several combinations, "
-              "picked by the label seed; in a --config file also a mapping budget -> combinations); docs/mri_data.md",
-        action=FixedCombinations, nargs="+", metavar="SUBJECT")
+        None,
+        "fixed labeled subjects instead of the draw (names or numbers; repeat the option for several combinations, "
+        "picked by the label seed; in a --config file also a mapping budget -> combinations); docs/mri_data.md",
+        action=FixedCombinations,
+        nargs="+",
+        metavar="SUBJECT",
+    )
     channels: str = option(DEFAULT_CHANNELS, CHANNELS_HELP)
 
 
@@ -31,20 +35,30 @@ class MRIFinetuneConfig(FinetuneConfig):
 class MRIPretrainConfig(PretrainConfig):
     batch_size: int = option(0, "hpcl: slices per batch (0: 16); the global and local stages take --volumes-per-batch")
     channels: str = option(DEFAULT_CHANNELS, CHANNELS_HELP)
-    stage: Literal["global", "local"] = option("global", "global: encoder + g1; local: decoder blocks + g2 (needs --init)")
+    stage: Literal["global", "local"] = option(
+        "global", "global: encoder + g1; local: decoder blocks + g2 (needs --init)"
+    )
     strategy: str | None = option(None, "global: GR, GD- or GD (default GD); local: LR or LD (default LR)")
     init: Path | None = option(None, "checkpoint to start from (the local stage needs the global stage's)")
     volumes_per_batch: int = option(4, "m: volumes per batch (batch = m × S partitions slices)")
     temperature: float = option(0.1, "T of the InfoNCE similarities")
-    crop_scale: tuple[float, float] = option((0.5, 0.75), "global views: crop side as a fraction of the image side (min max)")
-    local_blocks: int | None = option(None, "l: decoder blocks trained by the local stage (default: those up to the H/4 map)")
+    crop_scale: tuple[float, float] = option(
+        (0.5, 0.75), "global views: crop side as a fraction of the image side (min max)"
+    )
+    local_blocks: int | None = option(
+        None, "l: decoder blocks trained by the local stage (default: those up to the H/4 map)"
+    )
     local_negatives: Literal["neighbours", "all", "batch"] = option(
-        "all", "local negatives: the reference's 5 neighbouring regions, all other regions of the image, or every other "
-               "region of the batch")
+        "all",
+        "local negatives: the reference's 5 neighbouring regions, all other regions of the image, or every other "
+        "region of the batch",
+    )
     noise_std: float = option(0.05, "local and hpcl views: max std of added Gaussian noise")
     method: Literal["stages", "hpcl"] = option(
-        "stages", "stages: the global/local stage chosen by --stage; hpcl: hyper-pixel contrastive pretraining of encoder "
-                  "+ decoder (ignores --stage)")
+        "stages",
+        "stages: the global/local stage chosen by --stage; hpcl: hyper-pixel contrastive pretraining of encoder "
+        "+ decoder (ignores --stage)",
+    )
     queue_size: int = option(4096, "hpcl: K, keys in the queue of negatives")
     momentum: float = option(0.99, "hpcl: m, EMA momentum of the key encoder")
     n_segments: int | None = option(None, "hpcl: SLIC superpixels per slice (default: one per 8x8 pixels)")

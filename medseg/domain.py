@@ -39,7 +39,12 @@ def parse_channels(text: str) -> tuple[int, ...]:
 
 
 def network_spec(in_channels: int, num_classes: int, channels: tuple[int, ...] | list[int]) -> dict[str, Any]:
-    return {"name": "unet2d", "in_channels": int(in_channels), "num_classes": int(num_classes), "channels": list(channels)}
+    return {
+        "name": "unet2d",
+        "in_channels": int(in_channels),
+        "num_classes": int(num_classes),
+        "channels": list(channels),
+    }
 
 
 class MRIDomain:
@@ -56,7 +61,9 @@ class MRIDomain:
 
     # --------------------------------------------------------------------------- fine-tuning
 
-    def select_labeled(self, data: PreparedData, cfg: FinetuneConfig, label_seed: int) -> tuple[list[str], dict[str, Any]]:
+    def select_labeled(
+        self, data: PreparedData, cfg: FinetuneConfig, label_seed: int
+    ) -> tuple[list[str], dict[str, Any]]:
         assert isinstance(cfg, MRIFinetuneConfig)
         try:  # the budget counts subjects (all volumes of a person); fixed lists win over the draw
             subjects, chosen = draw_labeled(
@@ -71,8 +78,11 @@ class MRIDomain:
 
     def check_init(self, spec: dict[str, Any], data: PreparedData, path: Path) -> None:
         if spec.get("in_channels") != data.in_channels or spec.get("num_classes") != data.num_classes:
-            raise InputError(path, f"checkpoint is for {spec.get('in_channels')} channels / {spec.get('num_classes')} classes, "
-                                   f"data has {data.in_channels} / {data.num_classes}")
+            raise InputError(
+                path,
+                f"checkpoint is for {spec.get('in_channels')} channels / {spec.get('num_classes')} classes, "
+                f"data has {data.in_channels} / {data.num_classes}",
+            )
 
     def finetune_augment(self, data: PreparedData) -> BatchSpatialAugment:
         return BatchSpatialAugment(**AUGMENT, ignore_index=data.ignore_index)
@@ -101,7 +111,10 @@ class MRIDomain:
             spec = network_spec(data.in_channels, data.num_classes, parse_channels(cfg.channels))
             net = build_network(spec)
             strategy = strategy_class(name)(
-                net, data.manifest["image_size"], volumes_per_batch=cfg.volumes_per_batch, temperature=cfg.temperature,
+                net,
+                data.manifest["image_size"],
+                volumes_per_batch=cfg.volumes_per_batch,
+                temperature=cfg.temperature,
                 crop_scale=cfg.crop_scale,
             )
             record = {"stage": "pretrain-global", "method": name, "pretrained": ["encoder."]}
@@ -119,13 +132,19 @@ class MRIDomain:
         if not 1 <= n_blocks <= len(net.decoder):
             raise InputError(None, f"--local-blocks must be in 1..{len(net.decoder)}")
         strategy = strategy_class(name)(
-            net, n_blocks, volumes_per_batch=cfg.volumes_per_batch, temperature=cfg.temperature,
-            negatives=cfg.local_negatives, noise_std=cfg.noise_std,
+            net,
+            n_blocks,
+            volumes_per_batch=cfg.volumes_per_batch,
+            temperature=cfg.temperature,
+            negatives=cfg.local_negatives,
+            noise_std=cfg.noise_std,
         )
         record = {
-            "stage": "pretrain-local", "method": f"{init.get('method', 'pretrained')}+{name}",
+            "stage": "pretrain-local",
+            "method": f"{init.get('method', 'pretrained')}+{name}",
             "pretrained": sorted(set(init.get("pretrained", [])) | {f"decoder.{i}." for i in range(n_blocks)}),
-            "heads": init.get("heads", {}), "train": {"batch": cfg.volumes_per_batch * _partitions(data)},
+            "heads": init.get("heads", {}),
+            "train": {"batch": cfg.volumes_per_batch * _partitions(data)},
         }
         return net, spec, strategy, record
 
@@ -140,12 +159,26 @@ class MRIDomain:
         h, w = data.manifest["image_size"]
         n_segments = cfg.n_segments or max(1, (h // SUPERPIXEL_SIDE) * (w // SUPERPIXEL_SIDE))
         strategy = strategy_class("hpcl")(
-            net, batch_size=batch, K=cfg.queue_size, m=cfg.momentum, T=cfg.temperature, max_anchors=cfg.max_anchors,
-            slic=(n_segments, cfg.compactness), crop_scale=cfg.crop_scale, brightness=HPCL_BRIGHTNESS,
-            contrast=HPCL_CONTRAST, noise_std=cfg.noise_std,
+            net,
+            batch_size=batch,
+            K=cfg.queue_size,
+            m=cfg.momentum,
+            T=cfg.temperature,
+            max_anchors=cfg.max_anchors,
+            slic=(n_segments, cfg.compactness),
+            crop_scale=cfg.crop_scale,
+            brightness=HPCL_BRIGHTNESS,
+            contrast=HPCL_CONTRAST,
+            noise_std=cfg.noise_std,
         )
-        train = {"batch": batch, "slices": len(data.sample_indices(self.pretrain_groups(data))), "n_segments": n_segments,
-                 "queue_size": cfg.queue_size, "momentum": cfg.momentum, "temperature": cfg.temperature}
+        train = {
+            "batch": batch,
+            "slices": len(data.sample_indices(self.pretrain_groups(data))),
+            "n_segments": n_segments,
+            "queue_size": cfg.queue_size,
+            "momentum": cfg.momentum,
+            "temperature": cfg.temperature,
+        }
         record = {"stage": "pretrain-hpcl", "method": "hpcl", "pretrained": ["encoder.", "decoder."], "train": train}
         return net, spec, strategy, record
 

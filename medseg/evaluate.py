@@ -57,7 +57,9 @@ def score_subjects(net: torch.nn.Module, data: PreparedData, cfg: MRIEvaluateCon
         truth_img = nib.load(rec["label"])
         truth = np.rint(np.asarray(truth_img.dataobj)).astype(np.int64)
         if truth.shape != pred.shape:
-            raise InputError(rec["label"], f"label shape {truth.shape} differs from the mapped-back prediction {pred.shape}")
+            raise InputError(
+                rec["label"], f"label shape {truth.shape} differs from the mapped-back prediction {pred.shape}"
+            )
         spacing = tuple(float(z) for z in truth_img.header.get_zooms()[:3])
         scores[group] = score_volume(pred, truth, len(classes), spacing, class_names=classes)
         if cfg.save_predictions:

@@ -10,7 +10,9 @@ import numpy as np
 DEFAULT_PERCENTILES = (0.5, 99.5)
 
 
-def percentile_scale(data: np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> tuple[np.ndarray, float, float]:
+def percentile_scale(
+    data: np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTILES
+) -> tuple[np.ndarray, float, float]:
     """``data`` clipped to its ``percentiles`` and scaled to [0, 1] (float32), and the two
     intensities (lo, hi) that became 0 and 1; all zeros for a constant volume."""
     lo, hi = (float(v) for v in np.percentile(data, percentiles))

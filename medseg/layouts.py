@@ -153,7 +153,10 @@ def detect_layout(folder: str | Path) -> str:
     if not entries:
         raise InputError(folder, f"folder is empty; looked for the layouts {_LOOKED_FOR}")
     shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:8])
-    raise InputError(folder, f"no recognised dataset layout (found: {shown}{', ...' if len(entries) > 8 else ''}); looked for {_LOOKED_FOR}")
+    raise InputError(
+        folder,
+        f"no recognised dataset layout (found: {shown}{', ...' if len(entries) > 8 else ''}); looked for {_LOOKED_FOR}",
+    )
 
 
 def _classes_from_mapping(path: Path, labels: Any) -> dict[int, str]:
@@ -168,7 +171,9 @@ def _classes_from_mapping(path: Path, labels: Any) -> dict[int, str]:
     else:
         for name, value in labels.items():
             if isinstance(value, (list, tuple)):
-                raise InputError(path, f"region-based label '{name}': {value} is not supported; give one value per class")
+                raise InputError(
+                    path, f"region-based label '{name}': {value} is not supported; give one value per class"
+                )
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputError(path, f"label '{name}' must map to an integer value, got {value!r}")
             classes[value] = str(name)
@@ -193,16 +198,26 @@ def _list_nnunet(folder: Path, channel: int) -> tuple[list[Case], dict[str, Any]
     names = dj.get("channel_names", dj.get("modality", {"0": "MRI"}))
     channels = [str(names[k]) for k in sorted(names, key=int)]
     if not 0 <= channel < len(channels):
-        raise InputError(folder / "dataset.json", f"channel {channel} requested but the dataset has channels {channels}")
+        raise InputError(
+            folder / "dataset.json", f"channel {channel} requested but the dataset has channels {channels}"
+        )
     pattern = re.compile(r"(.+)_(\d{4})" + re.escape(ending))
     cases: list[Case] = []
     for sub, labeled in (("imagesTr", True), ("imagesTs", False)):
         ids = sorted({m.group(1) for p in _visible(list((folder / sub).glob("*"))) if (m := pattern.fullmatch(p.name))})
         for cid in ids:
             image = _require(folder / sub / f"{cid}_{channel:04d}{ending}", f"channel {channel} image of case '{cid}'")
-            label = _require(folder / "labelsTr" / f"{cid}{ending}", f"label of training case '{cid}'") if labeled else None
+            label = (
+                _require(folder / "labelsTr" / f"{cid}{ending}", f"label of training case '{cid}'") if labeled else None
+            )
             cases.append(Case(cid, image, label))
-    info = {"layout": "nnunet", "classes": classes, "channels": channels, "channel_in_file": False, "name": dj.get("name")}
+    info = {
+        "layout": "nnunet",
+        "classes": classes,
+        "channels": channels,
+        "channel_in_file": False,
+        "name": dj.get("name"),
+    }
     return cases, info
 
 
@@ -221,7 +236,9 @@ def _list_msd(folder: Path, channel: int) -> tuple[list[Case], dict[str, Any]]:
     names = dj.get("modality", dj.get("channel_names", {"0": "MRI"}))
     channels = [str(names[k]) for k in sorted(names, key=int)]
     if not 0 <= channel < len(channels):
-        raise InputError(folder / "dataset.json", f"channel {channel} requested but the dataset has modalities {channels}")
+        raise InputError(
+            folder / "dataset.json", f"channel {channel} requested but the dataset has modalities {channels}"
+        )
     pairs: list[tuple[Path, Path | None]] = []
     if isinstance(dj.get("training"), list):
         pairs += [(_msd_path(folder, e, "image"), _msd_path(folder, e, "label")) for e in dj["training"]]
@@ -229,10 +246,21 @@ def _list_msd(folder: Path, channel: int) -> tuple[list[Case], dict[str, Any]]:
         pairs += [(p, _require(folder / "labelsTr" / p.name, "label")) for p in _nifti_files(folder / "imagesTr")]
     # the Decathlon's test list holds image paths without labels; an entry with a label
     # (some datasets give their test cases' labels) is a labeled case
-    pairs += [(_msd_path(folder, e, "image"), _msd_path(folder, e, "label") if isinstance(e, dict) and e.get("label") else None)
-              for e in dj.get("test", []) or []]
+    pairs += [
+        (
+            _msd_path(folder, e, "image"),
+            _msd_path(folder, e, "label") if isinstance(e, dict) and e.get("label") else None,
+        )
+        for e in dj.get("test", []) or []
+    ]
     cases = [Case(str(_nifti_stem(img)), img, lab) for img, lab in pairs]
-    info = {"layout": "msd", "classes": classes, "channels": channels, "channel_in_file": len(channels) > 1, "name": dj.get("name")}
+    info = {
+        "layout": "msd",
+        "classes": classes,
+        "channels": channels,
+        "channel_in_file": len(channels) > 1,
+        "name": dj.get("name"),
+    }
     return cases, info
 
 
@@ -240,7 +268,9 @@ def read_info_cfg(path: Path) -> dict[str, Any]:
     """ACDC ``Info.cfg`` (``Key: value`` lines) as ``{"ED": int, "ES": int, ...}``; other keys
     (Group, Height, NbFrame, Weight) are kept, numbers as numbers."""
     if not path.is_file():
-        raise InputError(path, "Info.cfg does not exist; every ACDC patient folder needs one (its ED and ES frame numbers)")
+        raise InputError(
+            path, "Info.cfg does not exist; every ACDC patient folder needs one (its ED and ES frame numbers)"
+        )
     values: dict[str, Any] = {}
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
@@ -279,14 +309,22 @@ def _list_acdc(folder: Path) -> tuple[list[Case], dict[str, Any]]:
             cases.append(Case(stem, image, label, subject=pdir.name, meta=meta))
     if not cases:
         raise InputError(folder, "ACDC layout: no patientXXX_frameYY.nii.gz files in the patient folders")
-    return cases, {"layout": "acdc", "classes": dict(ACDC_CLASSES), "channels": ["MRI"], "channel_in_file": False, "name": "ACDC"}
+    return cases, {
+        "layout": "acdc",
+        "classes": dict(ACDC_CLASSES),
+        "channels": ["MRI"],
+        "channel_in_file": False,
+        "name": "ACDC",
+    }
 
 
 def _plain_label(image: Path, image_dir: Path) -> Path | None:
     stem = str(_nifti_stem(image))
     candidates = [image_dir / "labels" / image.name, image_dir.parent / "labels" / image.name]
     candidates += [image_dir / f"{stem}{tag}{s}" for tag in LABEL_SUFFIXES for s in NIFTI_SUFFIXES]
-    candidates += [d / f"{stem}{s}" for d in (image_dir / "labels", image_dir.parent / "labels") for s in NIFTI_SUFFIXES]
+    candidates += [
+        d / f"{stem}{s}" for d in (image_dir / "labels", image_dir.parent / "labels") for s in NIFTI_SUFFIXES
+    ]
     return next((c for c in candidates if c.is_file() and c != image), None)
 
 
@@ -300,7 +338,14 @@ def _list_plain(folder: Path) -> tuple[list[Case], dict[str, Any]]:
         image_dir = found
         images = [p for p in _nifti_files(image_dir) if not _is_label_name(p)]
     cases = [Case(str(_nifti_stem(p)), p, _plain_label(p, image_dir)) for p in images]
-    classes_json = next((d / "classes.json" for d in (folder if folder.is_dir() else image_dir, image_dir) if (d / "classes.json").is_file()), None)
+    classes_json = next(
+        (
+            d / "classes.json"
+            for d in (folder if folder.is_dir() else image_dir, image_dir)
+            if (d / "classes.json").is_file()
+        ),
+        None,
+    )
     if classes_json is not None:
         try:
             classes = _classes_from_mapping(classes_json, json.loads(classes_json.read_text()))
@@ -338,7 +383,9 @@ def read_subject_csv(path: Path) -> dict[str, str]:
     return table
 
 
-def assign_subjects(cases: list[Case], layout: str, pattern: str | None = None, subject_csv: str | Path | None = None) -> tuple[list[Case], str]:
+def assign_subjects(
+    cases: list[Case], layout: str, pattern: str | None = None, subject_csv: str | Path | None = None
+) -> tuple[list[Case], str]:
     """Set each case's subject; returns ``(cases, how)``, ``how`` a sentence for the manifest.
 
     ``pattern``: a regular expression searched in every case name (``re.search``); its first
@@ -355,20 +402,33 @@ def assign_subjects(cases: list[Case], layout: str, pattern: str | None = None, 
         except re.error as err:
             raise InputError(None, f"--subject-pattern '{pattern}' is not a valid regular expression ({err})") from err
         if regex.groups < 1:
-            raise InputError(None, f"--subject-pattern '{pattern}' has no group; put the subject part in parentheses, e.g. '(patient\\d+)'")
+            raise InputError(
+                None,
+                f"--subject-pattern '{pattern}' has no group; put the subject part in parentheses, e.g. "
+                "'(patient\\d+)'",
+            )
         keyed = [(c, m.group(1) if (m := regex.search(c.name)) else None) for c in cases]
         misses = [c for c, key in keyed if not key]
         if misses:
             scope = "matches none" if len(misses) == len(cases) else f"misses {len(misses)}"
-            raise InputError(misses[0].image, f"--subject-pattern '{pattern}' does not match the case name '{misses[0].name}' of this file "
-                                              f"(it {scope} of the {len(cases)} cases; the first group must match a non-empty subject)")
-        return [replace(c, subject=str(key)) for c, key in keyed], f"pattern '{pattern}' (first group) on the case names"
+            raise InputError(
+                misses[0].image,
+                f"--subject-pattern '{pattern}' does not match the case name '{misses[0].name}' of this file "
+                f"(it {scope} of the {len(cases)} cases; the first group must match a non-empty subject)",
+            )
+        return [
+            replace(c, subject=str(key)) for c, key in keyed
+        ], f"pattern '{pattern}' (first group) on the case names"
     if subject_csv is not None:
         path = Path(subject_csv)
         table = read_subject_csv(path)
         missing = [c for c in cases if c.name not in table]
         if missing:
-            raise InputError(path, f"no subject for case '{missing[0].name}' ({missing[0].image}); {len(missing)} of {len(cases)} cases have no row")
+            raise InputError(
+                path,
+                f"no subject for case '{missing[0].name}' ({missing[0].image}); {len(missing)} of "
+                f"{len(cases)} cases have no row",
+            )
         extra = sorted(set(table) - {c.name for c in cases})
         if extra:
             log.warning("%s: %d rows name no case of the dataset (e.g. %s)", path, len(extra), extra[0])
@@ -377,12 +437,20 @@ def assign_subjects(cases: list[Case], layout: str, pattern: str | None = None, 
         return cases, "ACDC patient folder"
     keyed = [(c, m.group(1) if (m := ACDC_SUBJECT.match(c.name)) else c.name) for c in cases]
     n_prefixed = sum(m is not None for m in (ACDC_SUBJECT.match(c.name) for c in cases))
-    how = f"patientNNN prefix of the case name ({n_prefixed} of {len(cases)} cases), else the case name" if n_prefixed else "case name (one volume per subject)"
+    how = (
+        f"patientNNN prefix of the case name ({n_prefixed} of {len(cases)} cases), else the case name"
+        if n_prefixed
+        else "case name (one volume per subject)"
+    )
     return [replace(c, subject=key) for c, key in keyed], how
 
 
 def list_cases(
-    folder: str | Path, layout: str = "auto", channel: int = 0, subject_pattern: str | None = None, subject_csv: str | Path | None = None
+    folder: str | Path,
+    layout: str = "auto",
+    channel: int = 0,
+    subject_pattern: str | None = None,
+    subject_csv: str | Path | None = None,
 ) -> tuple[list[Case], dict[str, Any]]:
     """Cases of a raw dataset and its info.
 

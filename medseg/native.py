@@ -68,7 +68,9 @@ def plan_geometry(
     permutation = [axis] + [a for a in range(3) if a != axis]
     inplane_shape = [canonical_shape[a] for a in permutation[1:]]
     inplane_spacing = [float(spacing[a]) for a in permutation[1:]]
-    resampled_hw = [max(1, int(round(n * s / t))) for n, s, t in zip(inplane_shape, inplane_spacing, target_spacing, strict=True)]
+    resampled_hw = [
+        max(1, int(round(n * s / t))) for n, s, t in zip(inplane_shape, inplane_spacing, target_spacing, strict=True)
+    ]
     offset = [(r - size) // 2 for r, size in zip(resampled_hw, image_size, strict=True)]
     return {
         "orientation": ornt.astype(int).tolist(),
@@ -104,10 +106,14 @@ def resize_inplane(arr: np.ndarray, out_hw: Sequence[int], order: int, antialias
         arr = gaussian_filter(arr, sigma, mode="nearest")
     offset = 0.5 * scale - 0.5
     offset[:lead] = 0.0
-    return affine_transform(arr, scale, offset=offset, output_shape=arr.shape[:lead] + out_hw, order=order, mode="nearest")
+    return affine_transform(
+        arr, scale, offset=offset, output_shape=arr.shape[:lead] + out_hw, order=order, mode="nearest"
+    )
 
 
-def crop_or_pad(arr: np.ndarray, offset: Sequence[int], out_hw: Sequence[int], fill: float | np.ndarray = 0) -> np.ndarray:
+def crop_or_pad(
+    arr: np.ndarray, offset: Sequence[int], out_hw: Sequence[int], fill: float | np.ndarray = 0
+) -> np.ndarray:
     """Window of the last two axes: output pixel ``i`` = input pixel ``i + offset`` (else ``fill``).
 
     ``fill`` may be an array broadcast against the output (e.g. per-channel (K, 1, 1, 1)).

@@ -48,7 +48,9 @@ def _open(path: Path) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
     except Exception as err:  # nibabel raises many types for a corrupt header
-        raise InputError(path, f"cannot read as NIfTI; the file is corrupt, truncated or not NIfTI ({type(err).__name__}: {err})") from err
+        raise InputError(
+            path, f"cannot read as NIfTI; the file is corrupt, truncated or not NIfTI ({type(err).__name__}: {err})"
+        ) from err
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
     return img
@@ -95,13 +97,17 @@ def _read_data(path: Path, img: nib.Nifti1Image, channel: int | None, n_channels
             data = np.asanyarray(img.dataobj)
         data = np.array(data, copy=True)  # detach from any memory map of the file
     except Exception as err:  # truncated gzip: EOFError, zlib.error, ValueError, OSError...
-        raise InputError(path, f"cannot read the voxel data; the file is truncated or corrupt ({type(err).__name__}: {err})") from err
+        raise InputError(
+            path, f"cannot read the voxel data; the file is truncated or corrupt ({type(err).__name__}: {err})"
+        ) from err
     if data.ndim != 3:
         raise InputError(path, f"voxel data has shape {data.shape} where a 3D volume is expected")
     return data
 
 
-def load_volume(path: str | Path, channel: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+def load_volume(
+    path: str | Path, channel: int | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Read an image volume.
 
     Returns ``(data, affine, zooms)``: data (X, Y, Z) float32 in the file's voxel order, the
@@ -113,7 +119,11 @@ def load_volume(path: str | Path, channel: int | None = None) -> tuple[np.ndarra
     data = _read_data(path, _open(path), channel, header.n_channels).astype(np.float32, copy=False)
     bad = ~np.isfinite(data)
     if bad.any():
-        raise InputError(path, f"image has {int(bad.sum())} NaN/Inf voxel(s) (first at voxel {tuple(int(i) for i in np.argwhere(bad)[0])})")
+        raise InputError(
+            path,
+            f"image has {int(bad.sum())} NaN/Inf voxel(s) "
+            f"(first at voxel {tuple(int(i) for i in np.argwhere(bad)[0])})",
+        )
     return data, header.affine, header.zooms
 
 
@@ -136,7 +146,9 @@ def load_label(path: str | Path, classes: Collection[int]) -> tuple[np.ndarray, 
         fractional = raw != np.round(raw)
         if fractional.any():
             examples = np.unique(raw[fractional])[:5].tolist()
-            raise InputError(path, f"label file is non-integer (data type {raw.dtype}, fractional values such as {examples})")
+            raise InputError(
+                path, f"label file is non-integer (data type {raw.dtype}, fractional values such as {examples})"
+            )
     values = np.unique(raw)
     allowed = {int(c) for c in classes}
     outside = [v for v in values.tolist() if int(v) not in allowed]
@@ -149,7 +161,9 @@ def load_label(path: str | Path, classes: Collection[int]) -> tuple[np.ndarray, 
 def check_pair(image: VolumeHeader, label: VolumeHeader) -> None:
     """Image and label of one case must share the 3D shape and the affine (to 1e-3 mm)."""
     if image.shape != label.shape:
-        raise InputError(label.path, f"label shape {label.shape} differs from image shape {image.shape} of {image.path}")
+        raise InputError(
+            label.path, f"label shape {label.shape} differs from image shape {image.shape} of {image.path}"
+        )
     if not np.allclose(image.affine, label.affine, rtol=0.0, atol=AFFINE_TOLERANCE_MM):
         diff = float(np.max(np.abs(image.affine - label.affine)))
         raise InputError(

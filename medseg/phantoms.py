@@ -48,7 +48,14 @@ STORAGE_VARIANTS: dict[str, list[list[int]]] = {
     "slice_first": [[1, 1], [2, 1], [0, 1]],
     "inplane_swapped_x_flipped": [[1, -1], [0, 1], [2, 1]],
 }
-_VARIANT_CYCLE = ("as_generated", "slice_flipped", "as_generated", "slice_first", "as_generated", "inplane_swapped_x_flipped")
+_VARIANT_CYCLE = (
+    "as_generated",
+    "slice_flipped",
+    "as_generated",
+    "slice_first",
+    "as_generated",
+    "inplane_swapped_x_flipped",
+)
 
 
 def _profile(t: np.ndarray, t_end: float, power: float) -> np.ndarray:
@@ -56,7 +63,9 @@ def _profile(t: np.ndarray, t_end: float, power: float) -> np.ndarray:
     return np.sqrt(np.clip(1.0 - (t / t_end) ** power, 0.0, 1.0))
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int, int], sigma: tuple[float, float, float]) -> np.ndarray:
+def _smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, int, int], sigma: tuple[float, float, float]
+) -> np.ndarray:
     """Zero-mean, unit-std smooth random field of ``shape`` (Z, X, Y)."""
     field = gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
     return (field - field.mean()) / (field.std() + 1e-12)
@@ -97,7 +106,11 @@ def phantom_volume(rng: np.random.Generator, n_slices: int = 12, size: int = 96)
     u = math.cos(theta) * dx + math.sin(theta) * dy  # heart frame, (Z, X, Y)
     v = -math.sin(theta) * dx + math.cos(theta) * dy
     phi = np.arctan2(v, u)
-    bumps = 1 + rng.uniform(0, 0.06) * np.cos(phi - rng.uniform(0, 2 * math.pi)) + rng.uniform(0, 0.05) * np.cos(2 * phi - rng.uniform(0, 2 * math.pi))
+    bumps = (
+        1
+        + rng.uniform(0, 0.06) * np.cos(phi - rng.uniform(0, 2 * math.pi))
+        + rng.uniform(0, 0.05) * np.cos(2 * phi - rng.uniform(0, 2 * math.pi))
+    )
     rho = np.sqrt(u**2 / aspect + v**2 * aspect) / bumps  # elliptical radius, px
 
     r_cav = r0 * _profile(t, t_close, 2.5)  # (Z, 1, 1)
@@ -135,14 +148,26 @@ def phantom_volume(rng: np.random.Generator, n_slices: int = 12, size: int = 96)
     fat_start = rng.uniform(0, 2 * math.pi)
     fat_width = rng.uniform(0.8, 2.0)
     in_sector = np.mod(phi - fat_start, 2 * math.pi) < fat_width
-    epi_fat = in_sector & (rho >= r_out + 0.5) & (rho < r_out + 0.5 + rng.uniform(1.5, 3.0)) & ~rv_cavity & ~rv_wall & (r_out > 0)
+    epi_fat = (
+        in_sector
+        & (rho >= r_out + 0.5)
+        & (rho < r_out + 0.5 + rng.uniform(1.5, 3.0))
+        & ~rv_cavity
+        & ~rv_wall
+        & (r_out > 0)
+    )
 
     # aorta-like blob on basal slices: as bright as blood, label background
     t_aorta = rng.uniform(0.12, 0.3)
     a_rad = rng.uniform(5, 8) * _profile(t, t_aorta, 2.0)
     a_ang = math.pi / 2 + rng.uniform(-0.4, 0.4)
     a_dist = r_out0 + rng.uniform(6, 9)
-    aorta = ((u - a_dist * math.cos(a_ang)) ** 2 + (v - a_dist * math.sin(a_ang)) ** 2 < a_rad**2) & ~lv_outer & ~rv_cavity & ~rv_wall
+    aorta = (
+        ((u - a_dist * math.cos(a_ang)) ** 2 + (v - a_dist * math.sin(a_ang)) ** 2 < a_rad**2)
+        & ~lv_outer
+        & ~rv_cavity
+        & ~rv_wall
+    )
 
     # --- body, organs, intensities ----------------------------------------------------------
     blood = rng.uniform(0.8, 1.0)
@@ -208,10 +233,14 @@ def phantom_volume(rng: np.random.Generator, n_slices: int = 12, size: int = 96)
     image = np.sqrt((image + sigma * rng.standard_normal(shape)) ** 2 + (sigma * rng.standard_normal(shape)) ** 2)
 
     # (Z, X, Y) -> (X, Y, Z)
-    return np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.float32), np.ascontiguousarray(labels.transpose(1, 2, 0))
+    return np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.float32), np.ascontiguousarray(
+        labels.transpose(1, 2, 0)
+    )
 
 
-def phantom_affine(rng: np.random.Generator, spacing_inplane: tuple[float, float], spacing_through: tuple[float, float]) -> np.ndarray:
+def phantom_affine(
+    rng: np.random.Generator, spacing_inplane: tuple[float, float], spacing_through: tuple[float, float]
+) -> np.ndarray:
     """4x4 voxel-to-world affine (mm): anisotropic spacing, 10-30 deg oblique, non-zero origin.
 
     The third (slice) axis points roughly along +S for every subject, so after canonical
@@ -256,7 +285,9 @@ def _write_dataset(
         name = f"case_{i:03d}"
         img = _nifti(image, affine).as_reoriented(ornt)
         lab = _nifti(labels, affine).as_reoriented(ornt)
-        nib.save(_nifti(np.asarray(img.dataobj, dtype=np.float32), img.affine), tmp / "imagesTr" / f"{name}_0000.nii.gz")
+        nib.save(
+            _nifti(np.asarray(img.dataobj, dtype=np.float32), img.affine), tmp / "imagesTr" / f"{name}_0000.nii.gz"
+        )
         lab_img = _nifti(np.asarray(lab.dataobj, dtype=np.uint8), lab.affine)
         lab_img.set_data_dtype(np.uint8)
         nib.save(lab_img, tmp / "labelsTr" / f"{name}.nii.gz")
@@ -305,13 +336,17 @@ def generate_dataset(
 
 def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
     """Options of ``medseg demo-data``."""
-    parser.add_argument("--out", type=Path, default=Path("data/mri_phantoms"), help="output folder (an nnU-Net raw dataset)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("data/mri_phantoms"), help="output folder (an nnU-Net raw dataset)"
+    )
     parser.add_argument("--n-subjects", type=int, default=60, help="number of phantom subjects (volumes)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical arrays")
     parser.add_argument("--n-slices", type=int, default=12, help="short-axis slices per volume (base to apex)")
     parser.add_argument("--size", type=int, default=96, help="in-plane size of each slice in voxels")
     parser.add_argument(
-        "--no-vary-storage", dest="vary_storage", action="store_false",
+        "--no-vary-storage",
+        dest="vary_storage",
+        action="store_false",
         help="store every subject in the generated voxel order (default: some subjects permuted/flipped)",
     )
 
@@ -319,6 +354,11 @@ def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
 def run_demo_data(args: argparse.Namespace) -> None:
     """Run ``medseg demo-data``: the dataset plus ``config.yaml`` of the resolved arguments."""
     generate_dataset(
-        Path(args.out), n_subjects=args.n_subjects, seed=args.seed, n_slices=args.n_slices, size=args.size,
-        vary_storage=args.vary_storage, config=resolved_args(args),
+        Path(args.out),
+        n_subjects=args.n_subjects,
+        seed=args.seed,
+        n_slices=args.n_slices,
+        size=args.size,
+        vary_storage=args.vary_storage,
+        config=resolved_args(args),
     )

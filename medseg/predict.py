@@ -48,7 +48,9 @@ def _stem(path: Path) -> str:
 
 
 @torch.no_grad()
-def predict_volume(net: torch.nn.Module, path: Path, manifest: dict, slice_axis: str, batch_size: int) -> tuple[np.ndarray, dict]:
+def predict_volume(
+    net: torch.nn.Module, path: Path, manifest: dict, slice_axis: str, batch_size: int
+) -> tuple[np.ndarray, dict]:
     """Label map of ``path`` in its own voxel grid, and the geometry record used."""
     header = read_header(path)
     geometry = plan_geometry(header, manifest["target_spacing"], manifest["image_size"], slice_axis)
@@ -56,7 +58,9 @@ def predict_volume(net: torch.nn.Module, path: Path, manifest: dict, slice_axis:
     data, _, _ = load_volume(path)
     stack, _, _ = percentile_scale(to_canonical_stack(data, geometry), manifest.get("percentiles", DEFAULT_PERCENTILES))
     x = torch.from_numpy(to_prepared(stack, geometry, order=1)[:, None].astype(np.float32))  # (S, 1, H, W)
-    probs = torch.cat([torch.softmax(net(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)])  # (S, K, H, W)
+    probs = torch.cat(
+        [torch.softmax(net(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)]
+    )  # (S, K, H, W)
     native = to_native(probs.permute(1, 0, 2, 3).numpy(), geometry, order=1)  # (K, X, Y, Z)
     return native.argmax(0).astype(np.uint8), geometry
 
@@ -67,8 +71,15 @@ def predict_files(net: torch.nn.Module, ckpt: dict[str, Any], cfg: MRIPredictCon
     files = _inputs(cfg.input)
     manifest = PreparedData(cfg.data).manifest
     if list(ckpt.get("data", {}).get("image_size", manifest["image_size"])) != list(manifest["image_size"]):
-        raise InputError(cfg.data, "prepared data and model disagree on the image size; pass the data the model was trained on")
+        raise InputError(
+            cfg.data, "prepared data and model disagree on the image size; pass the data the model was trained on"
+        )
     for path in files:
         labels, geometry = predict_volume(net, path, manifest, cfg.slice_axis, cfg.batch_size)
         save_native_label(labels, geometry, tmp / f"{_stem(path)}.nii.gz")
-        log.info("%s -> %s (classes present: %s)", path, cfg.out / f"{_stem(path)}.nii.gz", sorted(np.unique(labels).tolist()))
+        log.info(
+            "%s -> %s (classes present: %s)",
+            path,
+            cfg.out / f"{_stem(path)}.nii.gz",
+            sorted(np.unique(labels).tolist()),
+        )

@@ -71,18 +71,32 @@ def parse_n_labeled(value: str | int) -> int | None:
 
 
 def _plan_splits(
-    input: Path, cases: list[Case], n_test: int, n_val: int, n_pool: int | None, seed: int,
-    test_subjects: Sequence[str] | None, val_subjects: Sequence[str] | None, splits_from: str | Path | None, splits_fold: int,
+    input: Path,
+    cases: list[Case],
+    n_test: int,
+    n_val: int,
+    n_pool: int | None,
+    seed: int,
+    test_subjects: Sequence[str] | None,
+    val_subjects: Sequence[str] | None,
+    splits_from: str | Path | None,
+    splits_fold: int,
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Subject splits and a record of where each came from (for the manifest)."""
     labeled = sorted({c.subject for c in cases if c.label is not None})
     unlabeled = sorted({c.subject for c in cases} - set(labeled))
     test = resolve_subjects(test_subjects, cases, "--test-subjects", input)
     val = resolve_subjects(val_subjects, cases, "--val-subjects", input)
-    source: dict[str, Any] = {"seed": seed, "test": "fixed list" if test is not None else "drawn", "val": "fixed list" if val is not None else "drawn"}
+    source: dict[str, Any] = {
+        "seed": seed,
+        "test": "fixed list" if test is not None else "drawn",
+        "val": "fixed list" if val is not None else "drawn",
+    }
     if splits_from is not None:
         if test is not None:
-            raise InputError(Path(splits_from), "--splits-from and --test-subjects both fix the test split; give one of them")
+            raise InputError(
+                Path(splits_from), "--splits-from and --test-subjects both fix the test split; give one of them"
+            )
         test, source["test"] = splits_from_file(splits_from, splits_fold, cases)
     else:
         for path in offer_split_files(input, cases):
@@ -97,7 +111,14 @@ def _plan_splits(
     return split, source
 
 
-def _validate_options(target_spacing: Sequence[float], image_size: Sequence[int], partitions: int, percentiles: Sequence[float], n_test: int, n_val: int) -> None:
+def _validate_options(
+    target_spacing: Sequence[float],
+    image_size: Sequence[int],
+    partitions: int,
+    percentiles: Sequence[float],
+    n_test: int,
+    n_val: int,
+) -> None:
     if len(target_spacing) != 2 or min(target_spacing) <= 0:
         raise InputError(None, f"--target-spacing needs two positive values in mm, got {list(target_spacing)}")
     if len(image_size) != 2 or min(image_size) < 1:
@@ -156,12 +177,26 @@ def preprocess(
     n_pool = parse_n_labeled(n_labeled)
     if config is None:
         config = {
-            "input": str(input), "out": str(out), "layout": layout, "target_spacing": target_spacing,
-            "image_size": image_size, "partitions": partitions, "n_test": n_test, "n_val": n_val,
-            "n_labeled": n_labeled, "seed": seed, "percentiles": percentiles, "slice_axis": slice_axis, "channel": channel,
-            "subject_pattern": subject_pattern, "subject_csv": None if subject_csv is None else str(subject_csv),
-            "test_subjects": test_subjects, "val_subjects": val_subjects, "splits_from": None if splits_from is None else str(splits_from),
-            "splits_fold": splits_fold, "n4": n4,
+            "input": str(input),
+            "out": str(out),
+            "layout": layout,
+            "target_spacing": target_spacing,
+            "image_size": image_size,
+            "partitions": partitions,
+            "n_test": n_test,
+            "n_val": n_val,
+            "n_labeled": n_labeled,
+            "seed": seed,
+            "percentiles": percentiles,
+            "slice_axis": slice_axis,
+            "channel": channel,
+            "subject_pattern": subject_pattern,
+            "subject_csv": None if subject_csv is None else str(subject_csv),
+            "test_subjects": test_subjects,
+            "val_subjects": val_subjects,
+            "splits_from": None if splits_from is None else str(splits_from),
+            "splits_fold": splits_fold,
+            "n4": n4,
         }
 
     cases, info = list_cases(input, layout, channel=channel, subject_pattern=subject_pattern, subject_csv=subject_csv)
@@ -180,22 +215,47 @@ def preprocess(
         headers[case.name] = header
         geometries[case.name] = plan_geometry(header, target_spacing, image_size, slice_axis)
 
-    subject_split, split_source = _plan_splits(input, cases, n_test, n_val, n_pool, seed, test_subjects, val_subjects, splits_from, splits_fold)
+    subject_split, split_source = _plan_splits(
+        input, cases, n_test, n_val, n_pool, seed, test_subjects, val_subjects, splits_from, splits_fold
+    )
     split_of = {subject: name for name, members in subject_split.items() for subject in members}
     # a volume without labels is pretraining data only: it stays out of test, val and the pool
-    excluded = {c.name: f"no label file, and its subject {c.subject} is in the {split_of[c.subject]} split" for c in cases
-                if c.label is None and split_of[c.subject] != "unlabeled"}
+    excluded = {
+        c.name: f"no label file, and its subject {c.subject} is in the {split_of[c.subject]} split"
+        for c in cases
+        if c.label is None and split_of[c.subject] != "unlabeled"
+    }
     unlabeled_only = [c for c in cases if c.label is None and c.name not in excluded]
     if excluded:
-        log.warning("%d volumes without labels belong to test/val/labeled-pool subjects and are left out (e.g. %s)", len(excluded), next(iter(excluded)))
+        log.warning(
+            "%d volumes without labels belong to test/val/labeled-pool subjects and are left out (e.g. %s)",
+            len(excluded),
+            next(iter(excluded)),
+        )
     if unlabeled_only:
         root = input if input.is_dir() else input.parent
-        folders = sorted({str(c.image.parent.relative_to(root)) if c.image.parent.is_relative_to(root) else str(c.image.parent) for c in unlabeled_only})
-        log.info("%d volumes without labels (in %s) are used only as unlabeled pretraining data", len(unlabeled_only), ", ".join(folders))
+        folders = sorted(
+            {
+                str(c.image.parent.relative_to(root)) if c.image.parent.is_relative_to(root) else str(c.image.parent)
+                for c in unlabeled_only
+            }
+        )
+        log.info(
+            "%d volumes without labels (in %s) are used only as unlabeled pretraining data",
+            len(unlabeled_only),
+            ", ".join(folders),
+        )
     cases = [c for c in cases if c.name not in excluded]
     n_total = sum(geometries[c.name]["n_slices"] for c in cases)
-    log.info("%s layout: %d volumes of %d subjects (subject key: %s), %d slices; splits (subjects): %s", info["layout"], len(cases),
-             len({c.subject for c in cases}), info["subject_key"], n_total, {k: len(v) for k, v in subject_split.items()})
+    log.info(
+        "%s layout: %d volumes of %d subjects (subject key: %s), %d slices; splits (subjects): %s",
+        info["layout"],
+        len(cases),
+        len({c.subject for c in cases}),
+        info["subject_key"],
+        n_total,
+        {k: len(v) for k, v in subject_split.items()},
+    )
 
     # ---- pass 2: voxel data, volume by volume into the memory maps ------------------------
     with atomic_dir(out) as tmp:
@@ -209,7 +269,18 @@ def preprocess(
             split = split_of[case.subject]
             store_label = case.label is not None and split != "unlabeled"
             n = geometry["n_slices"]
-            groups[case.name] = _write_case(case, headers[case.name], geometry, arrays, start, percentiles, class_values, store_label, file_channel, n4)
+            groups[case.name] = _write_case(
+                case,
+                headers[case.name],
+                geometry,
+                arrays,
+                start,
+                percentiles,
+                class_values,
+                store_label,
+                file_channel,
+                n4,
+            )
             groups[case.name].update({"split": split, "first_sample": start})
             splits[split].append(case.name)
             samples["group"] += [case.name] * n
@@ -222,8 +293,12 @@ def preprocess(
             worst = max(cut, key=cut.__getitem__)
             log.warning(
                 "the crop to %s cut away foreground in %d of %d labeled volumes (up to %.1f%%, %s); "
-                "use a larger --image-size or a coarser --target-spacing", image_size, len(cut),
-                sum(g["labeled"] for g in groups.values()), 100 * cut[worst], worst,
+                "use a larger --image-size or a coarser --target-spacing",
+                image_size,
+                len(cut),
+                sum(g["labeled"] for g in groups.values()),
+                100 * cut[worst],
+                worst,
             )
         for arr in arrays.values():
             arr.flush()
@@ -247,12 +322,19 @@ def preprocess(
                 "groups": groups,
                 "splits": splits,
                 "subject_key": info["subject_key"],
-                "subjects": {subject: {"split": split_of[subject], "cases": sorted(c.name for c in cases if c.subject == subject)}
-                             for subject in sorted({c.subject for c in cases})},
+                "subjects": {
+                    subject: {
+                        "split": split_of[subject],
+                        "cases": sorted(c.name for c in cases if c.subject == subject),
+                    }
+                    for subject in sorted({c.subject for c in cases})
+                },
                 "subject_splits": subject_split,
                 "split_source": split_source,
-                "unlabeled_only": {"cases": [c.name for c in unlabeled_only],
-                                   "note": "no label file: used only as unlabeled pretraining data, never in labeled, val or test"},
+                "unlabeled_only": {
+                    "cases": [c.name for c in unlabeled_only],
+                    "note": "no label file: used only as unlabeled pretraining data, never in labeled, val or test",
+                },
                 "excluded": excluded,
             },
         )
@@ -312,26 +394,100 @@ def _write_case(
 
 def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
     """Options of ``medseg preprocess``."""
-    parser.add_argument("--input", type=Path, default=Path("data/mri_phantoms"), help="raw dataset folder (or one NIfTI file)")
+    parser.add_argument(
+        "--input", type=Path, default=Path("data/mri_phantoms"), help="raw dataset folder (or one NIfTI file)"
+    )
     parser.add_argument("--out", type=Path, default=Path("data/mri_prepared"), help="prepared data folder to write")
     parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS), help="dataset layout (auto: detect)")
-    parser.add_argument("--target-spacing", type=float, nargs=2, default=[1.5, 1.5], metavar=("H_MM", "W_MM"), help="in-plane spacing after resampling, mm")
-    parser.add_argument("--image-size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"), help="slice size after centre crop/pad, pixels")
-    parser.add_argument("--partitions", type=int, default=4, help="slice partitions per volume for the global contrastive loss")
+    parser.add_argument(
+        "--target-spacing",
+        type=float,
+        nargs=2,
+        default=[1.5, 1.5],
+        metavar=("H_MM", "W_MM"),
+        help="in-plane spacing after resampling, mm",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=[64, 64],
+        metavar=("H", "W"),
+        help="slice size after centre crop/pad, pixels",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="slice partitions per volume for the global contrastive loss"
+    )
     parser.add_argument("--n-test", type=int, default=10, help="labeled subjects held out for the test set")
     parser.add_argument("--n-val", type=int, default=5, help="labeled subjects for validation (model selection)")
-    parser.add_argument("--n-labeled", default="10", help="labeled pool size in subjects, or 'all' (the rest go to the unlabeled pool)")
+    parser.add_argument(
+        "--n-labeled", default="10", help="labeled pool size in subjects, or 'all' (the rest go to the unlabeled pool)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the subject-level split")
-    parser.add_argument("--percentiles", type=float, nargs=2, default=[0.5, 99.5], metavar=("LOW", "HIGH"), help="per-volume intensity clip percentiles, scaled to [0, 1]")
-    parser.add_argument("--slice-axis", default="auto", choices=("auto", "0", "1", "2"), help="canonical (RAS) axis to slice along; auto = largest spacing")
-    parser.add_argument("--channel", type=int, default=0, help="input channel: nnU-Net _000C file or channel of a 4D Decathlon image")
-    parser.add_argument("--subject-pattern", default=None, metavar="REGEX", help="subject key: regular expression searched in each case name, first group = subject (default: ACDC's patientNNN prefix, else the case name; ACDC layout: the patient folder)")
-    parser.add_argument("--subject-csv", type=Path, default=None, help="subject key from a CSV file with the columns case,subject (one row per case)")
-    parser.add_argument("--test-subjects", nargs="+", default=None, metavar="SUBJECT", help="fixed test subjects (names as the subject keys, e.g. patient007, or their number, or a .txt file of names); replaces --n-test")
-    parser.add_argument("--val-subjects", nargs="+", default=None, metavar="SUBJECT", help="fixed validation subjects, as --test-subjects; replaces --n-val")
-    parser.add_argument("--splits-from", type=Path, default=None, help="take the test subjects from nnU-Net's splits_final.json (the validation subjects of --splits-fold) or a dataset.json 'test' list")
+    parser.add_argument(
+        "--percentiles",
+        type=float,
+        nargs=2,
+        default=[0.5, 99.5],
+        metavar=("LOW", "HIGH"),
+        help="per-volume intensity clip percentiles, scaled to [0, 1]",
+    )
+    parser.add_argument(
+        "--slice-axis",
+        default="auto",
+        choices=("auto", "0", "1", "2"),
+        help="canonical (RAS) axis to slice along; auto = largest spacing",
+    )
+    parser.add_argument(
+        "--channel", type=int, default=0, help="input channel: nnU-Net _000C file or channel of a 4D Decathlon image"
+    )
+    parser.add_argument(
+        "--subject-pattern",
+        default=None,
+        metavar="REGEX",
+        help=(
+            "subject key: regular expression searched in each case name, first group = subject (default: "
+            "ACDC's patientNNN prefix, else the case name; ACDC layout: the patient folder)"
+        ),
+    )
+    parser.add_argument(
+        "--subject-csv",
+        type=Path,
+        default=None,
+        help="subject key from a CSV file with the columns case,subject (one row per case)",
+    )
+    parser.add_argument(
+        "--test-subjects",
+        nargs="+",
+        default=None,
+        metavar="SUBJECT",
+        help=(
+            "fixed test subjects (names as the subject keys, e.g. patient007, or their number, or a .txt "
+            "file of names); replaces --n-test"
+        ),
+    )
+    parser.add_argument(
+        "--val-subjects",
+        nargs="+",
+        default=None,
+        metavar="SUBJECT",
+        help="fixed validation subjects, as --test-subjects; replaces --n-val",
+    )
+    parser.add_argument(
+        "--splits-from",
+        type=Path,
+        default=None,
+        help=(
+            "take the test subjects from nnU-Net's splits_final.json (the validation subjects of "
+            "--splits-fold) or a dataset.json 'test' list"
+        ),
+    )
     parser.add_argument("--splits-fold", type=int, default=0, help="fold of --splits-from's splits_final.json")
-    parser.add_argument("--n4", action="store_true", help="N4 bias-field correction (SimpleITK) of each volume before the intensity normalisation")
+    parser.add_argument(
+        "--n4",
+        action="store_true",
+        help="N4 bias-field correction (SimpleITK) of each volume before the intensity normalisation",
+    )
 
 
 def run_preprocess(args: argparse.Namespace) -> None:

@@ -57,8 +57,11 @@ def split_subjects(
     n_v = 0 if val is not None else n_val
     n_pool = max(len(perm) - n_t - n_v, 0) if n_labeled is None else n_labeled
     if n_t + n_v + n_pool > len(perm):
-        raise ValueError(f"too few labeled subjects: {len(perm)} left to draw from, but n_test={n_t} + n_val={n_v} + n_labeled={n_pool} need "
-                         f"{n_t + n_v + n_pool}; lower --n-test/--n-val/--n-labeled")
+        raise ValueError(
+            f"too few labeled subjects: {len(perm)} left to draw from, but n_test={n_t} + n_val={n_v} + "
+            f"n_labeled={n_pool} need "
+            f"{n_t + n_v + n_pool}; lower --n-test/--n-val/--n-labeled"
+        )
     bounds = np.cumsum([n_t, n_v, n_pool])
     return {
         "test": sorted(fixed_test + perm[: bounds[0]]),
@@ -96,7 +99,9 @@ def resolve_subjects(values: Iterable[str] | None, cases: list[Case], option: st
     labeled = {c.subject for c in cases if c.label is not None}
     unlabeled = [s for s in subjects if s not in labeled]
     if unlabeled:
-        raise InputError(folder, f"{option}: subject '{unlabeled[0]}' has no labeled volume; test and val subjects need labels")
+        raise InputError(
+            folder, f"{option}: subject '{unlabeled[0]}' has no labeled volume; test and val subjects need labels"
+        )
     return subjects
 
 
@@ -138,19 +143,33 @@ def splits_from_file(path: str | Path, fold: int, cases: list[Case]) -> tuple[li
     data = _load_split_json(path)
     by_name = {c.name: c for c in cases}
     if isinstance(data, list):
-        if not data or not all(isinstance(f, dict) and isinstance(f.get("train"), list) and isinstance(f.get("val"), list) for f in data):
-            raise InputError(path, "an nnU-Net splits file is a list of folds {\"train\": [...], \"val\": [...]}")
+        if not data or not all(
+            isinstance(f, dict) and isinstance(f.get("train"), list) and isinstance(f.get("val"), list) for f in data
+        ):
+            raise InputError(path, 'an nnU-Net splits file is a list of folds {"train": [...], "val": [...]}')
         if not 0 <= fold < len(data):
             raise InputError(path, f"has folds 0-{len(data) - 1}; --splits-fold {fold} is not one of them")
-        side = {name: [by_name[_case_name(e, set(by_name), path)].subject for e in data[fold][name]] for name in ("train", "val")}
+        side = {
+            name: [by_name[_case_name(e, set(by_name), path)].subject for e in data[fold][name]]
+            for name in ("train", "val")
+        }
         both = sorted(set(side["train"]) & set(side["val"]))
         if both:
-            raise InputError(path, f"fold {fold} puts volumes of subject '{both[0]}' in both train and val ({len(both)} such subjects); "
-                                   f"its folds split single volumes, not subjects")
+            raise InputError(
+                path,
+                f"fold {fold} puts volumes of subject '{both[0]}' in both train and val ({len(both)} such subjects); "
+                f"its folds split single volumes, not subjects",
+            )
         listed = set(side["train"]) | set(side["val"])
         missing = sorted({c.subject for c in cases if c.label is not None} - listed)
         if missing:
-            log.warning("%s: fold %d does not name %d labeled subjects (e.g. %s); they are drawn like the rest", path, fold, len(missing), missing[0])
+            log.warning(
+                "%s: fold %d does not name %d labeled subjects (e.g. %s); they are drawn like the rest",
+                path,
+                fold,
+                len(missing),
+                missing[0],
+            )
         test = sorted(set(side["val"]))
         return test, f"{path} fold {fold}: its {len(test)} validation subjects are the test split"
     if isinstance(data, dict) and isinstance(data.get("test"), list) and data["test"]:
@@ -158,12 +177,23 @@ def splits_from_file(path: str | Path, fold: int, cases: list[Case]) -> tuple[li
         without = [c.name for c in listed if c.label is None]
         test = sorted({c.subject for c in listed if c.label is not None})
         if not test:
-            raise InputError(path, f"its test list names only cases without labels ({len(without)}, e.g. {without[0]}); "
-                                   f"those are unlabeled pretraining data, not a test set")
+            raise InputError(
+                path,
+                f"its test list names only cases without labels ({len(without)}, e.g. {without[0]}); "
+                f"those are unlabeled pretraining data, not a test set",
+            )
         if without:
-            log.warning("%s: %d test-list cases have no labels (e.g. %s); they are unlabeled pretraining data only", path, len(without), without[0])
+            log.warning(
+                "%s: %d test-list cases have no labels (e.g. %s); they are unlabeled pretraining data only",
+                path,
+                len(without),
+                without[0],
+            )
         return test, f"{path} 'test' list: its {len(test)} labeled subjects are the test split"
-    raise InputError(path, "is neither an nnU-Net splits_final.json (a list of folds) nor a dataset.json with a non-empty 'test' list")
+    raise InputError(
+        path,
+        "is neither an nnU-Net splits_final.json (a list of folds) nor a dataset.json with a non-empty 'test' list",
+    )
 
 
 def offer_split_files(folder: Path, cases: list[Case]) -> list[Path]:
@@ -178,7 +208,9 @@ def offer_split_files(folder: Path, cases: list[Case]) -> list[Path]:
             data = json.loads(dj.read_text())
             entries = data.get("test") if isinstance(data, dict) else None
             by_name = {c.name: c for c in cases}
-            if isinstance(entries, list) and any(by_name[_case_name(e, set(by_name), dj)].label is not None for e in entries):
+            if isinstance(entries, list) and any(
+                by_name[_case_name(e, set(by_name), dj)].label is not None for e in entries
+            ):
                 found.append(dj)
         except (json.JSONDecodeError, InputError):
             pass  # not usable as a split file; listing the dataset already validated what it needs

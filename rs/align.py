@@ -78,9 +78,7 @@ def reproject_dem(dem: Raster, grid: RasterGrid) -> tuple[np.ndarray, np.ndarray
     return out, valid
 
 
-def align_dem_to_image(
-    dem_path: str | Path, grid: RasterGrid | dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
+def align_dem_to_image(dem_path: str | Path, grid: RasterGrid | dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Read the DEM at ``dem_path`` and reproject it onto the image ``grid`` (a RasterGrid or
     the image's rasterio profile).
 
@@ -95,9 +93,7 @@ def align_dem_to_image(
     _check_overlap(grid, dem, "DEM")
     out, valid = reproject_dem(dem, grid)
     if not valid.any():
-        raise InputError(
-            dem_path, "DEM has no valid elevation inside the image footprint (all nodata there)"
-        )
+        raise InputError(dem_path, "DEM has no valid elevation inside the image footprint (all nodata there)")
     return out, valid
 
 

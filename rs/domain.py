@@ -66,7 +66,9 @@ class RSDomain:
 
     # --------------------------------------------------------------------------- fine-tuning
 
-    def select_labeled(self, data: PreparedData, cfg: FinetuneConfig, label_seed: int) -> tuple[list[str], dict[str, Any]]:
+    def select_labeled(
+        self, data: PreparedData, cfg: FinetuneConfig, label_seed: int
+    ) -> tuple[list[str], dict[str, Any]]:
         assert isinstance(cfg, RSFinetuneConfig)
         pool = data.split_groups("labeled")
         if not pool:
@@ -82,7 +84,9 @@ class RSDomain:
 
     def check_init(self, spec: dict[str, Any], data: PreparedData, path: Path) -> None:
         if spec.get("in_channels") != data.in_channels:
-            raise InputError(path, f"checkpoint expects {spec.get('in_channels')} channels, data has {data.in_channels}")
+            raise InputError(
+                path, f"checkpoint expects {spec.get('in_channels')} channels, data has {data.in_channels}"
+            )
 
     def finetune_augment(self, data: PreparedData) -> BatchSpatialAugment:
         return BatchSpatialAugment(**AUGMENT, ignore_index=data.ignore_index)
@@ -116,15 +120,30 @@ class RSDomain:
             raise InputError(None, f"--drop-terrain must lie in [0, 1], got {cfg.drop_terrain}")
         terrain = [i for i in range(data.in_channels) if i not in set(spectral)]
         if cfg.drop_terrain > 0 and not terrain:
-            raise InputError(cfg.data, "--drop-terrain needs terrain channels besides the spectral bands; the data has none")
+            raise InputError(
+                cfg.data, "--drop-terrain needs terrain channels besides the spectral bands; the data has none"
+            )
         spec = network_spec(data, cfg.network)
         net = build_network(spec)
         crop = None if cfg.crop_scale[0] >= 1.0 else tuple(cfg.crop_scale)
         strategy = strategy_class("hpcl")(
-            net, batch_size=cfg.batch_size, K=cfg.queue_size, m=cfg.momentum, T=cfg.temperature, proj_hidden=cfg.proj_hidden,
-            proj_dim=cfg.proj_dim, max_anchors=cfg.max_anchors, batch_negatives=cfg.batch_negatives,
-            key_batchnorm=cfg.key_batchnorm, dihedral_transforms=cfg.dihedral, crop_scale=crop, jitter_channels=jittered,
-            brightness=cfg.brightness, contrast=tuple(cfg.contrast), noise_std=cfg.noise_std, drop_channels=terrain,
+            net,
+            batch_size=cfg.batch_size,
+            K=cfg.queue_size,
+            m=cfg.momentum,
+            T=cfg.temperature,
+            proj_hidden=cfg.proj_hidden,
+            proj_dim=cfg.proj_dim,
+            max_anchors=cfg.max_anchors,
+            batch_negatives=cfg.batch_negatives,
+            key_batchnorm=cfg.key_batchnorm,
+            dihedral_transforms=cfg.dihedral,
+            crop_scale=crop,
+            jitter_channels=jittered,
+            brightness=cfg.brightness,
+            contrast=tuple(cfg.contrast),
+            noise_std=cfg.noise_std,
+            drop_channels=terrain,
             drop_prob=cfg.drop_terrain,
         )
 
@@ -132,9 +151,14 @@ class RSDomain:
             return [names[i] for i in idx] if names else idx
 
         train = {
-            "variant": spec["name"], "batch_size": cfg.batch_size, "tiles": len(data.sample_indices(self.pretrain_groups(data))),
-            "queue_size": cfg.queue_size, "momentum": cfg.momentum, "temperature": cfg.temperature,
-            "jitter_channels": named(jittered), "drop_terrain": cfg.drop_terrain,
+            "variant": spec["name"],
+            "batch_size": cfg.batch_size,
+            "tiles": len(data.sample_indices(self.pretrain_groups(data))),
+            "queue_size": cfg.queue_size,
+            "momentum": cfg.momentum,
+            "temperature": cfg.temperature,
+            "jitter_channels": named(jittered),
+            "drop_terrain": cfg.drop_terrain,
             "dropped_channels": named(terrain) if cfg.drop_terrain > 0 else [],
         }
         record = {"stage": "pretrain", "method": "hpcl-ssl", "pretrained": ["encoder.", "decoder."], "train": train}

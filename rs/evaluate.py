@@ -44,7 +44,9 @@ def scene_predictor(net: torch.nn.Module):
     return predict
 
 
-def scene_confusion(net: torch.nn.Module, data: PreparedData, split: str, batch_size: int) -> tuple[np.ndarray, list[str]]:
+def scene_confusion(
+    net: torch.nn.Module, data: PreparedData, split: str, batch_size: int
+) -> tuple[np.ndarray, list[str]]:
     """Confusion matrix over the ``split`` area of every georeferenced, labeled scene, predicted
     whole-scene by sliding window with blended overlaps (each pixel counted once)."""
     from rs.align import align_label_to_image
@@ -60,7 +62,9 @@ def scene_confusion(net: torch.nn.Module, data: PreparedData, split: str, batch_
         if not area.any():
             continue
         # only the windows touching the scored area: exact there, and a quarter of the work on the demo
-        pred = predict_scene_detailed(rec["image"], rec["dem"], scene_predictor(net), data.manifest, batch_size=batch_size, region=area)
+        pred = predict_scene_detailed(
+            rec["image"], rec["dem"], scene_predictor(net), data.manifest, batch_size=batch_size, region=area
+        )
         truth = align_label_to_image(rec["label"], pred.profile).astype(np.int64)
         truth = np.where(area & pred.valid, truth, data.ignore_index)
         cm += confusion_matrix(pred.labels().astype(np.int64), truth, k, ignore_index=data.ignore_index)
@@ -82,12 +86,17 @@ def overlay_tiles(net: torch.nn.Module, data: PreparedData, indices: np.ndarray,
     with torch.no_grad():
         pred = net(torch.from_numpy(np.stack([data.image(int(i)) for i in chosen]))).argmax(1).numpy()
     return {
-        "rgb": np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1), "hillshade": hs, "truth": labels[order].astype(np.uint8),
-        "pred": pred.astype(np.uint8), "tile": np.array([str(data.group[i]) for i in chosen]),
+        "rgb": np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1),
+        "hillshade": hs,
+        "truth": labels[order].astype(np.uint8),
+        "pred": pred.astype(np.uint8),
+        "tile": np.array([str(data.group[i]) for i in chosen]),
     }
 
 
-def score_tiles_and_scenes(net: torch.nn.Module, data: PreparedData, cfg: RSEvaluateConfig, tmp: Path) -> dict[str, Any]:
+def score_tiles_and_scenes(
+    net: torch.nn.Module, data: PreparedData, cfg: RSEvaluateConfig, tmp: Path
+) -> dict[str, Any]:
     """Scores of ``net`` on ``cfg.split``: whole scenes (the headline: the held-out area scored once
     per pixel) where the data has georeferenced labeled scenes, else pooled tiles; tile-level
     numbers kept beside; under the Landslide4Sense protocol every scored split's numbers too.
@@ -104,5 +113,11 @@ def score_tiles_and_scenes(net: torch.nn.Module, data: PreparedData, cfg: RSEval
     scores = summarise_segmentation(cm_scene, class_names=names, positive_class=1) if scenes else tiles
     np.savez_compressed(tmp / "overlay.npz", **overlay_tiles(net, data, indices))
     log.info("mIoU %s, landslide F1 %s on %d tiles", scores["summary"]["miou"], scores["summary"]["f1"], len(groups))
-    return {"n_tiles": len(groups), "scope": "scenes" if scenes else "tiles", "scenes": scenes, **scores, "tiles": tiles,
-            **protocol}
+    return {
+        "n_tiles": len(groups),
+        "scope": "scenes" if scenes else "tiles",
+        "scenes": scenes,
+        **scores,
+        "tiles": tiles,
+        **protocol,
+    }

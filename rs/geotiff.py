@@ -52,9 +52,7 @@ def as_grid(grid_or_profile: RasterGrid | dict[str, Any]) -> RasterGrid:
     if isinstance(grid_or_profile, RasterGrid):
         return grid_or_profile
     p = grid_or_profile
-    crs = (
-        p["crs"] if isinstance(p["crs"], CRS) or p["crs"] is None else CRS.from_user_input(p["crs"])
-    )
+    crs = p["crs"] if isinstance(p["crs"], CRS) or p["crs"] is None else CRS.from_user_input(p["crs"])
     return RasterGrid(crs, p["transform"], int(p["height"]), int(p["width"]))
 
 
@@ -87,11 +85,7 @@ class Raster:
         valid = np.ones(self.data.shape[1:], dtype=bool)
         if np.issubdtype(self.data.dtype, np.floating):
             valid &= np.isfinite(self.data).all(axis=0)
-        if (
-            self.nodata is not None
-            and not np.isnan(self.nodata)
-            and _representable(self.nodata, self.data.dtype)
-        ):
+        if self.nodata is not None and not np.isnan(self.nodata) and _representable(self.nodata, self.data.dtype):
             valid &= ~(self.data == np.asarray(self.nodata).astype(self.data.dtype)).any(axis=0)
         return valid
 
@@ -132,12 +126,11 @@ def read_raster(
             if src.crs is None and require_crs:
                 raise InputError(
                     path,
-                    f"{what} has no coordinate reference system (CRS); georeference it first (e.g. gdal_edit.py -a_srs)",
+                    f"{what} has no coordinate reference system (CRS); georeference it first (e.g. "
+                    "gdal_edit.py -a_srs)",
                 )
             if src.transform == Affine.identity() and require_crs:
-                raise InputError(
-                    path, f"{what} has no geotransform (pixel grid is not georeferenced)"
-                )
+                raise InputError(path, f"{what} has no geotransform (pixel grid is not georeferenced)")
             if expected_bands is not None and src.count != expected_bands:
                 raise InputError(path, f"{what} has {src.count} band(s), expected {expected_bands}")
             data = src.read() if read_data else np.empty((src.count, 0, 0), dtype=src.dtypes[0])
@@ -150,9 +143,7 @@ def read_raster(
         raise _open_error(path, err) from err
 
 
-def read_grid(
-    path: str | Path, what: str = "raster"
-) -> tuple[RasterGrid, int, float | None, dict[str, Any]]:
+def read_grid(path: str | Path, what: str = "raster") -> tuple[RasterGrid, int, float | None, dict[str, Any]]:
     """Metadata only: (grid, band count, nodata, profile); same errors as :func:`read_raster`."""
     path = Path(path)
     try:
@@ -160,7 +151,8 @@ def read_grid(
             if src.crs is None:
                 raise InputError(
                     path,
-                    f"{what} has no coordinate reference system (CRS); georeference it first (e.g. gdal_edit.py -a_srs)",
+                    f"{what} has no coordinate reference system (CRS); georeference it first (e.g. "
+                    "gdal_edit.py -a_srs)",
                 )
             return (
                 RasterGrid(src.crs, src.transform, src.height, src.width),

@@ -134,9 +134,7 @@ def read_image(path: str | Path, size: int = L4S_SIZE) -> np.ndarray:
     path = Path(path)
     img = _read_dataset(path, "img")
     if img.ndim != 3 or img.shape[-1] != len(L4S_CHANNELS):
-        raise InputError(
-            path, f"dataset 'img' must be (H, W, {len(L4S_CHANNELS)}), got {img.shape}"
-        )
+        raise InputError(path, f"dataset 'img' must be (H, W, {len(L4S_CHANNELS)}), got {img.shape}")
     if img.shape[0] != size or img.shape[1] != size:
         raise InputError(path, f"patch is {img.shape[0]}x{img.shape[1]}, expected {size}x{size}")
     return np.ascontiguousarray(np.moveaxis(img.astype(np.float32), -1, 0))  # (14, H, W)
@@ -149,9 +147,7 @@ def read_mask(path: str | Path, size: int = L4S_SIZE) -> np.ndarray:
     if mask.ndim == 3 and mask.shape[-1] == 1:
         mask = mask[..., 0]
     if mask.shape != (size, size):
-        raise InputError(
-            path, f"dataset 'mask' is {mask.shape}, its image is {size}x{size}: they must match"
-        )
+        raise InputError(path, f"dataset 'mask' is {mask.shape}, its image is {size}x{size}: they must match")
     values = np.unique(mask)
     if not np.isin(values, [0, 1]).all():
         raise InputError(path, f"mask values must be 0 or 1, found {values[:5].tolist()}")
@@ -162,7 +158,5 @@ def patch_size(patches: list[L4SPatch]) -> int:
     """Height (= width) of the first patch: all patches must share it."""
     img = _read_dataset(patches[0].image, "img")
     if img.ndim != 3 or img.shape[0] != img.shape[1]:
-        raise InputError(
-            patches[0].image, f"dataset 'img' must be square (H, W, 14), got {img.shape}"
-        )
+        raise InputError(patches[0].image, f"dataset 'img' must be square (H, W, 14), got {img.shape}")
     return int(img.shape[0])

@@ -146,14 +146,10 @@ class _SmpUNetBase(SegmentationNetwork):
         smp_init.initialize_head(self.head)  # smp's own head init (Xavier), as at construction
 
 
-def _check_depth_and_widths(
-    encoder_depth: int, decoder_channels: Sequence[int] | None
-) -> tuple[int, ...]:
+def _check_depth_and_widths(encoder_depth: int, decoder_channels: Sequence[int] | None) -> tuple[int, ...]:
     widths = default_decoder_channels(encoder_depth) if decoder_channels is None else tuple(decoder_channels)
     if len(widths) != encoder_depth:
-        raise ValueError(
-            f"decoder_channels needs one width per encoder level ({encoder_depth}), got {widths}"
-        )
+        raise ValueError(f"decoder_channels needs one width per encoder level ({encoder_depth}), got {widths}")
     return tuple(int(w) for w in widths)
 
 
@@ -246,9 +242,7 @@ class DualEncoder(nn.Module):
         self.spectral = build_smp_encoder(encoder_name, len(spectral_channels), depth)
         self.terrain = build_smp_encoder(terrain_encoder_name, len(terrain_channels), depth)
         s_widths, t_widths = self.spectral.out_channels, self.terrain.out_channels
-        self.fuse = nn.ModuleList(
-            FeatureFusion(s_widths[i], t_widths[i], fusion) for i in range(1, depth + 1)
-        )
+        self.fuse = nn.ModuleList(FeatureFusion(s_widths[i], t_widths[i], fusion) for i in range(1, depth + 1))
         self.out_channels: list[int] = list(s_widths)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -258,17 +252,13 @@ class DualEncoder(nn.Module):
         return [spectral[0], *fused]
 
 
-def _check_channel_split(
-    spectral_channels: Sequence[int], terrain_channels: Sequence[int], in_channels: int
-) -> None:
+def _check_channel_split(spectral_channels: Sequence[int], terrain_channels: Sequence[int], in_channels: int) -> None:
     spectral, terrain = list(spectral_channels), list(terrain_channels)
     if not spectral or not terrain:
         raise ValueError("spectral_channels and terrain_channels must both be non-empty")
     everything = spectral + terrain
     if len(set(everything)) != len(everything):
-        raise ValueError(
-            f"spectral_channels {spectral} and terrain_channels {terrain} must be distinct indices"
-        )
+        raise ValueError(f"spectral_channels {spectral} and terrain_channels {terrain} must be distinct indices")
     if min(everything) < 0 or max(everything) >= in_channels:
         raise ValueError(f"channel indices {everything} must lie in 0..{in_channels - 1}")
 

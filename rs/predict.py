@@ -25,9 +25,15 @@ def predict_scenes(net: torch.nn.Module, cfg: RSPredictConfig, tmp: Path) -> Non
         raise InputError(None, f"{len(cfg.image)} --image but {len(cfg.dem)} --dem; give one DEM per scene")
     manifest = PreparedData(cfg.data).manifest
     for image, dem in zip(cfg.image, cfg.dem, strict=True):
-        pred = predict_scene_detailed(image, dem, scene_predictor(net), manifest, overlap=cfg.overlap, batch_size=cfg.batch_size)
+        pred = predict_scene_detailed(
+            image, dem, scene_predictor(net), manifest, overlap=cfg.overlap, batch_size=cfg.batch_size
+        )
         labels = pred.labels()
         name = image.name.removesuffix(".tiff").removesuffix(".tif")
         write_prediction_geotiff(tmp / f"{name}_prediction.tif", labels, pred.profile)
         valid = labels != NODATA_LABEL
-        log.info("%s: %.2f%% of valid pixels predicted as landslide", image, 100 * float((labels[valid] == 1).mean()) if valid.any() else 0.0)
+        log.info(
+            "%s: %.2f%% of valid pixels predicted as landslide",
+            image,
+            100 * float((labels[valid] == 1).mean()) if valid.any() else 0.0,
+        )

@@ -146,9 +146,7 @@ def prepare(
     for k, src in enumerate(sources):
         scene = pad_to_tile(src.load(), tile)
         if scene.channels.shape[0] != c:
-            raise InputError(
-                src.record["image"], f"scene has {scene.channels.shape[0]} channels, expected {c}"
-            )
+            raise InputError(src.record["image"], f"scene has {scene.channels.shape[0]} channels, expected {c}")
         h, w = scene.valid.shape
         windows = tile_windows(h, w, tile, overlap)
         splits = tile_splits(src, k, windows, tile, overlap, split, scene_split)
@@ -164,9 +162,7 @@ def prepare(
                 continue
             labeled = scene.label is not None and bool((scene.label[rs, cs] != LABEL_NODATA).any())
             pool = in_pool(tile_split, labeled, fixed=src.split is not None)
-            records.append(
-                TileRecord(src.id, i, win, tile_transform(scene.transform, win), tile_split, labeled, pool)
-            )
+            records.append(TileRecord(src.id, i, win, tile_transform(scene.transform, win), tile_split, labeled, pool))
             if tile_split == "train":
                 train_windows.append(win)
         stats.add(training_statistics(scene, train_windows))
@@ -317,9 +313,7 @@ def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
         help="assign splits by spatial blocks of tiles or by whole scenes "
         "(Landslide4Sense: per patch; the release: its folders)",
     )
-    parser.add_argument(
-        "--block-tiles", type=int, default=4, help="block side in tile strides for the block split"
-    )
+    parser.add_argument("--block-tiles", type=int, default=4, help="block side in tile strides for the block split")
     parser.add_argument(
         "--val-fraction",
         type=float,
@@ -394,9 +388,7 @@ def run_preprocess(args: argparse.Namespace) -> None:
         tile = args.tile if args.tile is not None else DEFAULT_TILE[kind]
         overlap = args.overlap if args.overlap is not None else DEFAULT_OVERLAP[kind]
     if tile < MIN_TILE or not 0 <= overlap < tile:
-        raise InputError(
-            None, f"need --tile >= {MIN_TILE} and 0 <= --overlap < --tile (got {tile}, {overlap})"
-        )
+        raise InputError(None, f"need --tile >= {MIN_TILE} and 0 <= --overlap < --tile (got {tile}, {overlap})")
     n_segments = args.n_segments if args.n_segments is not None else default_n_segments(tile)
 
     split_by = args.split_by
@@ -414,9 +406,7 @@ def run_preprocess(args: argparse.Namespace) -> None:
             sources = landslide4sense_sources(Path(args.input))
             split_by = "scene"
     else:
-        sources, band_names, count = geotiff_sources(
-            scenes, args.hillshade_azimuth, args.hillshade_altitude
-        )
+        sources, band_names, count = geotiff_sources(scenes, args.hillshade_azimuth, args.hillshade_altitude)
         channel_names = band_names + list(TERRAIN_CHANNELS)
         spectral, terrain = list(range(count)), list(range(count, count + len(TERRAIN_CHANNELS)))
         extra = {
@@ -426,9 +416,7 @@ def run_preprocess(args: argparse.Namespace) -> None:
                 "hillshade_altitude": args.hillshade_altitude,
             },
         }
-    split = SplitSettings(
-        split_by, args.block_tiles, args.val_fraction, args.test_fraction, args.seed, folders
-    )
+    split = SplitSettings(split_by, args.block_tiles, args.val_fraction, args.test_fraction, args.seed, folders)
 
     with atomic_dir(args.out) as tmp:
         prepare(

@@ -59,9 +59,7 @@ def load_scene_channels(
     """
     image = read_raster(image_path, expected_bands=expected_bands, what="image")
     if not image.grid.is_north_up():
-        raise InputError(
-            image_path, "image grid is rotated or not north-up; warp it to a north-up grid first"
-        )
+        raise InputError(image_path, "image grid is rotated or not north-up; warp it to a north-up grid first")
     valid = image.valid_mask()
     dem, dem_valid = align_dem_to_image(dem_path, image.grid)
     xres, yres = pixel_size_metres(image.grid)

@@ -39,9 +39,7 @@ def load_manifest(manifest: dict[str, Any] | str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "manifest.json"
     if not path.is_file():
-        raise InputError(
-            path, "no manifest.json of prepared training data here; run rs preprocess first"
-        )
+        raise InputError(path, "no manifest.json of prepared training data here; run rs preprocess first")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -107,7 +105,8 @@ def predict_scene_detailed(
     if info.count != len(spectral):
         raise InputError(
             image_path,
-            f"image has {info.count} band(s) but the model was trained on {len(spectral)} ({', '.join(m['channels'][i] for i in spectral)})",
+            f"image has {info.count} band(s) but the model was trained on {len(spectral)} "
+            f"({', '.join(m['channels'][i] for i in spectral)})",
         )
     terrain_opts = m.get("terrain", {})
     scene, grid, profile = load_scene_channels(
@@ -146,9 +145,7 @@ def predict_scene_detailed(
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             batch = windows[start : start + batch_size]
-            xb = torch.from_numpy(
-                np.stack([x[:, wi.toslices()[0], wi.toslices()[1]] for wi in batch])
-            )  # (B, C, t, t)
+            xb = torch.from_numpy(np.stack([x[:, wi.toslices()[0], wi.toslices()[1]] for wi in batch]))  # (B, C, t, t)
             yb = _as_numpy(predict_fn(xb))  # (B, K, t, t)
             if yb.ndim != 4 or yb.shape[0] != len(batch) or yb.shape[2:] != (tile, tile):
                 raise ValueError(f"predict_fn must return (B, K, {tile}, {tile}), got {yb.shape}")
@@ -185,14 +182,10 @@ def predict_scene(
     Nodata pixels are 0 in every class. InputError naming the image if its band count differs
     from training, and the usual read/alignment errors (no CRS, DEM not overlapping...).
     """
-    return predict_scene_detailed(
-        image_path, dem_path, predict_fn, manifest, tile, overlap, batch_size
-    ).probabilities
+    return predict_scene_detailed(image_path, dem_path, predict_fn, manifest, tile, overlap, batch_size).probabilities
 
 
-def write_prediction_geotiff(
-    path: str | Path, labels: np.ndarray, profile: dict[str, Any] | RasterGrid
-) -> None:
+def write_prediction_geotiff(path: str | Path, labels: np.ndarray, profile: dict[str, Any] | RasterGrid) -> None:
     """Write class labels (H, W) uint8 with the input's CRS, transform and shape; 255 = nodata.
 
     ``profile``: the input image's rasterio profile (``crs``, ``transform``, ``width``,

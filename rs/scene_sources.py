@@ -110,9 +110,7 @@ def demo_scenes(folder: Path) -> list[GeoTiffScene]:
 def explicit_scenes(images: list[str], dems: list[str], labels: list[str]) -> list[GeoTiffScene]:
     """(id, image, dem, label) of ``--image/--dem/--label``; ids from the image file names."""
     if len(dems) != len(images):
-        raise InputError(
-            None, f"need one --dem per --image (got {len(images)} images, {len(dems)} DEMs)"
-        )
+        raise InputError(None, f"need one --dem per --image (got {len(images)} images, {len(dems)} DEMs)")
     if labels and len(labels) != len(images):
         raise InputError(
             None,
@@ -127,9 +125,7 @@ def explicit_scenes(images: list[str], dems: list[str], labels: list[str]) -> li
         if sid in seen:
             sid = f"{sid}_{k}"
         seen.add(sid)
-        out.append(
-            (sid, Path(img), Path(dem), None if lab is None or lab.lower() == "none" else Path(lab))
-        )
+        out.append((sid, Path(img), Path(dem), None if lab is None or lab.lower() == "none" else Path(lab)))
     return out
 
 
@@ -168,8 +164,4 @@ def landslide4sense_sources(folder: Path) -> list[SceneSource]:
 def release_sources(patches: dict[str, list[l4s.L4SPatch]]) -> list[SceneSource]:
     """One source per patch of the release's folders (:func:`rs.landslide4sense.release_patches`),
     each with its folder's official split; every patch must be 128x128 (used as delivered)."""
-    return [
-        _patch_source(p, l4s.L4S_SIZE, l4s.RELEASE_FOLDERS[name])
-        for name, found in patches.items()
-        for p in found
-    ]
+    return [_patch_source(p, l4s.L4S_SIZE, l4s.RELEASE_FOLDERS[name]) for name, found in patches.items() for p in found]

@@ -128,9 +128,7 @@ def _soil(rng: np.random.Generator) -> np.ndarray:
     return DRY_SOIL * (1.0 - 0.45 * moisture) * brightness * rng.normal(1.0, 0.03, size=4)
 
 
-def _jitter(
-    rng: np.random.Generator, spectrum: np.ndarray, bright: float = 0.08, band: float = 0.03
-) -> np.ndarray:
+def _jitter(rng: np.random.Generator, spectrum: np.ndarray, bright: float = 0.08, band: float = 0.03) -> np.ndarray:
     return spectrum * rng.normal(1.0, bright) * rng.normal(1.0, band, size=4)
 
 
@@ -149,9 +147,7 @@ class _Painter:
         self.spectra.append(np.asarray(spectrum, dtype=float))
         self.textures.append(float(texture))
 
-    def paint_many(
-        self, mask: np.ndarray, which: np.ndarray, spectra: np.ndarray, textures: np.ndarray
-    ) -> None:
+    def paint_many(self, mask: np.ndarray, which: np.ndarray, spectra: np.ndarray, textures: np.ndarray) -> None:
         """Paint object ``which[i]`` (0..n-1, one per pixel of ``mask``) with ``spectra[which]``."""
         self.index[mask] = len(self.spectra) + which
         self.spectra.extend(np.asarray(spectra, dtype=float))
@@ -165,14 +161,10 @@ class _Painter:
         spectra = np.stack(self.spectra)[self.index]  # (H, W, 4)
         strength = np.asarray(self.textures)[self.index]  # (H, W)
         tex = 1.0 + strength * texture
-        return (
-            np.moveaxis(spectra, -1, 0) * tex[None] * (1.0 + 0.25 * strength[None] * band_noise)
-        )  # (4, H, W)
+        return np.moveaxis(spectra, -1, 0) * tex[None] * (1.0 + 0.25 * strength[None] * band_noise)  # (4, H, W)
 
 
-def _dem_grid(
-    image_grid: RasterGrid, dem_crs: str, dem_resolution: float, margin_fraction: float
-) -> RasterGrid:
+def _dem_grid(image_grid: RasterGrid, dem_crs: str, dem_resolution: float, margin_fraction: float) -> RasterGrid:
     """A north-up grid in ``dem_crs`` covering the image footprint plus a margin on every side."""
     left, bottom, right, top = image_grid.bounds
     pad = margin_fraction * max(right - left, top - bottom)
@@ -243,9 +235,7 @@ def _landslide(
     v = -dx * math.cos(a) + dy * math.sin(a)
     s = (u + length / 2) / length  # 0 at the head, 1 at the toe
     spread = 0.65 + 0.7 * np.clip(s, 0, 1)  # the deposit spreads out
-    inside = (
-        (u / (length / 2)) ** 2 + (v / (width / 2 * spread)) ** 2
-    ) < 1.0 + 0.35 * boundary_noise[box]
+    inside = ((u / (length / 2)) ** 2 + (v / (width / 2 * spread)) ** 2) < 1.0 + 0.35 * boundary_noise[box]
     mask = ndimage.binary_opening(inside, iterations=1)
     mask = ndimage.binary_fill_holes(mask)
     if mask.sum() < 12:
@@ -253,9 +243,7 @@ def _landslide(
     scarp = np.exp(-(((s - 0.18) / 0.14) ** 2))
     deposit = np.exp(-(((s - 0.78) / 0.2) ** 2))
     dz = depth * (0.8 * deposit - scarp) * np.exp(-((v / (width * 0.6 * spread)) ** 2))
-    dz = ndimage.gaussian_filter(
-        np.where(ndimage.binary_dilation(mask, iterations=2), dz, 0.0), 1.0
-    )
+    dz = ndimage.gaussian_filter(np.where(ndimage.binary_dilation(mask, iterations=2), dz, 0.0), 1.0)
     return box, mask, dz
 
 
@@ -284,9 +272,7 @@ def generate_scene(
     x0 = 400_000.0 + 12_000.0 * index
     y0 = 5_110_000.0 - 9_000.0 * (index % 3)
     image_transform = Affine(pixel_size, 0, x0, 0, -pixel_size, y0)
-    fine_transform = Affine(
-        pixel_size, 0, x0 - margin * pixel_size, 0, -pixel_size, y0 + margin * pixel_size
-    )
+    fine_transform = Affine(pixel_size, 0, x0 - margin * pixel_size, 0, -pixel_size, y0 + margin * pixel_size)
 
     # --- terrain: fractal mountains over flattened plains, a floodplain along the river
     n = fractal_noise(rng, shape, beta=3.6)
@@ -305,9 +291,7 @@ def generate_scene(
     # a regional gradient: the valley floor is not perfectly flat
     z += 0.004 * pixel_size * (np.arange(g)[None, :] - g / 2)
     slope, _ = slope_aspect(z, pixel_size, pixel_size)
-    smooth_slope, smooth_aspect = slope_aspect(
-        ndimage.gaussian_filter(z, 3.0), pixel_size, pixel_size
-    )
+    smooth_slope, smooth_aspect = slope_aspect(ndimage.gaussian_filter(z, 3.0), pixel_size, pixel_size)
     znorm = (z - z.min()) / (z.max() - z.min())
 
     paint = _Painter(rng, shape)
@@ -348,19 +332,13 @@ def generate_scene(
     parcel_masks = np.zeros(shape, dtype=np.int64)
     parcel_masks[flat] = inverse + 1
     # field margins (hedges/tracks) stay natural: a one-pixel ring between parcels
-    edges = (
-        ndimage.maximum_filter(parcel_masks, 3) != ndimage.minimum_filter(parcel_masks, 3)
-    ) & flat
+    edges = (ndimage.maximum_filter(parcel_masks, 3) != ndimage.minimum_filter(parcel_masks, 3)) & flat
     paint.paint(edges, _jitter(rng, GRASS), 0.08)
     bare_field &= ~edges
     taken |= flat
 
     # --- bare rock and scree on high steep ground
-    rock = (
-        (znorm > rng.uniform(0.6, 0.75))
-        & (smooth_slope > 30)
-        & (fractal_noise(rng, shape, 2.6) > 0.3)
-    )
+    rock = (znorm > rng.uniform(0.6, 0.75)) & (smooth_slope > 30) & (fractal_noise(rng, shape, 2.6) > 0.3)
     paint.paint(rock, _jitter(rng, ROCK, 0.08), 0.10)
 
     # --- clear-cuts: bare, partly regrowing rectangles in forest on moderate slopes
@@ -388,9 +366,7 @@ def generate_scene(
     # --- braided river: gravel bars around a meandering water thread
     bed_half = rng.uniform(2.0, 5.0) * (size / 512.0) ** 0.5 + 1.0
     bed = d_river < bed_half * (1 + 0.3 * fractal_noise(rng, shape, 2.0))
-    thread = _polyline_distance(river + rng.normal(0, 1.0, size=river.shape), shape) < rng.uniform(
-        0.8, 1.8
-    )
+    thread = _polyline_distance(river + rng.normal(0, 1.0, size=river.shape), shape) < rng.uniform(0.8, 1.8)
     paint.paint(bed, _jitter(rng, GRAVEL), 0.07)
     paint.paint(thread & bed, _jitter(rng, WATER, 0.05), 0.03)
     taken |= bed
@@ -408,11 +384,7 @@ def generate_scene(
     boundary = fractal_noise(rng, shape, 2.2)
     inner = np.zeros(shape, dtype=bool)
     inner[margin:-margin, margin:-margin] = True
-    weight = (
-        np.clip((smooth_slope - 12.0) / 20.0, 0, 1) ** 1.5
-        * inner
-        * ~ndimage.binary_dilation(taken, iterations=3)
-    )
+    weight = np.clip((smooth_slope - 12.0) / 20.0, 0, 1) ** 1.5 * inner * ~ndimage.binary_dilation(taken, iterations=3)
     label = np.zeros(shape, dtype=bool)
     dz_post = np.zeros(shape)
     dz_dem = np.zeros(shape)
@@ -446,17 +418,13 @@ def generate_scene(
     # --- observation: shading under the acquisition sun, atmosphere, sensor blur and noise
     z_post = z + dz_post
     sun_az, sun_alt = rng.uniform(130, 170), rng.uniform(35, 55)
-    illum = hillshade(z_post, pixel_size, pixel_size, sun_az, sun_alt) / math.sin(
-        math.radians(sun_alt)
-    )
+    illum = hillshade(z_post, pixel_size, pixel_size, sun_az, sun_alt) / math.sin(math.radians(sun_alt))
     refl = paint.render() * (0.3 + 0.7 * np.clip(illum, 0, 1.6))[None]
     refl = refl * rng.uniform(0.9, 1.1) + (HAZE * rng.uniform(0.3, 1.5))[:, None, None]
     refl = ndimage.gaussian_filter(refl, (0, 0.6, 0.6))
     refl += rng.normal(0, 0.004, size=refl.shape)
     crop = (slice(margin, margin + size), slice(margin, margin + size))
-    dn = np.clip(np.round(refl[:, crop[0], crop[1]] * REFLECTANCE_SCALE), 1, 65535).astype(
-        np.uint16
-    )
+    dn = np.clip(np.round(refl[:, crop[0], crop[1]] * REFLECTANCE_SCALE), 1, 65535).astype(np.uint16)
     lab = label[crop].astype(np.uint8)
     if nodata_strip:
         rr, cc = np.mgrid[0:size, 0:size]
@@ -583,14 +551,10 @@ def generate_scenes(
 
 
 def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out", type=Path, required=True, help="output folder (scenes/ and scenes.json)"
-    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder (scenes/ and scenes.json)")
     parser.add_argument("--n-scenes", type=int, default=4, help="number of scenes")
     parser.add_argument("--size", type=int, default=512, help="scene width and height in pixels")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="random seed: the scenes are a function of it"
-    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the scenes are a function of it")
     parser.add_argument("--pixel-size", type=float, default=10.0, help="image pixel size in metres")
     parser.add_argument(
         "--dem-resolution",

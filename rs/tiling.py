@@ -75,9 +75,7 @@ def cut_tiles(array: np.ndarray, windows: Sequence[Window]) -> np.ndarray:
     return np.stack([array[..., w.toslices()[0], w.toslices()[1]] for w in windows])
 
 
-def reassemble(
-    tiles: np.ndarray, windows: Sequence[Window], shape: tuple[int, ...], fill: float = 0
-) -> np.ndarray:
+def reassemble(tiles: np.ndarray, windows: Sequence[Window], shape: tuple[int, ...], fill: float = 0) -> np.ndarray:
     """Rebuild a scene (..., H, W) from tiles (N, ..., h, w) cut at ``windows``.
 
     Overlapping pixels take the value of the last tile written; for tiles cut from one scene
@@ -100,9 +98,7 @@ def windows_overlap(a: Window, b: Window) -> bool:
     )
 
 
-def block_ids(
-    windows: Sequence[Window], tile: int, overlap: int, block_tiles: int
-) -> list[tuple[int, int]]:
+def block_ids(windows: Sequence[Window], tile: int, overlap: int, block_tiles: int) -> list[tuple[int, int]]:
     """Block (row, col) of each window: its top-left offset divided by ``block_tiles`` strides."""
     stride = tile - overlap
     span = stride * block_tiles
@@ -143,9 +139,7 @@ def resolve_overlaps(windows: Sequence[Window], splits: Sequence[str | None]) ->
     """
     out = list(splits)
     rank = {s: i for i, s in enumerate(SPLIT_PRIORITY)}
-    order = sorted(
-        range(len(windows)), key=lambda i: rank.get(out[i], len(rank)) if out[i] else len(rank)
-    )
+    order = sorted(range(len(windows)), key=lambda i: rank.get(out[i], len(rank)) if out[i] else len(rank))
     # spatial hash of kept windows on cells of the largest tile size: overlapping windows share a cell
     cell = max((max(int(w.height), int(w.width)) for w in windows), default=1)
     buckets: dict[tuple[int, int], list[int]] = {}
@@ -186,18 +180,11 @@ def spatial_block_split(
     return resolve_overlaps(windows, [by_block[b] for b in blocks])
 
 
-def split_cross_overlaps(
-    windows: Sequence[Window], splits: Sequence[str | None]
-) -> list[tuple[int, int]]:
+def split_cross_overlaps(windows: Sequence[Window], splits: Sequence[str | None]) -> list[tuple[int, int]]:
     """Pairs (i, j) of overlapping windows in different (non-None) splits; empty when clean."""
     bad = []
     for i in range(len(windows)):
         for j in range(i + 1, len(windows)):
-            if (
-                splits[i]
-                and splits[j]
-                and splits[i] != splits[j]
-                and windows_overlap(windows[i], windows[j])
-            ):
+            if splits[i] and splits[j] and splits[i] != splits[j] and windows_overlap(windows[i], windows[j]):
                 bad.append((i, j))
     return bad

@@ -58,7 +58,9 @@ class BatchSpatialAugment:
         theta[:, 1, 0], theta[:, 1, 1] = sin * fx, cos * fy
         return theta
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, image: torch.Tensor, label: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """image (B, C, H, W) float, label (B, H, W) long → augmented copies on the same device."""
         b, _, h, w = image.shape
         grid = F.affine_grid(self.theta(b, g).to(image), [b, 1, h, w], align_corners=False)  # (B, H, W, 2)
@@ -71,6 +73,8 @@ class BatchSpatialAugment:
         out_img = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         # labels: shift by one so that 0 marks "outside", then map it to ignore_index
         lab = (label.float() + 1).unsqueeze(1)  # (B, 1, H, W)
-        out_lab = F.grid_sample(lab, grid, mode="nearest", padding_mode="zeros", align_corners=False).squeeze(1).long() - 1
+        out_lab = (
+            F.grid_sample(lab, grid, mode="nearest", padding_mode="zeros", align_corners=False).squeeze(1).long() - 1
+        )
         out_lab[out_lab < 0] = self.ignore_index
         return out_img, out_lab

@@ -148,8 +148,11 @@ def match_names(requested: Iterable[str], known: Iterable[str], what: str = "sub
         else:
             several = numbered.get(int(name), []) if re.fullmatch(r"\d+", name) else []
             shown = ", ".join(known[:6]) + (", ..." if len(known) > 6 else "")
-            raise ValueError(f"{what} '{name}' is ambiguous: {', '.join(several)}" if len(several) > 1
-                             else f"unknown {what} '{name}' ({len(known)} known: {shown})")
+            raise ValueError(
+                f"{what} '{name}' is ambiguous: {', '.join(several)}"
+                if len(several) > 1
+                else f"unknown {what} '{name}' ({len(known)} known: {shown})"
+            )
         if hit in out:
             raise ValueError(f"{what} '{hit}' is named twice")
         out.append(hit)
@@ -193,7 +196,11 @@ def fixed_combinations(value: Any, budget: str | int) -> list[list[str]] | None:
 
 
 def draw_labeled(
-    units: Mapping[str, Sequence[str]], budget: str | int, seed: int, fixed: Any = None, elsewhere: Mapping[str, str] | None = None
+    units: Mapping[str, Sequence[str]],
+    budget: str | int,
+    seed: int,
+    fixed: Any = None,
+    elsewhere: Mapping[str, str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Choose the labeled units and return ``(units, groups)``.
 
@@ -209,7 +216,10 @@ def draw_labeled(
         chosen = select_count(list(units), budget, seed)
     else:
         if len(combos) > 1 and not 0 <= seed < len(combos):
-            raise ValueError(f"{len(combos)} fixed labeled combinations are given; label seed {seed} has none (seeds 0-{len(combos) - 1})")
+            raise ValueError(
+                f"{len(combos)} fixed labeled combinations are given; label seed {seed} has none (seeds "
+                f"0-{len(combos) - 1})"
+            )
         combo = combos[0] if len(combos) == 1 else combos[seed]
         elsewhere = dict(elsewhere or {})
         chosen = match_names(combo, [*units, *elsewhere], "subject")
@@ -231,7 +241,13 @@ class FixedCombinations(argparse.Action):
     """``--labeled-subjects A B`` is one combination; each repeat of the option adds one. The
     first use on the command line replaces combinations that came from a ``--config`` file."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         current = getattr(namespace, self.dest, None)
         combos = current if isinstance(current, _CommandLineCombinations) else _CommandLineCombinations()
         combos.append([str(v) for v in (values if isinstance(values, list) else [values])])

@@ -47,7 +47,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_pretrained(net: nn.Module, ckpt: dict[str, Any], path: str | Path, skip_prefixes: tuple[str, ...] = ("head.",)) -> list[str]:
+def load_pretrained(
+    net: nn.Module, ckpt: dict[str, Any], path: str | Path, skip_prefixes: tuple[str, ...] = ("head.",)
+) -> list[str]:
     """Copy the checkpoint's pretrained weights into ``net``; heads are re-initialised.
 
     Only the modules named in ``ckpt["pretrained"]`` are taken (all of the state dict when
@@ -63,7 +65,9 @@ def load_pretrained(net: nn.Module, ckpt: dict[str, Any], path: str | Path, skip
         if k not in own:
             raise InputError(path, f"checkpoint weight '{k}' does not exist in this network (other architecture?)")
         if own[k].shape != v.shape:
-            raise InputError(path, f"checkpoint weight '{k}' has shape {tuple(v.shape)}, network expects {tuple(own[k].shape)}")
+            raise InputError(
+                path, f"checkpoint weight '{k}' has shape {tuple(v.shape)}, network expects {tuple(own[k].shape)}"
+            )
         taken[k] = v
     if not taken:
         raise InputError(path, "checkpoint holds no weights usable by this network")

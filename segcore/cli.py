@@ -75,7 +75,9 @@ def _load_config_defaults(parser: argparse.ArgumentParser, path: str, config_cls
     return out
 
 
-def parse_stage_args(parser: argparse.ArgumentParser, argv: list[str], config_cls: type | None = None) -> argparse.Namespace:
+def parse_stage_args(
+    parser: argparse.ArgumentParser, argv: list[str], config_cls: type | None = None
+) -> argparse.Namespace:
     """Parse ``argv`` with ``--config`` YAML values as defaults beneath the command line (each
     checked against its option's type when the stage has a typed config)."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -97,14 +99,25 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="replace an existing non-empty --out folder that this stage did not write (inputs are never replaced)",
     )
 
 
 # options that name files or folders a stage reads: an --out may never be, hold or lie in one
 INPUT_OPTIONS = (
-    "input", "data", "init", "model", "image", "dem", "label", "overlays", "config", "subject_csv", "splits_from",
+    "input",
+    "data",
+    "init",
+    "model",
+    "image",
+    "dem",
+    "label",
+    "overlays",
+    "config",
+    "subject_csv",
+    "splits_from",
     "encoder_weights",
 )
 
@@ -142,7 +155,10 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
     names = {stage[0]: stage[1:] for stage in stages}
     width = max(len(n) for n in names)
     listing = "\n".join(f"  {n.ljust(width)}  {entry[0]}" for n, entry in names.items())
-    usage = f"usage: {prog} <stage> [options]\n\n{description}\n\nstages:\n{listing}\n\nRun `{prog} <stage> --help` for a stage's options and their defaults."
+    usage = (
+        f"usage: {prog} <stage> [options]\n\n{description}\n\nstages:\n{listing}\n\n"
+        f"Run `{prog} <stage> --help` for a stage's options and their defaults."
+    )
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 1
@@ -166,8 +182,12 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = parse_stage_args(parser, argv[1:], config_cls)
-        stage = StageRun(f"{prog} {name}", overwrite=bool(getattr(args, "overwrite", False)),
-                         arg_keys=frozenset(resolved_args(args)), command=[prog, *argv])
+        stage = StageRun(
+            f"{prog} {name}",
+            overwrite=bool(getattr(args, "overwrite", False)),
+            arg_keys=frozenset(resolved_args(args)),
+            command=[prog, *argv],
+        )
         with claim_outputs(stage, output_paths(args), input_paths(args)):
             run = _resolve(run_ref)  # the heavy imports, after every argument check
             cfg = from_namespace(config_cls, args) if config_cls is not None else args
@@ -194,18 +214,27 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
 
 def resolved_args(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments of a stage as a plain mapping, for the stage's ``config.yaml``."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("config", "overwrite")}
+    return {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("config", "overwrite")
+    }
 
 
 # the report reads results of any domain: `segpretrain report`, with `medseg report` and
 # `rs report` as aliases of the same stage
 REPORT_STAGE: Stage = (
-    "report", "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json",
-    "segcore.report.cli:add_report_options", "segcore.report.cli:run_report",
+    "report",
+    "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json",
+    "segcore.report.cli:add_report_options",
+    "segcore.report.cli:run_report",
 )
 STAGES: list[Stage] = [REPORT_STAGE]
 
 
 def main(argv: list[str] | None = None) -> int:
     """``segpretrain <stage>`` (console script; also ``python -m segcore <stage>``)."""
-    return run_cli("segpretrain", "Stages of the pipeline that are not of one domain (MRI: medseg, remote sensing: rs).", STAGES, argv)
+    return run_cli(
+        "segpretrain",
+        "Stages of the pipeline that are not of one domain (MRI: medseg, remote sensing: rs).",
+        STAGES,
+        argv,
+    )

@@ -46,11 +46,19 @@ def option(
 
     ``flag`` overrides the option name (default ``--<field-name>`` with dashes); ``parse``
     converts a command-line string (default: from the field's type); ``action`` is
-    ``"store_true"``, ``"bool"`` (``--x/--no-x``) or an argparse Action class; ``prefix`` marks a nested config whose flags
-    get that prefix (``hpcl_`` → ``--hpcl-weight``).
+    ``"store_true"``, ``"bool"`` (``--x/--no-x``) or an argparse Action class; ``prefix`` marks a
+    nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``).
     """
-    metadata = {"help": help, "flag": flag, "metavar": metavar, "nargs": nargs, "action": action, "parse": parse,
-                "prefix": prefix, "required": required}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "nargs": nargs,
+        "action": action,
+        "parse": parse,
+        "prefix": prefix,
+        "required": required,
+    }
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -363,16 +371,24 @@ class RuntimeConfig:
     num_nodes: int = option(1, "machines of a multi-node DDP run (SLURM: one task per device)")
     # not --strategy: the pretraining stages use that name for the contrastive strategy
     dist_strategy: Literal["auto", "ddp"] = option(
-        "auto", "Lightning strategy; auto: one process, or DDP when devices × nodes > 1; ddp: distributed data parallel")
-    sync_batchnorm: bool = option(False, "BatchNorm statistics over the global batch of all processes (SyncBatchNorm)",
-                                  action="store_true")
+        "auto", "Lightning strategy; auto: one process, or DDP when devices × nodes > 1; ddp: distributed data parallel"
+    )
+    sync_batchnorm: bool = option(
+        False, "BatchNorm statistics over the global batch of all processes (SyncBatchNorm)", action="store_true"
+    )
     precision: str = option("auto", "Lightning precision; auto: bf16-mixed on a GPU that supports it, else 32-true")
     channels_last: bool | None = option(
-        None, "channels-last (NHWC) memory format for weights and images; default on (tensor-core convolutions on a "
-              "GPU, 13-29%% faster steps on CPU: bench/README.md)", action="bool")
-    workers: int | str = option("auto", "data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU",
-                                parse=parse_workers)
-    checkpoint_every: int = option(50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it")
+        None,
+        "channels-last (NHWC) memory format for weights and images; default on (tensor-core convolutions on a "
+        "GPU, 13-29%% faster steps on CPU: bench/README.md)",
+        action="bool",
+    )
+    workers: int | str = option(
+        "auto", "data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU", parse=parse_workers
+    )
+    checkpoint_every: int = option(
+        50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it"
+    )
 
 
 # options that do not change what a run computes (sync_batchnorm does: not among them)
@@ -393,13 +409,17 @@ class HyperPixelConfig:
     anchors: int = option(256, "labeled hyper-pixels per step in the term")
     boundary_fraction: float = option(0.5, "share of anchors drawn among hyper-pixels touching another class")
     unlabeled: int = option(
-        0, "unlabeled tiles per step whose confidently pseudo-labeled hyper-pixels (momentum network) also fill the "
-           "class queues (0: labeled tiles only)")
+        0,
+        "unlabeled tiles per step whose confidently pseudo-labeled hyper-pixels (momentum network) also fill the "
+        "class queues (0: labeled tiles only)",
+    )
     pseudo_threshold: float = option(0.9, "min mean softmax probability of a pseudo-labeled hyper-pixel")
     unlabeled_anchors: int = option(
-        0, "pseudo-labeled hyper-pixels of the --hpcl-unlabeled tiles per class and step that are anchors too, seen by "
-           "the online network in a second view (dihedral, spectral jitter): the unlabeled pool then trains the "
-           "network, not only fills the queues (0: labeled anchors only)")
+        0,
+        "pseudo-labeled hyper-pixels of the --hpcl-unlabeled tiles per class and step that are anchors too, seen by "
+        "the online network in a second view (dihedral, spectral jitter): the unlabeled pool then trains the "
+        "network, not only fills the queues (0: labeled anchors only)",
+    )
 
     @property
     def enabled(self) -> bool:
@@ -412,26 +432,37 @@ class FinetuneConfig:
 
     data: Path = option(None, "prepared data folder (from the preprocess stage)", required=True)
     out: list[Path] = option(
-        None, "output folder (model.pt, train.json, config.yaml, logs/); one per --seed, in the same order",
-        required=True)
+        None,
+        "output folder (model.pt, train.json, config.yaml, logs/); one per --seed, in the same order",
+        required=True,
+    )
     seed: list[int] = option(
         default_factory=lambda: [0],
         help="random seed(s), trained one after the other in this process (each also picks the labeled set, unless "
-             "--label-seed is given)")
+        "--label-seed is given)",
+    )
     label_seed: int | None = option(
-        None, "seed of the labeled-set draw alone (default: --seed); repeats of one labeled set with other training seeds")
+        None,
+        "seed of the labeled-set draw alone (default: --seed); repeats of one labeled set with other training seeds",
+    )
     steps: int = option(300, "optimisation steps")
     batch_size: int = option(8, "samples per batch")
     lr: float = option(1e-3, "learning rate (AdamW)")
     init: Path | None = option(None, "checkpoint to start from (pretrained or fine-tuned); none = random init")
-    method: str | None = option(None, "name of the pretraining method, recorded for the report (default: from --init, or 'none')")
+    method: str | None = option(
+        None, "name of the pretraining method, recorded for the report (default: from --init, or 'none')"
+    )
     val_every: int = option(50, "validate every N steps; best weights kept")
     pretrained_lr_scale: float = option(
-        1.0, "learning rate of the weights loaded by --init, as a multiple of --lr (e.g. 0.1: the pretrained backbone "
-             "moves slower than the new head)")
+        1.0,
+        "learning rate of the weights loaded by --init, as a multiple of --lr (e.g. 0.1: the pretrained backbone "
+        "moves slower than the new head)",
+    )
     weight_ema: float = option(
-        0.0, "validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up "
-             "min(m, (1+t)/(10+t))) instead of the raw weights (0: off)")
+        0.0,
+        "validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up "
+        "min(m, (1+t)/(10+t))) instead of the raw weights (0: off)",
+    )
     val_batch_size: int = option(32, "samples per validation batch")
     runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
 
@@ -456,9 +487,13 @@ class EvaluateConfig:
 
     data: Path = option(None, "prepared data folder", required=True)
     model: list[Path] = option(
-        None, "fine-tuned model checkpoint(s) (model.pt); several are scored in one process (one --out each)",
-        required=True)
-    out: list[Path] = option(None, "output folder (metrics.json, ...); one per --model, in the same order", required=True)
+        None,
+        "fine-tuned model checkpoint(s) (model.pt); several are scored in one process (one --out each)",
+        required=True,
+    )
+    out: list[Path] = option(
+        None, "output folder (metrics.json, ...); one per --model, in the same order", required=True
+    )
     split: str = option("test", "which split to score: test or val")
     batch_size: int = option(32, "samples per inference batch")
     threads: int = option(1, "torch intra-op threads (0: torch default)")

@@ -33,7 +33,9 @@ class Domain(Protocol):
         ...
 
     # --- fine-tuning
-    def select_labeled(self, data: PreparedData, cfg: FinetuneConfig, label_seed: int) -> tuple[list[str], dict[str, Any]]:
+    def select_labeled(
+        self, data: PreparedData, cfg: FinetuneConfig, label_seed: int
+    ) -> tuple[list[str], dict[str, Any]]:
         """The labeled groups of a run and what the run record says of them (``budget``, ...)."""
         ...
 

@@ -39,9 +39,7 @@ class LocalProjectionHead(nn.Module):
     ``hidden`` and ``out_channels`` default to ``in_channels`` (the reference keeps the width).
     """
 
-    def __init__(
-        self, in_channels: int, hidden: int | None = None, out_channels: int | None = None
-    ) -> None:
+    def __init__(self, in_channels: int, hidden: int | None = None, out_channels: int | None = None) -> None:
         super().__init__()
         hidden = in_channels if hidden is None else hidden
         out_channels = in_channels if out_channels is None else out_channels

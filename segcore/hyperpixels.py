@@ -36,9 +36,7 @@ def hypercolumn_superpixel_embed(
     """
     B, H, W = superpixels.shape
     cols = [
-        f
-        if f.shape[-2:] == (H, W)
-        else F.interpolate(f, size=(H, W), mode="bilinear", align_corners=False)
+        f if f.shape[-2:] == (H, W) else F.interpolate(f, size=(H, W), mode="bilinear", align_corners=False)
         for f in features
     ]
     hc = torch.cat(cols, dim=1)  # (B, C, H, W)
@@ -123,7 +121,10 @@ class HyperPixels(NamedTuple):
 
 
 def hyperpixels(
-    features: list[torch.Tensor], superpixels: torch.Tensor, labels: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX
+    features: list[torch.Tensor],
+    superpixels: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX,
 ) -> HyperPixels:
     """:func:`hypercolumn_superpixel_embed` as a :class:`HyperPixels`."""
     return HyperPixels(*hypercolumn_superpixel_embed(features, superpixels, labels, ignore_index))

@@ -37,8 +37,18 @@ from segcore.errors import InputError
 PROVENANCE_FILE = "provenance.json"
 # the libraries whose versions decide what a stage computes
 RECORDED_PACKAGES = (
-    "segpretrain", "torch", "torchvision", "lightning", "monai", "segmentation-models-pytorch", "timm", "numpy",
-    "scikit-image", "nibabel", "rasterio", "h5py",
+    "segpretrain",
+    "torch",
+    "torchvision",
+    "lightning",
+    "monai",
+    "segmentation-models-pytorch",
+    "timm",
+    "numpy",
+    "scikit-image",
+    "nibabel",
+    "rasterio",
+    "h5py",
 )
 
 
@@ -75,8 +85,12 @@ def _git_commit() -> str | None:
         return None
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if head.returncode != 0:
@@ -163,10 +177,14 @@ def check_out(out: str | Path, inputs: Sequence[str | Path], run: StageRun) -> N
         src = Path(item).resolve()
         relation = _relation(target, src)
         if relation:
-            raise InputError(out, f"--out {relation} the input {item}; write the output to a folder apart from the inputs")
+            raise InputError(
+                out, f"--out {relation} the input {item}; write the output to a folder apart from the inputs"
+            )
     if target.is_dir() and holds_files(target) and not run.overwrite and not _is_own_output(target, run):
         raise InputError(
-            out, f"is a non-empty folder that `{run.stage}` did not write; choose a new folder, or pass --overwrite to replace it"
+            out,
+            f"is a non-empty folder that `{run.stage}` did not write; choose a new folder, or pass "
+            "--overwrite to replace it",
         )
 
 
@@ -217,8 +235,11 @@ def output_lock(out: str | Path) -> Iterator[Path]:
             path.unlink(missing_ok=True)
         if not (stale and _create_lock(path, record)):
             who = f"process {pid} on {host}" if pid else "another run"
-            raise InputError(out, f"is being written by {who} (lock {path}); wait for it to finish, "
-                                  "or delete the lock file if that run is gone")
+            raise InputError(
+                out,
+                f"is being written by {who} (lock {path}); wait for it to finish, "
+                "or delete the lock file if that run is gone",
+            )
     try:
         yield path
     finally:
@@ -247,7 +268,7 @@ def claim_outputs(run: StageRun, outs: Sequence[str | Path], inputs: Sequence[st
     if len(set(resolved)) != len(resolved):
         raise InputError(None, f"--out names the same folder twice: {[str(o) for o in outs]}")
     for i, a in enumerate(resolved):
-        for b in resolved[i + 1:]:
+        for b in resolved[i + 1 :]:
             if a in b.parents or b in a.parents:
                 raise InputError(outs[i], f"--out folders must not contain each other ({a} and {b})")
     secondary = _is_secondary_process()

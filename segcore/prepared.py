@@ -46,11 +46,15 @@ def create_arrays(
 ) -> dict[str, np.memmap]:
     """Create the memory-mapped arrays of a prepared folder (usually a temporary one)."""
     arrays = {
-        "images": np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.float32, shape=(n, channels, height, width)),
+        "images": np.lib.format.open_memmap(
+            folder / "images.npy", mode="w+", dtype=np.float32, shape=(n, channels, height, width)
+        ),
         "labels": np.lib.format.open_memmap(folder / "labels.npy", mode="w+", dtype=np.uint8, shape=(n, height, width)),
     }
     for name, dtype in (extras or {}).items():
-        arrays[name] = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=(n, height, width))
+        arrays[name] = np.lib.format.open_memmap(
+            folder / f"{name}.npy", mode="w+", dtype=dtype, shape=(n, height, width)
+        )
     return arrays
 
 
@@ -71,7 +75,9 @@ class PreparedData:
         self.folder = Path(folder)
         mpath = self.folder / "manifest.json"
         if not mpath.is_file():
-            raise InputError(self.folder, "not a prepared data folder (no manifest.json); run the preprocess stage first")
+            raise InputError(
+                self.folder, "not a prepared data folder (no manifest.json); run the preprocess stage first"
+            )
         try:
             self.manifest: dict[str, Any] = json.loads(mpath.read_text())
         except json.JSONDecodeError as err:

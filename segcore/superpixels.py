@@ -42,8 +42,12 @@ def slic_superpixels(
         chunk = (chunk - mean) / np.where(std > 1e-8, std, 1.0)
         for j, img in enumerate(chunk):
             out[start + j] = slic(
-                np.moveaxis(img, 0, -1), n_segments=n_segments, compactness=compactness,
-                channel_axis=-1, start_label=0, convert2lab=False,
+                np.moveaxis(img, 0, -1),
+                n_segments=n_segments,
+                compactness=compactness,
+                channel_axis=-1,
+                start_label=0,
+                convert2lab=False,
             )
     return out
 
@@ -53,7 +57,9 @@ class SuperpixelDataset(PreparedDataset):
     (H, W) long, taken from an in-memory array (N, H, W) indexed like the prepared data (for
     superpixels computed at the start of a run rather than stored by preprocessing)."""
 
-    def __init__(self, data: PreparedData, indices: Sequence[int], superpixels: np.ndarray, with_label: bool = False) -> None:
+    def __init__(
+        self, data: PreparedData, indices: Sequence[int], superpixels: np.ndarray, with_label: bool = False
+    ) -> None:
         super().__init__(data, indices, with_label=with_label)
         if superpixels.shape[0] != len(data):
             raise ValueError(f"superpixels hold {superpixels.shape[0]} maps, the data {len(data)} samples")

@@ -120,7 +120,11 @@ def correspondence_view(
         # border padding keeps them on the image (zeros would darken the rim)
         xs = F.grid_sample(xs, grid.to(xs.dtype), mode="bilinear", padding_mode="border", align_corners=False)
         # ids as float32 are exact below 2**24; nearest keeps them ids
-        sps = F.grid_sample(sps[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)[:, 0].round().long()
+        sps = (
+            F.grid_sample(sps[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)[:, 0]
+            .round()
+            .long()
+        )
     channels = list(range(c)) if jitter_channels is None else list(jitter_channels)
     if channels:
         idx = torch.tensor(channels, device=dev)

@@ -41,21 +41,43 @@ def _stages(i: dict[str, Path]) -> list[tuple[str, str, list[str], Path | None]]
         ("medseg", "pretrain", ["--data", str(i["data"])], i["data"]),
         ("medseg", "finetune", ["--data", str(i["data"])], i["data"]),
         ("medseg", "evaluate", ["--data", str(i["data"]), "--model", str(i["model.pt"])], i["data"]),
-        ("medseg", "predict", ["--input", str(i["raw"]), "--model", str(i["model.pt"]), "--data", str(i["data"])], i["raw"]),
+        (
+            "medseg",
+            "predict",
+            ["--input", str(i["raw"]), "--model", str(i["model.pt"]), "--data", str(i["data"])],
+            i["raw"],
+        ),
         ("medseg", "report", ["--input", str(i["metrics.json"])], None),
         ("rs", "demo-data", [], None),
         ("rs", "preprocess", ["--input", str(i["raw"])], i["raw"]),
         ("rs", "pretrain", ["--data", str(i["data"])], i["data"]),
         ("rs", "finetune", ["--data", str(i["data"])], i["data"]),
         ("rs", "evaluate", ["--data", str(i["data"]), "--model", str(i["model.pt"])], i["data"]),
-        ("rs", "predict", ["--image", str(i["scene.tif"]), "--dem", str(i["dem.tif"]), "--model", str(i["model.pt"]),
-                           "--data", str(i["data"])], None),
+        (
+            "rs",
+            "predict",
+            [
+                "--image",
+                str(i["scene.tif"]),
+                "--dem",
+                str(i["dem.tif"]),
+                "--model",
+                str(i["model.pt"]),
+                "--data",
+                str(i["data"]),
+            ],
+            None,
+        ),
         ("rs", "report", ["--input", str(i["metrics.json"])], None),
     ]
 
 
-STAGE_IDS = [f"{c}-{s}" for c, s, _, _ in _stages({k: Path(k) for k in
-             ("data", "raw", "model.pt", "scan.nii.gz", "scene.tif", "dem.tif", "metrics.json")})]
+STAGE_IDS = [
+    f"{c}-{s}"
+    for c, s, _, _ in _stages(
+        {k: Path(k) for k in ("data", "raw", "model.pt", "scan.nii.gz", "scene.tif", "dem.tif", "metrics.json")}
+    )
+]
 
 
 def _call(cli: str, argv: list[str]) -> int:
@@ -85,7 +107,8 @@ def test_a_users_folder_is_refused_and_left_alone(index, inputs, tmp_path, capsy
     assert "--overwrite" in err and "Traceback" not in err
     assert _snapshot(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["thesis", "prepared", "raw", "model.pt", "scan.nii.gz", "scene.tif", "dem.tif", "metrics.json"])
+        ["thesis", "prepared", "raw", "model.pt", "scan.nii.gz", "scene.tif", "dem.tif", "metrics.json"]
+    )
 
 
 @pytest.mark.parametrize("index", range(14), ids=STAGE_IDS)
@@ -101,8 +124,18 @@ def test_out_at_the_current_folder_or_a_file_is_an_error(index, inputs, tmp_path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("index", [i for i, (_, _, _, src) in enumerate(_stages({k: Path(k) for k in (
-    "data", "raw", "model.pt", "scan.nii.gz", "scene.tif", "dem.tif", "metrics.json")})) if src is not None])
+@pytest.mark.parametrize(
+    "index",
+    [
+        i
+        for i, (_, _, _, src) in enumerate(
+            _stages(
+                {k: Path(k) for k in ("data", "raw", "model.pt", "scan.nii.gz", "scene.tif", "dem.tif", "metrics.json")}
+            )
+        )
+        if src is not None
+    ],
+)
 def test_out_equal_to_inside_or_containing_an_input_is_always_refused(index, inputs, tmp_path, capsys):
     cli, stage, args, src = _stages(inputs)[index]
     before = _snapshot(tmp_path)
@@ -129,7 +162,15 @@ def test_evaluate_out_beside_the_model_in_its_folder_is_refused(inputs, tmp_path
     model_dir.mkdir()
     (model_dir / "model.pt").write_bytes(b"weights")
     for cli in ("medseg", "rs"):
-        argv = ["evaluate", "--data", str(inputs["data"]), "--model", str(model_dir / "model.pt"), "--out", str(model_dir)]
+        argv = [
+            "evaluate",
+            "--data",
+            str(inputs["data"]),
+            "--model",
+            str(model_dir / "model.pt"),
+            "--out",
+            str(model_dir),
+        ]
         assert _call(cli, argv + ["--overwrite"]) == 2
         assert f"--out contains the input {model_dir / 'model.pt'}" in capsys.readouterr().err
     assert (model_dir / "model.pt").read_bytes() == b"weights"
@@ -178,8 +219,12 @@ def test_own_earlier_output_is_replaced_and_overwrite_replaces_a_foreign_folder(
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("x")
-    assert medseg_main(["demo-data", "--out", str(foreign), "--n-subjects", "2", "--n-slices", "4", "--size", "32",
-                        "--overwrite"]) == 0
+    assert (
+        medseg_main(
+            ["demo-data", "--out", str(foreign), "--n-subjects", "2", "--n-slices", "4", "--size", "32", "--overwrite"]
+        )
+        == 0
+    )
     assert not (foreign / "notes.txt").exists() and (foreign / PROVENANCE_FILE).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "phantoms"]
 
@@ -199,9 +244,24 @@ def test_output_of_a_version_without_provenance_is_recognised_by_its_config(tmp_
 def test_sigterm_removes_temporary_folders_and_the_lock(tmp_path):
     out = tmp_path / "phantoms"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "medseg.cli", "demo-data", "--out", str(out), "--n-subjects", "60", "--size", "160",
-         "--n-slices", "16"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "medseg.cli",
+            "demo-data",
+            "--out",
+            str(out),
+            "--n-subjects",
+            "60",
+            "--size",
+            "160",
+            "--n-slices",
+            "16",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".phantoms.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
@@ -224,6 +284,10 @@ def test_a_tree_of_empty_folders_is_no_users_data(tmp_path, monkeypatch):
     assert (out / PROVENANCE_FILE).is_file() and not (out / "plots").exists()
     (tmp_path / "mine" / "sub").mkdir(parents=True)
     (tmp_path / "mine" / "sub" / "notes.txt").write_text("x")  # one file deep down is the user's
-    assert medseg_main(["demo-data", "--out", str(tmp_path / "mine"), "--n-subjects", "2", "--n-slices", "4",
-                        "--size", "32"]) == 2
+    assert (
+        medseg_main(
+            ["demo-data", "--out", str(tmp_path / "mine"), "--n-subjects", "2", "--n-slices", "4", "--size", "32"]
+        )
+        == 2
+    )
     assert (tmp_path / "mine" / "sub" / "notes.txt").read_text() == "x"

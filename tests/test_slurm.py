@@ -38,10 +38,26 @@ CONFIG = {
         "enabled": True,
         "input": None,
         "demo": {"n_subjects": 8, "n_slices": 8, "size": 48, "seed": 0},
-        "preprocess": {"target_spacing": [3.0, 3.0], "image_size": [32, 32], "partitions": 4, "n_test": 2, "n_val": 1, "n_labeled": 2, "seed": 0},
+        "preprocess": {
+            "target_spacing": [3.0, 3.0],
+            "image_size": [32, 32],
+            "partitions": 4,
+            "n_test": 2,
+            "n_val": 1,
+            "n_labeled": 2,
+            "seed": 0,
+        },
         "network": {"channels": [4, 8, 16]},
         "methods": ["none"],
-        "finetune": {"budgets": ["1"], "all_labels_methods": [], "seeds": [0], "steps": 10, "batch_size": 4, "lr": 0.01, "val_every": 5},
+        "finetune": {
+            "budgets": ["1"],
+            "all_labels_methods": [],
+            "seeds": [0],
+            "steps": 10,
+            "batch_size": 4,
+            "lr": 0.01,
+            "val_every": 5,
+        },
     },
     "rs": {"enabled": False},
 }
@@ -82,8 +98,19 @@ def _snakemake(workdir: Path, config: Path, profile: str, extra: list[str], env:
     workdir.mkdir(parents=True, exist_ok=True)
     chosen = [] if profile == "local" else ["--profile", str(ROOT / "profiles" / profile)]
     cmd = [
-        "timeout", "-k", "10", str(timeout), str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-        *chosen, "--configfile", str(config), *extra,
+        "timeout",
+        "-k",
+        "10",
+        str(timeout),
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *chosen,
+        "--configfile",
+        str(config),
+        *extra,
     ]
     # timeout -k: the SLURM executor ignores SIGTERM while it waits on a job it cannot query
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -94,7 +121,11 @@ def _snakemake(workdir: Path, config: Path, profile: str, extra: list[str], env:
 
 
 def _outputs(results: Path) -> dict[str, Path]:
-    return {str(p.relative_to(results)): p for p in results.rglob("*") if p.is_file() and "logs" not in p.relative_to(results).parts}
+    return {
+        str(p.relative_to(results)): p
+        for p in results.rglob("*")
+        if p.is_file() and "logs" not in p.relative_to(results).parts
+    }
 
 
 def test_workflow_through_slurm_equals_a_local_run(cluster, tmp_path):
@@ -108,12 +139,23 @@ def test_workflow_through_slurm_equals_a_local_run(cluster, tmp_path):
     t0 = time.perf_counter()
     slurm_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_DIR), env.get("PYTHONPATH")]))}
     log = _snakemake(
-        tmp_path / "slurm" / "wd", runs["slurm"], "slurm",
+        tmp_path / "slurm" / "wd",
+        runs["slurm"],
+        "slurm",
         # no accounting database on the test cluster: squeue answers (MinJobAge=300 keeps
         # finished jobs listed); the first status check after 1 s instead of 20
-        ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1", "--slurm-no-account",
-         "--slurm-keep-successful-logs", "--set-threads", *ONE_THREAD],
-        slurm_env, timeout=420,
+        [
+            "--slurm-status-command",
+            "squeue",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--slurm-no-account",
+            "--slurm-keep-successful-logs",
+            "--set-threads",
+            *ONE_THREAD,
+        ],
+        slurm_env,
+        timeout=420,
     )
     slurm_seconds = time.perf_counter() - t0
 
@@ -123,7 +165,9 @@ def test_workflow_through_slurm_equals_a_local_run(cluster, tmp_path):
     planned = sorted(re.findall(r"^rule (\w+):", log, flags=re.M))
     assert planned and "all" not in planned
     assert set(re.findall(r"^localrule (\w+):", log, flags=re.M)) == {"all", "mri_demo_data", "report_tables", "report"}
-    queue = subprocess.run(["squeue", "-h", "-t", "all", "--name", run_id, "-o", "%k|%T"], capture_output=True, text=True, check=True).stdout
+    queue = subprocess.run(
+        ["squeue", "-h", "-t", "all", "--name", run_id, "-o", "%k|%T"], capture_output=True, text=True, check=True
+    ).stdout
     jobs = [line.split("|") for line in queue.splitlines()]
     submitted = sorted(re.match(r"rule_(\w+?)(_wildcards_.*)?$", comment).group(1) for comment, _ in jobs)
     assert submitted == planned

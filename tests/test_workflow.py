@@ -60,16 +60,31 @@ def test_default_dag_dry_run_lists_every_stage(tmp_path):
     res = _snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}/results")
     assert res.returncode == 0, res.stderr + res.stdout
     out = res.stdout
-    for rule in ("mri_demo_data", "mri_preprocess", "mri_pretrain_global", "mri_pretrain_local", "mri_finetune", "mri_evaluate",
-                 "rs_demo_data", "rs_preprocess", "rs_finetune", "rs_evaluate", "rs_predict_scene", "report"):
+    for rule in (
+        "mri_demo_data",
+        "mri_preprocess",
+        "mri_pretrain_global",
+        "mri_pretrain_local",
+        "mri_finetune",
+        "mri_evaluate",
+        "rs_demo_data",
+        "rs_preprocess",
+        "rs_finetune",
+        "rs_evaluate",
+        "rs_predict_scene",
+        "report",
+    ):
         assert rule in out, f"{rule} missing from the default DAG"
     cfg = yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())
     ft = cfg["mri"]["finetune"]
     n_all = len(ft.get("all_labels_seeds") or ft["seeds"])
-    n_runs = sum(len(ft["budgets"]) * len(ft["seeds"]) + (m in ft["all_labels_methods"]) * n_all for m in cfg["mri"]["methods"])
+    n_runs = sum(
+        len(ft["budgets"]) * len(ft["seeds"]) + (m in ft["all_labels_methods"]) * n_all for m in cfg["mri"]["methods"]
+    )
     n_cells = sum(len(ft["budgets"]) + (m in ft["all_labels_methods"]) for m in cfg["mri"]["methods"])
     counts = _job_counts(out)
-    # one fine-tuning job per cell trains every seed of it (finetune_jobs: cell, the default); one evaluation job per cell scores them
+    # one fine-tuning job per cell trains every seed of it (finetune_jobs: cell, the default); one
+    # evaluation job per cell scores them
     assert cfg["finetune_jobs"] == "cell"
     assert counts["mri_finetune"] + counts.get("mri_finetune_all_labels", 0) == n_cells
     assert counts["mri_evaluate"] + counts.get("mri_evaluate_all_labels", 0) == n_cells
@@ -83,8 +98,22 @@ def test_default_dag_dry_run_lists_every_stage(tmp_path):
 
 def test_evaluation_job_scores_every_seed_of_its_cell(tmp_path):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"rs": {"enabled": False}, "mri": {"methods": ["none"], "finetune": {
-        "budgets": ["1"], "all_labels_methods": ["none"], "seeds": [3, 5, 7], "all_labels_seeds": [5]}}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "rs": {"enabled": False},
+                "mri": {
+                    "methods": ["none"],
+                    "finetune": {
+                        "budgets": ["1"],
+                        "all_labels_methods": ["none"],
+                        "seeds": [3, 5, 7],
+                        "all_labels_seeds": [5],
+                    },
+                },
+            }
+        )
+    )
     res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r")
     assert res.returncode == 0, res.stderr + res.stdout
     shells = _shell_commands(res.stdout, "medseg evaluate")
@@ -98,8 +127,22 @@ def test_evaluation_job_scores_every_seed_of_its_cell(tmp_path):
 
 def test_finetuning_job_trains_every_seed_of_its_cell_in_order(tmp_path):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"rs": {"enabled": False}, "mri": {"methods": ["none"], "finetune": {
-        "budgets": ["1"], "all_labels_methods": ["none"], "seeds": [7, 3, 5], "all_labels_seeds": [5]}}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "rs": {"enabled": False},
+                "mri": {
+                    "methods": ["none"],
+                    "finetune": {
+                        "budgets": ["1"],
+                        "all_labels_methods": ["none"],
+                        "seeds": [7, 3, 5],
+                        "all_labels_seeds": [5],
+                    },
+                },
+            }
+        )
+    )
     res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r")
     assert res.returncode == 0, res.stderr + res.stdout
     shells = _shell_commands(res.stdout, "medseg finetune")
@@ -111,7 +154,9 @@ def test_finetuning_job_trains_every_seed_of_its_cell_in_order(tmp_path):
     full = next(s for s in shells if "--budget all " in s)
     assert "--seed 5 " in full and full.count("/seed_") == 1
     # one job per seed
-    res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r", "finetune_jobs=seed")
+    res = _snakemake(
+        "-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r", "finetune_jobs=seed"
+    )
     assert res.returncode == 0, res.stderr + res.stdout
     shells = _shell_commands(res.stdout, "medseg finetune")
     assert len(shells) == 4 and all(s.count("/seed_") == 1 for s in shells)
@@ -119,8 +164,14 @@ def test_finetuning_job_trains_every_seed_of_its_cell_in_order(tmp_path):
 
 def _lint(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "lint_workflow.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "lint_workflow.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_lint_is_clean():
@@ -131,16 +182,20 @@ def test_lint_is_clean():
 
 def test_lint_check_fails_on_any_other_lint(tmp_path):
     snakefile = tmp_path / "Snakefile"
-    snakefile.write_text('rule a:\n    output:\n        "a.txt",\n    shell:\n        "touch {output}"\n')  # no log directive
+    snakefile.write_text(
+        'rule a:\n    output:\n        "a.txt",\n    shell:\n        "touch {output}"\n'
+    )  # no log directive
     res = _lint("--snakefile", str(snakefile))
-    assert res.returncode == 1 and "rule a" in res.stderr and "No log directive defined" in res.stderr, res.stdout + res.stderr
+    assert res.returncode == 1 and "rule a" in res.stderr and "No log directive defined" in res.stderr, (
+        res.stdout + res.stderr
+    )
     snakefile.write_text("rule a:\n    output\n")  # not even a Snakefile: Snakemake's own error fails the check
     assert _lint("--snakefile", str(snakefile)).returncode != 0
 
 
 # a results folder and an input folder whose names a shell would run or split: quoted, they are
 # one word each and nothing in them runs
-SHELL_NAME = "my results $(touch INJECTED); it's \"q\" `touch INJECTED2` & x"
+SHELL_NAME = 'my results $(touch INJECTED); it\'s "q" `touch INJECTED2` & x'
 
 
 def test_rules_quote_every_path_and_config_string(tmp_path):
@@ -151,8 +206,19 @@ def test_rules_quote_every_path_and_config_string(tmp_path):
     assert res.returncode == 0, res.stderr + res.stdout
     shells = [s for s in _shell_commands(res.stdout, "") if s != "None"]  # rule all runs nothing
     stages = {shlex.split(s)[0] + " " + shlex.split(s)[1] for s in shells}
-    assert {"medseg preprocess", "medseg pretrain", "medseg finetune", "medseg evaluate", "rs demo-data", "rs preprocess",
-            "rs pretrain", "rs finetune", "rs evaluate", "rs predict", "segpretrain report"} <= stages
+    assert {
+        "medseg preprocess",
+        "medseg pretrain",
+        "medseg finetune",
+        "medseg evaluate",
+        "rs demo-data",
+        "rs preprocess",
+        "rs pretrain",
+        "rs finetune",
+        "rs evaluate",
+        "rs predict",
+        "segpretrain report",
+    } <= stages
     for shell in shells:
         words = shlex.split(shell)  # as the shell splits it: each path is one word
         for word in words:
@@ -164,7 +230,10 @@ def test_rules_quote_every_path_and_config_string(tmp_path):
     report = shlex.split(next(s for s in _shell_commands(res.stdout, "segpretrain report") if "--domains" in s))
     assert report[report.index("--out") + 1] == f"{results}/report"
     assert f"{results}/mri/finetune/**/logs/metrics.csv" in report and f"{results}/benchmarks/**/*.tsv" in report
-    assert f"{results}/mri/pretrain/GD+LR/train.json" in report and f"{results}/rs/pretrain/hpcl-ssl/dual/train.json" in report
+    assert (
+        f"{results}/mri/pretrain/GD+LR/train.json" in report
+        and f"{results}/rs/pretrain/hpcl-ssl/dual/train.json" in report
+    )
     ft = shlex.split(next(s for s in _shell_commands(res.stdout, "rs finetune") if "hpcl-ssl" in s))
     assert ft[ft.index("--init") + 1] == f"{results}/rs/pretrain/hpcl-ssl/dual/model.pt"
     # a results folder with glob characters: escaped in the patterns the report expands itself
@@ -178,38 +247,79 @@ def test_a_job_runs_in_a_results_folder_named_with_shell_characters(tmp_path):
     """For real: a quoting slip would split the path or run $(...), `...` or ; as commands."""
     results, workdir = tmp_path / SHELL_NAME, tmp_path / "wd"
     workdir.mkdir()
-    cfg = _write_config(tmp_path / "cfg.yaml", {"results": str(results), "rs": {"enabled": False},
-                                                "mri": {"demo": {"n_subjects": 4, "n_slices": 4, "size": 32}}})
+    cfg = _write_config(
+        tmp_path / "cfg.yaml",
+        {
+            "results": str(results),
+            "rs": {"enabled": False},
+            "mri": {"demo": {"n_subjects": 4, "n_slices": 4, "size": 32}},
+        },
+    )
     # the target first: --configfile takes every argument after it
-    res = _snakemake(f"{results}/mri/raw", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "1",
-                     "--configfile", str(cfg))
+    res = _snakemake(
+        f"{results}/mri/raw",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "1",
+        "--configfile",
+        str(cfg),
+    )
     assert res.returncode == 0, res.stderr + res.stdout
     assert (results / "mri" / "raw" / "dataset.json").is_file() and (results / "logs" / "mri_demo_data.log").is_file()
     assert not [p for p in tmp_path.rglob("INJECTED*")] and not list(ROOT.glob("INJECTED*"))
 
 
 def test_schema_rejects_a_path_with_a_line_break(tmp_path):
-    for config, key in (({"results": "a\nb"}, "results"), ({"mri": {"input": "/data/x\r"}}, "input"),
-                        ({"rs": {"input": "x\ny"}}, "input")):
+    for config, key in (
+        ({"results": "a\nb"}, "results"),
+        ({"mri": {"input": "/data/x\r"}}, "input"),
+        ({"rs": {"input": "x\ny"}}, "input"),
+    ):
         res = _snakemake("-n", "--cores", "1", "--configfile", str(_write_config(tmp_path / "bad.yaml", config)))
-        assert res.returncode != 0 and "On instance" in res.stderr + res.stdout and key in res.stderr + res.stdout, config
-    res = _snakemake("-n", "--cores", "1", "--configfile", str(_write_config(tmp_path / "ok.yaml", {"results": str(tmp_path / "a b")})))
+        assert res.returncode != 0 and "On instance" in res.stderr + res.stdout and key in res.stderr + res.stdout, (
+            config
+        )
+    res = _snakemake(
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        str(_write_config(tmp_path / "ok.yaml", {"results": str(tmp_path / "a b")})),
+    )
     assert res.returncode == 0, res.stderr + res.stdout  # spaces are fine
 
 
 # the rules Snakemake measures (benchmark:); the others are cheap, and all but rs_predict_scene
 # run in Snakemake's own process under a cluster executor (Snakefile localrules; a dry run does
 # not tell local rules apart, tests/test_slurm.py checks them on a cluster)
-BENCHMARKED = {"mri_preprocess", "rs_preprocess", "mri_pretrain_global", "mri_pretrain_local", "mri_pretrain_hpcl", "rs_pretrain",
-               "mri_finetune", "mri_finetune_all_labels", "rs_finetune", "rs_finetune_all_labels",
-               "mri_evaluate", "mri_evaluate_all_labels", "rs_evaluate", "rs_evaluate_all_labels"}
+BENCHMARKED = {
+    "mri_preprocess",
+    "rs_preprocess",
+    "mri_pretrain_global",
+    "mri_pretrain_local",
+    "mri_pretrain_hpcl",
+    "rs_pretrain",
+    "mri_finetune",
+    "mri_finetune_all_labels",
+    "rs_finetune",
+    "rs_finetune_all_labels",
+    "mri_evaluate",
+    "mri_evaluate_all_labels",
+    "rs_evaluate",
+    "rs_evaluate_all_labels",
+}
 UNMEASURED = {"all", "mri_demo_data", "rs_demo_data", "report_tables", "report", "rs_predict_scene"}
 
 
 def test_benchmarks_and_the_default_profile(tmp_path):
     for extra in ([], ["finetune_jobs=seed"]):
         # no --profile and no -p: profiles/default applies by itself (printshellcmds)
-        res = _snakemake("-n", "--cores", "2", "--config", f"results={tmp_path}/r", "mri={methods: [none, GD+LR, hpcl]}", *extra)
+        res = _snakemake(
+            "-n", "--cores", "2", "--config", f"results={tmp_path}/r", "mri={methods: [none, GD+LR, hpcl]}", *extra
+        )
         assert res.returncode == 0, res.stderr + res.stdout
         assert "workflow specific profile profiles/default" in res.stderr and "Shell command: medseg" in res.stdout
         jobs = _jobs(res.stdout)
@@ -222,7 +332,9 @@ def test_benchmarks_and_the_default_profile(tmp_path):
             if rule in BENCHMARKED:
                 assert found[0].startswith(f"{tmp_path}/r/benchmarks/{rule}/") and found[0].endswith(".tsv")
         assert len({f for _, f in files}) == len(files)  # one file per job
-    assert sum(rule == "mri_finetune" for rule, _ in files) == 3 * 2 * 3  # finetune_jobs=seed: methods × budgets × seeds
+    assert (
+        sum(rule == "mri_finetune" for rule, _ in files) == 3 * 2 * 3
+    )  # finetune_jobs=seed: methods × budgets × seeds
 
 
 def test_schema_rejects_unknown_keys_and_bad_values(tmp_path):
@@ -256,12 +368,27 @@ def test_landslide4sense_preset_end_to_end(tmp_path):
     raw = make.release(tmp_path / "raw", n_train=8, n_val=3, n_test=3)
     results = tmp_path / "results"
     scaled = tmp_path / "scaled_down.yaml"
-    scaled.write_text(yaml.safe_dump({"results": str(results), "threads": 1, "rs": {
-        "input": str(raw),
-        "network": {"encoder": "tu-regnetx_002", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-        "pretrain": {"steps": 2, "batch_size": 4, "queue_size": 64},
-        "finetune": {"budgets": ["5"], "all_labels_methods": [], "steps": 2, "batch_size": 2, "val_every": 2,
-                     "seeds": [0]}}}))
+    scaled.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(results),
+                "threads": 1,
+                "rs": {
+                    "input": str(raw),
+                    "network": {"encoder": "tu-regnetx_002", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+                    "pretrain": {"steps": 2, "batch_size": 4, "queue_size": 64},
+                    "finetune": {
+                        "budgets": ["5"],
+                        "all_labels_methods": [],
+                        "steps": 2,
+                        "batch_size": 2,
+                        "val_every": 2,
+                        "seeds": [0],
+                    },
+                },
+            }
+        )
+    )
     preset = ROOT / "workflows/config/landslide4sense.yaml"
     res = _snakemake("--cores", "2", "--configfile", str(preset), str(scaled))
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]

@@ -18,8 +18,21 @@ from segcore.losses.queue_info_nce import queue_info_nce
 from segcore.losses.segmentation import SoftDiceCELoss
 
 __all__ = [
-    "GLOBAL_STRATEGIES", "LOCAL_NEGATIVES", "LOCAL_STRATEGIES", "N_REGIONS", "REFERENCE_NEIGHBOURS",
-    "GlobalContrastiveLoss", "HyperPixelContrastLoss", "LocalContrastiveLoss", "SoftDiceCELoss", "global_masks",
-    "info_nce_keys", "info_nce_logits", "info_nce_masked", "local_masks", "mochi_negatives", "queue_info_nce",
+    "GLOBAL_STRATEGIES",
+    "LOCAL_NEGATIVES",
+    "LOCAL_STRATEGIES",
+    "N_REGIONS",
+    "REFERENCE_NEIGHBOURS",
+    "GlobalContrastiveLoss",
+    "HyperPixelContrastLoss",
+    "LocalContrastiveLoss",
+    "SoftDiceCELoss",
+    "global_masks",
+    "info_nce_keys",
+    "info_nce_logits",
+    "info_nce_masked",
+    "local_masks",
+    "mochi_negatives",
+    "queue_info_nce",
     "region_centres",
 ]

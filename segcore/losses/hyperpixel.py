@@ -88,9 +88,7 @@ class HyperPixelContrastLoss(nn.Module):
     def _synthetic_logits(
         self, q: torch.Tensor, bank: torch.Tensor, neg_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        syn, valid = mochi_negatives(
-            q, bank, neg_mask, self.mochi_hard, self.mochi_query, self.mochi_top
-        )
+        syn, valid = mochi_negatives(q, bank, neg_mask, self.mochi_hard, self.mochi_query, self.mochi_top)
         return torch.einsum("nd,nsd->ns", q, syn) / self.T, valid  # (N, S), (N, S)
 
     def forward(

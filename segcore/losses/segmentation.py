@@ -34,20 +34,12 @@ class SoftDiceCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         K = self.num_classes
-        if (
-            logits.shape[1] != K
-            or logits.shape[2:] != target.shape[1:]
-            or logits.shape[0] != target.shape[0]
-        ):
-            raise ValueError(
-                f"logits {tuple(logits.shape)} do not match target {tuple(target.shape)} and K={K}"
-            )
+        if logits.shape[1] != K or logits.shape[2:] != target.shape[1:] or logits.shape[0] != target.shape[0]:
+            raise ValueError(f"logits {tuple(logits.shape)} do not match target {tuple(target.shape)} and K={K}")
         target = target.long()
         valid = target != self.ignore_index  # (B, *spatial)
         if bool((valid & ((target < 0) | (target >= K))).any()):
-            raise ValueError(
-                f"target has labels outside [0, {K}) that are not ignore_index={self.ignore_index}"
-            )
+            raise ValueError(f"target has labels outside [0, {K}) that are not ignore_index={self.ignore_index}")
         t = torch.where(valid, target, 0)
         w = valid.unsqueeze(1).to(logits.dtype)  # (B, 1, *spatial)
         probs = logits.softmax(dim=1) * w  # (B, K, *spatial)

@@ -49,9 +49,7 @@ class SegmentationNetwork(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects input (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"{type(self).__name__} expects input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits ``(B, K, H, W)`` and the decoder features (coarse to fine) from one pass.

@@ -43,25 +43,87 @@ log = logging.getLogger(__name__)
 
 
 def add_report_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", type=Path, nargs="+", required=True, help="metrics.json files of the evaluate stages (any domain)")
-    p.add_argument("--out", type=Path, required=True, help="output folder: index.html, tables (CSV, Markdown, HTML, Parquet), plots/")
-    p.add_argument("--logs", nargs="*", default=[], help="Lightning metrics.csv files or quoted glob patterns (** allowed) of finetune and pretrain runs")
-    p.add_argument("--pretrain", nargs="*", default=[], help="train.json files or quoted glob patterns of the pretraining stages: pretext loss against chance")
-    p.add_argument("--collapse-fraction", type=float, default=COLLAPSE_FRACTION, help="a pretraining stage whose loss falls below this fraction of chance ...")
-    p.add_argument("--collapse-window", type=float, default=COLLAPSE_WINDOW, help="... within this fraction of its first steps has collapsed (a trivially solved pretext task)")
-    p.add_argument("--benchmarks", nargs="*", default=[], help="Snakemake benchmark TSV files or quoted glob patterns (<dir>/benchmarks/<rule>/*.tsv): time and memory per rule")
-    p.add_argument("--overlays", type=Path, nargs="*", default=None, help="overlay.npz files; when not given, those beside the --input files")
-    p.add_argument("--overlay-budgets", nargs="*", default=None, help="label budgets shown in the overlay figures; when not given, the smallest and the largest")
-    p.add_argument("--domains", nargs="*", default=None, help="domains that get the full set of tables and plots even without results; when not given, those in --input")
+    p.add_argument(
+        "--input", type=Path, nargs="+", required=True, help="metrics.json files of the evaluate stages (any domain)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder: index.html, tables (CSV, Markdown, HTML, Parquet), plots/",
+    )
+    p.add_argument(
+        "--logs",
+        nargs="*",
+        default=[],
+        help="Lightning metrics.csv files or quoted glob patterns (** allowed) of finetune and pretrain runs",
+    )
+    p.add_argument(
+        "--pretrain",
+        nargs="*",
+        default=[],
+        help="train.json files or quoted glob patterns of the pretraining stages: pretext loss against chance",
+    )
+    p.add_argument(
+        "--collapse-fraction",
+        type=float,
+        default=COLLAPSE_FRACTION,
+        help="a pretraining stage whose loss falls below this fraction of chance ...",
+    )
+    p.add_argument(
+        "--collapse-window",
+        type=float,
+        default=COLLAPSE_WINDOW,
+        help="... within this fraction of its first steps has collapsed (a trivially solved pretext task)",
+    )
+    p.add_argument(
+        "--benchmarks",
+        nargs="*",
+        default=[],
+        help=(
+            "Snakemake benchmark TSV files or quoted glob patterns (<dir>/benchmarks/<rule>/*.tsv): time "
+            "and memory per rule"
+        ),
+    )
+    p.add_argument(
+        "--overlays",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="overlay.npz files; when not given, those beside the --input files",
+    )
+    p.add_argument(
+        "--overlay-budgets",
+        nargs="*",
+        default=None,
+        help="label budgets shown in the overlay figures; when not given, the smallest and the largest",
+    )
+    p.add_argument(
+        "--domains",
+        nargs="*",
+        default=None,
+        help="domains that get the full set of tables and plots even without results; when not given, those in --input",
+    )
     p.add_argument("--baseline", default="none", help="the from-scratch method that gains are measured against")
-    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True, help="draw the plots (--no-plots: tables only)")
+    p.add_argument(
+        "--plots", action=argparse.BooleanOptionalAction, default=True, help="draw the plots (--no-plots: tables only)"
+    )
     p.add_argument("--title", default="Few-label segmentation: results", help="page title")
-    p.add_argument("--html-max-rows", type=int, default=50000, help="rows of the tidy table shown in index.html (all are in the CSV)")
+    p.add_argument(
+        "--html-max-rows",
+        type=int,
+        default=50000,
+        help="rows of the tidy table shown in index.html (all are in the CSV)",
+    )
 
 
 def run_report(args: argparse.Namespace) -> None:
     if not 0 < args.collapse_fraction < 1 or not 0 < args.collapse_window <= 1:
-        raise InputError(None, f"need 0 < --collapse-fraction < 1 and 0 < --collapse-window <= 1, got {args.collapse_fraction} and {args.collapse_window}")
+        raise InputError(
+            None,
+            f"need 0 < --collapse-fraction < 1 and 0 < --collapse-window <= 1, got {args.collapse_fraction} "
+            f"and {args.collapse_window}",
+        )
     runs, tidy = read_runs(list(args.input))
     stats = seed_summary(tidy)
     domains = list(dict.fromkeys([*(args.domains or []), *(r.domain for r in runs)]))
@@ -80,19 +142,30 @@ def run_report(args: argparse.Namespace) -> None:
         for domain in domains:
             tables = build_domain_tables(tidy, stats, domain, args.baseline)
             all_pairs.append(tables.pairs)
-            combined_frame([(h.label, t) for h, t in tables.headline]).to_csv(tmp / f"{domain}_summary.csv", index=False)
+            combined_frame([(h.label, t) for h, t in tables.headline]).to_csv(
+                tmp / f"{domain}_summary.csv", index=False
+            )
             combined_frame(list(tables.per_class)).to_csv(tmp / f"{domain}_per_class.csv", index=False)
             combined_frame([(h.label, t) for h, t in tables.gains]).to_csv(tmp / f"{domain}_gains.csv", index=False)
             pretrain = pretext_table(pretext, domain, args.collapse_fraction, args.collapse_window)
             pretrain.to_frame().to_csv(tmp / f"{domain}_pretrain.csv", index=False)
-            ordered = [t for _, t in tables.headline] + [t for _, t in tables.gains] + [t for _, t in tables.per_class] + [pretrain]
+            ordered = (
+                [t for _, t in tables.headline]
+                + [t for _, t in tables.gains]
+                + [t for _, t in tables.per_class]
+                + [pretrain]
+            )
             title = DOMAIN_TITLE.get(domain, domain)
             md += [f"## {title}", "", *[t.to_markdown() for t in ordered]]
             html_tables += [f"<h2>{html.escape(title)}</h2>", *[t.to_html() for t in ordered]]
             inner = [t.to_html() for _, t in tables.headline]
             if args.plots:
                 inner += domain_figures(tmp, domain, stats, runs, overlays, logs, args)
-            inner += [t.to_html() for _, t in tables.gains] + [t.to_html() for _, t in tables.per_class] + [pretrain.to_html()]
+            inner += (
+                [t.to_html() for _, t in tables.gains]
+                + [t.to_html() for _, t in tables.per_class]
+                + [pretrain.to_html()]
+            )
             sections.append((domain, title, "\n".join(inner)))
         resources.to_csv(tmp / "resources.csv", index=False)
         if not resources.empty:
@@ -100,12 +173,20 @@ def run_report(args: argparse.Namespace) -> None:
             md += ["## Compute", "", compute.to_markdown()]
             html_tables += ["<h2>Compute</h2>", compute.to_html()]
             sections.append(("compute", "Compute", compute.to_html()))
-        pairs = pd.concat(all_pairs, ignore_index=True) if all_pairs else paired_comparison(tidy.iloc[:0], "", "", args.baseline)
+        pairs = (
+            pd.concat(all_pairs, ignore_index=True)
+            if all_pairs
+            else paired_comparison(tidy.iloc[:0], "", "", args.baseline)
+        )
         pairs.to_csv(tmp / "paired_stats.csv", index=False)
         (tmp / "tables.md").write_text("\n".join(md))
-        (tmp / "tables.html").write_text(page_html(args.title, "Tables only.", [("tables", "Tables", "\n".join(html_tables))], ""))
-        intro = (f"{len(runs)} evaluated runs from {len(args.input)} metrics files. Cells are mean ± sample SD over seeds "
-                 f"(n = seeds); gains are paired by seed against '{args.baseline}'. Tables as CSV beside this page.")
+        (tmp / "tables.html").write_text(
+            page_html(args.title, "Tables only.", [("tables", "Tables", "\n".join(html_tables))], "")
+        )
+        intro = (
+            f"{len(runs)} evaluated runs from {len(args.input)} metrics files. Cells are mean ± sample SD over seeds "
+            f"(n = seeds); gains are paired by seed against '{args.baseline}'. Tables as CSV beside this page."
+        )
         (tmp / "index.html").write_text(page_html(args.title, intro, sections, tidy_html(tidy, args.html_max_rows)))
         write_yaml(tmp / "config.yaml", resolved_args(args))
         # a report is for reading: the temporary folder is private (0700) until renamed

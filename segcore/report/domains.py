@@ -24,7 +24,11 @@ class Headline:
 # the headline metrics of each domain, in table order
 HEADLINE: dict[str, list[Headline]] = {
     "mri": [Headline("dice_mean", "", "Dice"), Headline("hd95_mean", "", "HD95 (mm)")],
-    "rs": [Headline("miou", "", "mIoU"), Headline("iou", "landslide", "landslide IoU"), Headline("f1", "", "landslide F1")],
+    "rs": [
+        Headline("miou", "", "mIoU"),
+        Headline("iou", "landslide", "landslide IoU"),
+        Headline("f1", "", "landslide F1"),
+    ],
 }
 # more headline metrics where a dataset's benchmark reports them: Landslide4Sense ranks by the
 # landslide F1 and reports precision and recall beside it (docs/landslide4sense.md)

@@ -19,8 +19,13 @@ from segcore.report.tidy import RunRecord
 
 
 def domain_figures(
-    tmp: Path, domain: str, stats: pd.DataFrame, runs: Sequence[RunRecord], overlays: Mapping[RunRecord, Path],
-    logs: Sequence[LogRun], args: argparse.Namespace,
+    tmp: Path,
+    domain: str,
+    stats: pd.DataFrame,
+    runs: Sequence[RunRecord],
+    overlays: Mapping[RunRecord, Path],
+    logs: Sequence[LogRun],
+    args: argparse.Namespace,
 ) -> list[str]:
     """Draw the domain's figures into ``tmp/plots`` (PNG + SVG); return their HTML.
 
@@ -45,12 +50,28 @@ def domain_figures(
             blocks.append(f'<p class="note">{html.escape(caption)}: no data.</p>')
 
     has = not sub.empty
-    fig = plots.budget_figure(sub, [(h.metric, h.cls, h.label) for h in headlines], method_order=order,
-                              xlabel=BUDGET_AXIS.get(domain, "label budget")) if has else plots.message_figure(f"{domain}: no metrics")
-    emit(f"{domain}_budget", fig, f"{DOMAIN_TITLE.get(domain, domain)}: headline metrics against label budget, mean ± sd over seeds", has)
+    fig = (
+        plots.budget_figure(
+            sub,
+            [(h.metric, h.cls, h.label) for h in headlines],
+            method_order=order,
+            xlabel=BUDGET_AXIS.get(domain, "label budget"),
+        )
+        if has
+        else plots.message_figure(f"{domain}: no metrics")
+    )
+    emit(
+        f"{domain}_budget",
+        fig,
+        f"{DOMAIN_TITLE.get(domain, domain)}: headline metrics against label budget, mean ± sd over seeds",
+        has,
+    )
 
     picked = pick_overlays(overlays, domain, args.overlay_budgets, args.baseline)
-    rows = [plots.OverlayRow(f"{row_label(r.method, r.variant)}\nbudget {r.budget}, seed {r.seed}", read_overlay(p, domain)) for r, p in picked]
+    rows = [
+        plots.OverlayRow(f"{row_label(r.method, r.variant)}\nbudget {r.budget}, seed {r.seed}", read_overlay(p, domain))
+        for r, p in picked
+    ]
     if rows and domain == "mri":
         fg = next((r.classes for r, _ in picked), ())
         classes = [c for c in fg if c.lower() not in ("background",)] or ["1", "2", "3"]
@@ -59,25 +80,71 @@ def domain_figures(
         fig = plots.rs_overlay_figure(rows)
     else:
         fig = plots.message_figure(f"{domain}: no overlay.npz beside the metrics files")
-    emit(f"{domain}_overlays", fig, f"{DOMAIN_TITLE.get(domain, domain)}: test examples, truth solid and prediction dashed", bool(rows))
+    emit(
+        f"{domain}_overlays",
+        fig,
+        f"{DOMAIN_TITLE.get(domain, domain)}: test examples, truth solid and prediction dashed",
+        bool(rows),
+    )
 
     finetune = select_finetune_logs(logs, runs, domain, args.baseline)
-    curves = [plots.Curve(f"budget {lg.budget}", row_label(lg.method, lg.variant), read_lightning_log(lg.path)) for lg in finetune]
-    fig = plots.curves_figure(curves, title="fine-tuning: training loss and validation") if curves else plots.message_figure(f"{domain}: no fine-tuning logs")
-    emit(f"{domain}_finetune_curves", fig, f"{DOMAIN_TITLE.get(domain, domain)}: fine-tuning curves (Lightning logs), one line per seed, colour = label budget", bool(curves))
+    curves = [
+        plots.Curve(f"budget {lg.budget}", row_label(lg.method, lg.variant), read_lightning_log(lg.path))
+        for lg in finetune
+    ]
+    fig = (
+        plots.curves_figure(curves, title="fine-tuning: training loss and validation")
+        if curves
+        else plots.message_figure(f"{domain}: no fine-tuning logs")
+    )
+    emit(
+        f"{domain}_finetune_curves",
+        fig,
+        f"{DOMAIN_TITLE.get(domain, domain)}: fine-tuning curves (Lightning logs), one line per seed, colour "
+        "= label budget",
+        bool(curves),
+    )
 
     picks = [sel for sel in (read_selection(lg) for lg in finetune) if sel is not None]
-    lines = [plots.SelectionLine(row_label(sel.run.method, sel.run.variant), sel.run.budget, f"seed {sel.run.seed}", sel.steps, sel.values,
-                                 sel.best_step, sel.best_value) for sel in picks]
+    lines = [
+        plots.SelectionLine(
+            row_label(sel.run.method, sel.run.variant),
+            sel.run.budget,
+            f"seed {sel.run.seed}",
+            sel.steps,
+            sel.values,
+            sel.best_step,
+            sel.best_value,
+        )
+        for sel in picks
+    ]
     metrics = ", ".join(dict.fromkeys(sel.metric for sel in picks)) or "validation score"
-    fig = (plots.selection_figure(lines, ylabel=metrics, title="fine-tuning: validation score and the selected step") if lines
-           else plots.message_figure(f"{domain}: no train.json with a validation history"))
-    emit(f"{domain}_selection", fig, f"{DOMAIN_TITLE.get(domain, domain)}: model selection in fine-tuning, one panel per cell: the validation "
-         f"score ({metrics}, train.json history) at each validation, one line per seed; the star marks the step whose weights were kept "
-         "(the first best score)", bool(lines))
+    fig = (
+        plots.selection_figure(lines, ylabel=metrics, title="fine-tuning: validation score and the selected step")
+        if lines
+        else plots.message_figure(f"{domain}: no train.json with a validation history")
+    )
+    emit(
+        f"{domain}_selection",
+        fig,
+        f"{DOMAIN_TITLE.get(domain, domain)}: model selection in fine-tuning, one panel per cell: the validation "
+        f"score ({metrics}, train.json history) at each validation, one line per seed; the star marks the "
+        "step whose weights were kept "
+        "(the first best score)",
+        bool(lines),
+    )
 
     pretrain = sorted((lg for lg in logs if lg.domain == domain and lg.stage == "pretrain"), key=lambda lg: lg.label)
     curves = [plots.Curve(lg.label, "pretraining", read_lightning_log(lg.path)) for lg in pretrain]
-    fig = plots.curves_figure(curves, title="pretraining loss") if curves else plots.message_figure(f"{domain}: no pretraining logs")
-    emit(f"{domain}_pretrain_curves", fig, f"{DOMAIN_TITLE.get(domain, domain)}: pretraining curves (Lightning logs), one line per run", bool(curves))
+    fig = (
+        plots.curves_figure(curves, title="pretraining loss")
+        if curves
+        else plots.message_figure(f"{domain}: no pretraining logs")
+    )
+    emit(
+        f"{domain}_pretrain_curves",
+        fig,
+        f"{DOMAIN_TITLE.get(domain, domain)}: pretraining curves (Lightning logs), one line per run",
+        bool(curves),
+    )
     return blocks

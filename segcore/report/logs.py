@@ -71,14 +71,22 @@ def describe_log(path: str | Path) -> LogRun:
             budget = budget_text(record["budget"]) if record.get("budget") is not None else budget
             seed = int(record["seed"]) if isinstance(record.get("seed"), int) and stage != "pretrain" else seed
             domain = str(record.get("domain") or domain)
-    return LogRun(path, domain, stage, method, variant, budget, seed, "/".join(run_parts), train if train.is_file() else None)
+    return LogRun(
+        path, domain, stage, method, variant, budget, seed, "/".join(run_parts), train if train.is_file() else None
+    )
 
 
-def select_finetune_logs(logs: Sequence[LogRun], runs: Sequence[RunRecord], domain: str, baseline: str = "none") -> list[LogRun]:
+def select_finetune_logs(
+    logs: Sequence[LogRun], runs: Sequence[RunRecord], domain: str, baseline: str = "none"
+) -> list[LogRun]:
     """The fine-tuning logs of the evaluated runs of ``domain`` (same method, variant, budget
     and seed), in table order; logs of runs that were never evaluated are left out."""
     cells = {(r.method, r.variant, r.budget, r.seed) for r in runs if r.domain == domain}
-    chosen = [lg for lg in logs if lg.domain == domain and lg.stage == "finetune" and (lg.method, lg.variant, lg.budget, lg.seed) in cells]
+    chosen = [
+        lg
+        for lg in logs
+        if lg.domain == domain and lg.stage == "finetune" and (lg.method, lg.variant, lg.budget, lg.seed) in cells
+    ]
     order = method_order({lg.method for lg in chosen}, baseline)
     return sorted(chosen, key=lambda lg: (order.index(lg.method), lg.variant, budget_order(lg.budget), lg.seed or 0))
 
@@ -113,8 +121,16 @@ def read_selection(lg: LogRun) -> Selection | None:
     history = record.get("history") if isinstance(record, dict) else None
     if history is None:
         return None
-    keys = {k for entry in history if isinstance(entry, dict) for k in entry if k != "step"} if isinstance(history, list) else set()
-    if not history or len(keys) != 1 or not all(isinstance(e, dict) and "step" in e and set(e) == {"step", *keys} for e in history):
+    keys = (
+        {k for entry in history if isinstance(entry, dict) for k in entry if k != "step"}
+        if isinstance(history, list)
+        else set()
+    )
+    if (
+        not history
+        or len(keys) != 1
+        or not all(isinstance(e, dict) and "step" in e and set(e) == {"step", *keys} for e in history)
+    ):
         raise InputError(lg.train, "'history' is not a list of {step, val_<metric>} records of one metric")
     (metric,) = keys
     try:

@@ -33,16 +33,32 @@ def read_overlay(path: str | Path, domain: str) -> dict[str, np.ndarray]:
         raise InputError(path, f"overlay lacks arrays {missing} (has {sorted(arrays)})")
     if domain == "mri":
         shape = arrays["image"].shape
-        if len(shape) != 4 or arrays["truth"].shape != shape or arrays["pred"].shape != shape or len(arrays["subject"]) != shape[0]:
-            raise InputError(path, f"expected image, truth, pred of one shape (n, S, H, W) and n subjects; got "
-                             f"{shape}, {arrays['truth'].shape}, {arrays['pred'].shape}, {arrays['subject'].shape}")
+        if (
+            len(shape) != 4
+            or arrays["truth"].shape != shape
+            or arrays["pred"].shape != shape
+            or len(arrays["subject"]) != shape[0]
+        ):
+            raise InputError(
+                path,
+                f"expected image, truth, pred of one shape (n, S, H, W) and n subjects; got "
+                f"{shape}, {arrays['truth'].shape}, {arrays['pred'].shape}, {arrays['subject'].shape}",
+            )
     elif domain == "rs":
         n, h, w = arrays["truth"].shape if arrays["truth"].ndim == 3 else (-1, -1, -1)
-        if (n < 0 or arrays["rgb"].shape != (n, h, w, 3) or arrays["hillshade"].shape != (n, h, w)
-                or arrays["pred"].shape != (n, h, w) or len(arrays["tile"]) != n):
-            raise InputError(path, f"expected rgb (n, H, W, 3), hillshade, truth, pred (n, H, W) and n tiles; got "
-                             f"{arrays['rgb'].shape}, {arrays['hillshade'].shape}, {arrays['truth'].shape}, "
-                             f"{arrays['pred'].shape}, {arrays['tile'].shape}")
+        if (
+            n < 0
+            or arrays["rgb"].shape != (n, h, w, 3)
+            or arrays["hillshade"].shape != (n, h, w)
+            or arrays["pred"].shape != (n, h, w)
+            or len(arrays["tile"]) != n
+        ):
+            raise InputError(
+                path,
+                f"expected rgb (n, H, W, 3), hillshade, truth, pred (n, H, W) and n tiles; got "
+                f"{arrays['rgb'].shape}, {arrays['hillshade'].shape}, {arrays['truth'].shape}, "
+                f"{arrays['pred'].shape}, {arrays['tile'].shape}",
+            )
     return arrays
 
 
@@ -64,14 +80,20 @@ def find_overlays(runs: Sequence[RunRecord], explicit: Sequence[Path] | None = N
     return found
 
 
-def pick_overlays(found: Mapping[RunRecord, Path], domain: str, budgets: Sequence[str] | None, baseline: str = "none") -> list[tuple[RunRecord, Path]]:
+def pick_overlays(
+    found: Mapping[RunRecord, Path], domain: str, budgets: Sequence[str] | None, baseline: str = "none"
+) -> list[tuple[RunRecord, Path]]:
     """Runs to show, one per (method, variant, budget) at its lowest seed; by default the
     smallest and the largest label budget of the domain (the few-label regime and the upper bound)."""
     runs = [r for r in found if r.domain == domain]
     if not runs:
         return []
     available = sorted({r.budget for r in runs}, key=budget_order)
-    chosen = [b for b in (budgets or []) if b in available] if budgets else list(dict.fromkeys([available[0], available[-1]]))
+    chosen = (
+        [b for b in (budgets or []) if b in available]
+        if budgets
+        else list(dict.fromkeys([available[0], available[-1]]))
+    )
     best: dict[tuple[str, str, str, str], RunRecord] = {}
     for r in runs:
         if r.budget in chosen:

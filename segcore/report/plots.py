@@ -50,23 +50,43 @@ def message_figure(text: str) -> Figure:
 
 
 def _panel_grid(
-    n_rows: int, n_cols: int, panel_in: tuple[float, float], left_in: float, right_in: float, top_in: float,
-    bottom_in: float = 0.55, gap_in: tuple[float, float] = (0.6, 0.3), sharex: bool | str = False,
+    n_rows: int,
+    n_cols: int,
+    panel_in: tuple[float, float],
+    left_in: float,
+    right_in: float,
+    top_in: float,
+    bottom_in: float = 0.55,
+    gap_in: tuple[float, float] = (0.6, 0.3),
+    sharex: bool | str = False,
 ) -> tuple[Figure, np.ndarray]:
     """Plot panels of a fixed size in inches, with fixed margins (legend on the right). Fixed,
     not constrained layout: the layout solver costs more than drawing a dozen line panels."""
     width = left_in + n_cols * panel_in[0] + (n_cols - 1) * gap_in[0] + right_in
     height = top_in + n_rows * panel_in[1] + (n_rows - 1) * gap_in[1] + bottom_in
     fig = Figure(figsize=(width, height))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=sharex, gridspec_kw={
-        "left": left_in / width, "right": 1 - right_in / width, "top": 1 - top_in / height, "bottom": bottom_in / height,
-        "wspace": gap_in[0] / panel_in[0], "hspace": gap_in[1] / panel_in[1],
-    })
+    axes = fig.subplots(
+        n_rows,
+        n_cols,
+        squeeze=False,
+        sharex=sharex,
+        gridspec_kw={
+            "left": left_in / width,
+            "right": 1 - right_in / width,
+            "top": 1 - top_in / height,
+            "bottom": bottom_in / height,
+            "wspace": gap_in[0] / panel_in[0],
+            "hspace": gap_in[1] / panel_in[1],
+        },
+    )
     return fig, axes
 
 
 def budget_figure(
-    stats: pd.DataFrame, panels: Sequence[tuple[str, str, str]], method_order: Sequence[str] = (), xlabel: str = "label budget",
+    stats: pd.DataFrame,
+    panels: Sequence[tuple[str, str, str]],
+    method_order: Sequence[str] = (),
+    xlabel: str = "label budget",
 ) -> Figure:
     """Metric against label budget, one line per method (× variant), error bars = sd over seeds.
 
@@ -94,7 +114,13 @@ def budget_figure(
             x = np.array([xpos[b] for b in g["budget"]], dtype=float) + shift
             sd = np.nan_to_num(g["sd"].to_numpy(dtype=float), nan=0.0)  # one seed: no bar
             ax.errorbar(
-                x, g["mean"].to_numpy(dtype=float), yerr=sd, capsize=3, marker="o", markersize=4, linewidth=1.4,
+                x,
+                g["mean"].to_numpy(dtype=float),
+                yerr=sd,
+                capsize=3,
+                marker="o",
+                markersize=4,
+                linewidth=1.4,
                 color=LINE_COLORS[methods.index(method) % len(LINE_COLORS)],
                 linestyle=VARIANT_STYLES[variants.index(variant) % len(VARIANT_STYLES)],
                 label=method if not variant else f"{method} [{variant}]",
@@ -144,7 +170,9 @@ def _bare(ax: Axes) -> None:
     ax.set_yticks([])
 
 
-def _image_grid(n_rows: int, n_cols: int, panel_in: float, left_in: float, top_in: float = 0.45, bottom_in: float = 0.45) -> tuple[Figure, np.ndarray]:
+def _image_grid(
+    n_rows: int, n_cols: int, panel_in: float, left_in: float, top_in: float = 0.45, bottom_in: float = 0.45
+) -> tuple[Figure, np.ndarray]:
     """A grid of square image panels with fixed margins (row labels left, titles top, legend
     below). Fixed margins, not constrained layout: with dozens of panels the layout solver
     costs more than the drawing."""
@@ -152,10 +180,19 @@ def _image_grid(n_rows: int, n_cols: int, panel_in: float, left_in: float, top_i
     width = left_in + n_cols * panel_in + (n_cols - 1) * gap + 0.1
     height = top_in + n_rows * panel_in + (n_rows - 1) * gap + bottom_in
     fig = Figure(figsize=(width, height))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw={
-        "left": left_in / width, "right": 1 - 0.1 / width, "top": 1 - top_in / height, "bottom": bottom_in / height,
-        "wspace": gap / panel_in, "hspace": gap / panel_in,
-    })
+    axes = fig.subplots(
+        n_rows,
+        n_cols,
+        squeeze=False,
+        gridspec_kw={
+            "left": left_in / width,
+            "right": 1 - 0.1 / width,
+            "top": 1 - top_in / height,
+            "bottom": bottom_in / height,
+            "wspace": gap / panel_in,
+            "hspace": gap / panel_in,
+        },
+    )
     return fig, axes
 
 
@@ -193,12 +230,17 @@ def mri_overlay_figure(rows: Sequence[OverlayRow], class_names: Sequence[str], p
             if j == 0:
                 ax.set_ylabel(row.label, fontsize=8)
     handles = [Line2D([], [], color=CLASS_COLORS[k % len(CLASS_COLORS)], label=c) for k, c in enumerate(class_names)]
-    handles += [Line2D([], [], color="black", linestyle=TRUTH_STYLE, label="truth"), Line2D([], [], color="black", linestyle=PRED_STYLE, label="prediction")]
+    handles += [
+        Line2D([], [], color="black", linestyle=TRUTH_STYLE, label="truth"),
+        Line2D([], [], color="black", linestyle=PRED_STYLE, label="prediction"),
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     return fig
 
 
-def rs_overlay_figure(rows: Sequence[OverlayRow], max_tiles: int = 4, panel_in: float = 1.8, ignore_index: int = 255) -> Figure:
+def rs_overlay_figure(
+    rows: Sequence[OverlayRow], max_tiles: int = 4, panel_in: float = 1.8, ignore_index: int = 255
+) -> Figure:
     """Test tiles as RGB composite and hillshade with true (solid) and predicted (dashed)
     landslide outlines; nodata (truth == ``ignore_index``) greyed out.
 
@@ -210,7 +252,9 @@ def rs_overlay_figure(rows: Sequence[OverlayRow], max_tiles: int = 4, panel_in: 
     fig, axes = _image_grid(2 * len(rows), n_cols, panel_in, left_in=1.3)
     truth_color, pred_color = "#ffd700", "#e41a1c"
     for i, row in enumerate(rows):
-        rgb, shade, truth, pred, tiles = (np.asarray(row.arrays[k]) for k in ("rgb", "hillshade", "truth", "pred", "tile"))
+        rgb, shade, truth, pred, tiles = (
+            np.asarray(row.arrays[k]) for k in ("rgb", "hillshade", "truth", "pred", "tile")
+        )
         for j in range(n_cols):
             for r, (view, name) in enumerate(((rgb, "RGB"), (shade, "hillshade"))):
                 ax = axes[2 * i + r, j]
@@ -224,15 +268,24 @@ def rs_overlay_figure(rows: Sequence[OverlayRow], max_tiles: int = 4, panel_in: 
                     ax.imshow(view[j], cmap="gray", interpolation="nearest")
                 nodata = truth[j] == ignore_index
                 if nodata.any():
-                    ax.imshow(np.ma.masked_where(~nodata, np.ones(nodata.shape)), cmap="Greys", vmin=0, vmax=1.5, alpha=0.7, interpolation="nearest")
+                    ax.imshow(
+                        np.ma.masked_where(~nodata, np.ones(nodata.shape)),
+                        cmap="Greys",
+                        vmin=0,
+                        vmax=1.5,
+                        alpha=0.7,
+                        interpolation="nearest",
+                    )
                 _outlines(ax, [((truth[j] == 1) & ~nodata, truth_color)], TRUTH_STYLE)
                 _outlines(ax, [(pred[j] == 1, pred_color)], PRED_STYLE)
                 if i == 0 and r == 0:
                     ax.set_title(str(tiles[j]), fontsize=7)
                 if j == 0:
                     ax.set_ylabel(f"{row.label}\n{name}", fontsize=8)
-    handles = [Line2D([], [], color=truth_color, linestyle=TRUTH_STYLE, label="landslide (truth)"),
-               Line2D([], [], color=pred_color, linestyle=PRED_STYLE, label="landslide (prediction)")]
+    handles = [
+        Line2D([], [], color=truth_color, linestyle=TRUTH_STYLE, label="landslide (truth)"),
+        Line2D([], [], color=pred_color, linestyle=PRED_STYLE, label="landslide (prediction)"),
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 
@@ -266,7 +319,9 @@ def curves_figure(curves: Sequence[Curve], columns: Sequence[str] | None = None,
     columns = list(columns) if columns is not None else _metric_columns(curves)
     groups = list(dict.fromkeys(c.group for c in curves))
     labels = list(dict.fromkeys(c.label for c in curves))
-    fig, axes = _panel_grid(max(len(columns), 1), len(groups), (3.0, 1.9), left_in=0.9, right_in=1.6, top_in=0.75, sharex="col")
+    fig, axes = _panel_grid(
+        max(len(columns), 1), len(groups), (3.0, 1.9), left_in=0.9, right_in=1.6, top_in=0.75, sharex="col"
+    )
     for j, group in enumerate(groups):
         axes[0, j].set_title(group, fontsize=9)
         for i, col in enumerate(columns):
@@ -278,8 +333,14 @@ def curves_figure(curves: Sequence[Curve], columns: Sequence[str] | None = None,
                 if d.empty:
                     continue
                 ax.plot(
-                    d["step"].to_numpy(), d[col].to_numpy(dtype=float), color=LINE_COLORS[labels.index(cv.label) % len(LINE_COLORS)],
-                    linewidth=1.0, alpha=0.85, marker="o" if col.startswith("val") else None, markersize=2.5, label=cv.label,
+                    d["step"].to_numpy(),
+                    d[col].to_numpy(dtype=float),
+                    color=LINE_COLORS[labels.index(cv.label) % len(LINE_COLORS)],
+                    linewidth=1.0,
+                    alpha=0.85,
+                    marker="o" if col.startswith("val") else None,
+                    markersize=2.5,
+                    label=cv.label,
                 )
             if j == 0:
                 ax.set_ylabel(col, fontsize=8)
@@ -325,10 +386,26 @@ def selection_figure(lines: Sequence[SelectionLine], ylabel: str = "validation s
         i, j = rows.index(line.row), cols.index(line.column)
         ax = axes[i, j]
         color = LINE_COLORS[labels.index(line.label) % len(LINE_COLORS)]
-        ax.plot(np.asarray(line.steps), np.asarray(line.values, dtype=float), color=color, linewidth=1.0, marker="o", markersize=2.5)
+        ax.plot(
+            np.asarray(line.steps),
+            np.asarray(line.values, dtype=float),
+            color=color,
+            linewidth=1.0,
+            marker="o",
+            markersize=2.5,
+        )
         if line.best_step is not None and math.isfinite(line.best_value):
-            ax.plot([line.best_step], [line.best_value], linestyle="none", marker=SELECTED_MARKER, markersize=11, color=color,
-                    markeredgecolor="black", markeredgewidth=0.6, zorder=3)
+            ax.plot(
+                [line.best_step],
+                [line.best_value],
+                linestyle="none",
+                marker=SELECTED_MARKER,
+                markersize=11,
+                color=color,
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+                zorder=3,
+            )
         if (i, j) not in used:
             used.add((i, j))
             ax.set_title(f"{line.row}, budget {line.column}", fontsize=8)
@@ -341,8 +418,18 @@ def selection_figure(lines: Sequence[SelectionLine], ylabel: str = "validation s
             if (i, j) not in used:
                 axes[i, j].set_axis_off()
     handles = [Line2D([], [], color=LINE_COLORS[k % len(LINE_COLORS)], label=lab) for k, lab in enumerate(labels)]
-    handles.append(Line2D([], [], linestyle="none", marker=SELECTED_MARKER, markersize=10, color="#999999", markeredgecolor="black",
-                          label="selected step"))
+    handles.append(
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker=SELECTED_MARKER,
+            markersize=10,
+            color="#999999",
+            markeredgecolor="black",
+            label="selected step",
+        )
+    )
     fig.legend(handles=handles, loc="center right", fontsize=8)  # in the right margin, clear of the title
     if title:
         fig.suptitle(title, fontsize=10)

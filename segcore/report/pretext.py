@@ -73,12 +73,18 @@ def read_pretrain_record(path: str | Path) -> PretextRun:
     method = str(record.get("method") or path.parent.name)
     variant = str(record.get("variant") or "")
     return PretextRun(
-        path=path, domain=str(record.get("domain") or _domain_from_path(path)), method=method if not variant else f"{method} [{variant}]",
-        stage=str(record.get("stage") or ""), losses=losses, chance=None if chance is None else float(chance),
+        path=path,
+        domain=str(record.get("domain") or _domain_from_path(path)),
+        method=method if not variant else f"{method} [{variant}]",
+        stage=str(record.get("stage") or ""),
+        losses=losses,
+        chance=None if chance is None else float(chance),
     )
 
 
-def collapse_step(losses: Sequence[float], chance: float, fraction: float = COLLAPSE_FRACTION, window: float = COLLAPSE_WINDOW) -> int | None:
+def collapse_step(
+    losses: Sequence[float], chance: float, fraction: float = COLLAPSE_FRACTION, window: float = COLLAPSE_WINDOW
+) -> int | None:
     """The first step i < ``window``·n whose loss is below ``fraction``·``chance``; None if none."""
     limit = fraction * chance
     for i, loss in enumerate(losses):
@@ -100,21 +106,36 @@ def pretext_status(run: PretextRun, fraction: float = COLLAPSE_FRACTION, window:
     return "below chance" if run.losses[-1] < run.chance else "not below chance"
 
 
-def pretext_table(runs: Sequence[PretextRun], domain: str, fraction: float = COLLAPSE_FRACTION, window: float = COLLAPSE_WINDOW) -> TextTable:
+def pretext_table(
+    runs: Sequence[PretextRun], domain: str, fraction: float = COLLAPSE_FRACTION, window: float = COLLAPSE_WINDOW
+) -> TextTable:
     """The domain's stages (method, stage; in method then file order): first, last and chance
     loss, last / chance, status."""
     table = TextTable(
         title=f"{DOMAIN_TITLE.get(domain, domain)}: pretraining, pretext loss against chance",
-        index_names=["method", "stage"], columns=["first loss", "last loss", "chance", "last/chance", "status"],
-        note=(f"Loss of the first and the last optimisation step; chance = the loss when every similarity is equal (chance_loss "
-              f"in train.json; – when not recorded). Collapsed: the loss fell below {fraction:.0%} of chance within the first "
-              f"{window:.0%} of the steps, so the pretext task is trivially solved (docs/report.md)."),
+        index_names=["method", "stage"],
+        columns=["first loss", "last loss", "chance", "last/chance", "status"],
+        note=(
+            "Loss of the first and the last optimisation step; chance = the loss when every similarity is "
+            "equal (chance_loss "
+            f"in train.json; – when not recorded). Collapsed: the loss fell below {fraction:.0%} of chance "
+            "within the first "
+            f"{window:.0%} of the steps, so the pretext task is trivially solved (docs/report.md)."
+        ),
     )
     chosen = sorted((r for r in runs if r.domain == domain), key=lambda r: r.method)
     for run in chosen:
         ratio = run.losses[-1] / run.chance if run.chance else math.nan
-        table.rows.append(((run.method, run.stage), [
-            f"{run.losses[0]:.3f}", f"{run.losses[-1]:.3f}", "–" if run.chance is None else f"{run.chance:.3f}",
-            "–" if not math.isfinite(ratio) else f"{ratio:.2f}", pretext_status(run, fraction, window),
-        ]))
+        table.rows.append(
+            (
+                (run.method, run.stage),
+                [
+                    f"{run.losses[0]:.3f}",
+                    f"{run.losses[-1]:.3f}",
+                    "–" if run.chance is None else f"{run.chance:.3f}",
+                    "–" if not math.isfinite(ratio) else f"{ratio:.2f}",
+                    pretext_status(run, fraction, window),
+                ],
+            )
+        )
     return table

@@ -39,7 +39,9 @@ def read_benchmark(path: str | Path) -> pd.DataFrame:
         raise InputError(path, f"not a readable Snakemake benchmark TSV ({err})") from err
     missing = [c for c in ("s", "max_rss") if c not in frame.columns]
     if missing or frame.empty:
-        raise InputError(path, f"a Snakemake benchmark TSV needs a row and the columns s and max_rss (lacks {missing or 'rows'})")
+        raise InputError(
+            path, f"a Snakemake benchmark TSV needs a row and the columns s and max_rss (lacks {missing or 'rows'})"
+        )
     try:
         return frame[["s", "max_rss"]].astype(float)
     except ValueError as err:
@@ -70,9 +72,13 @@ def resources_table(summary: pd.DataFrame) -> TextTable:
     """The summary as a text table, one row per rule."""
     table = TextTable(
         title="Compute: time and memory per rule (Snakemake benchmarks)",
-        index_names=["rule"], columns=["jobs", "total s", "max s", "max RSS (MiB)"],
-        note=("Wall time of every job of the rule (total and the longest) and the largest peak resident memory of a job's "
-              "processes, as Snakemake's benchmark directive measured them (– when a job ended before the first sample)."),
+        index_names=["rule"],
+        columns=["jobs", "total s", "max s", "max RSS (MiB)"],
+        note=(
+            "Wall time of every job of the rule (total and the longest) and the largest peak resident memory "
+            "of a job's "
+            "processes, as Snakemake's benchmark directive measured them (– when a job ended before the first sample)."
+        ),
     )
     for r in summary.to_dict("records"):
         rss = "–" if not math.isfinite(r["max_rss_mib"]) else f"{r['max_rss_mib']:.0f}"

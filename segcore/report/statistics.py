@@ -33,12 +33,16 @@ def seed_summary(tidy: pd.DataFrame) -> pd.DataFrame:
     for key, g in runs.groupby(cols, sort=False):
         values = g["value"].to_numpy(dtype=np.float64)
         finite = values[np.isfinite(values)]
-        rows.append({
-            **dict(zip(cols, key, strict=True)),
-            "mean": float(finite.mean()) if finite.size else math.nan,
-            "sd": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
-            "n": int(finite.size), "n_runs": len(values), "seeds": " ".join(str(s) for s in sorted(g["seed"])),
-        })
+        rows.append(
+            {
+                **dict(zip(cols, key, strict=True)),
+                "mean": float(finite.mean()) if finite.size else math.nan,
+                "sd": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
+                "n": int(finite.size),
+                "n_runs": len(values),
+                "seeds": " ".join(str(s) for s in sorted(g["seed"])),
+            }
+        )
     return pd.DataFrame(rows, columns=out_cols)
 
 
@@ -69,8 +73,11 @@ def variance_split(diffs: Sequence[float], sets: Sequence[Hashable]) -> dict[str
     n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (k - 1)
     var_between = max(0.0, (ms_between - ms_within) / n0)
     total = var_between + ms_within
-    out.update(sd_between=math.sqrt(var_between), sd_within=math.sqrt(ms_within),
-               share_between=var_between / total if total > 0 else math.nan)
+    out.update(
+        sd_between=math.sqrt(var_between),
+        sd_within=math.sqrt(ms_within),
+        share_between=var_between / total if total > 0 else math.nan,
+    )
     return out
 
 
@@ -93,11 +100,18 @@ def leave_best_set_out(diffs: Sequence[float], sets: Sequence[Hashable], higher_
     in_set = {key: np.array([s == key for s in sets]) for key in keys}
     best = max(keys, key=lambda key: (sign * float(d[in_set[key]].mean()), -keys.index(key)))
     gain, without = sign * float(d.mean()), float(d[~in_set[best]].mean())
-    return {"best_set": str(best), "mean_without_best": without, "single_set": bool(gain > 0 and sign * without < gain / 2)}
+    return {
+        "best_set": str(best),
+        "mean_without_best": without,
+        "single_set": bool(gain > 0 and sign * without < gain / 2),
+    }
 
 
 def paired_stats(
-    method: Mapping[int, float], baseline: Mapping[int, float], higher_better: bool = True, sets: Mapping[int, Hashable] | None = None,
+    method: Mapping[int, float],
+    baseline: Mapping[int, float],
+    higher_better: bool = True,
+    sets: Mapping[int, Hashable] | None = None,
 ) -> dict[str, Any]:
     """Paired comparison by seed of ``method`` against ``baseline`` (each ``{seed: value}``).
 
@@ -126,9 +140,14 @@ def paired_stats(
     wins = int(np.sum(diff > 0) if higher_better else np.sum(diff < 0))
     keys = [s if sets is None else sets[s] for s in seeds]
     return {
-        "mean_diff": float(diff.mean()) if n else math.nan, "sd_diff": sd, "n_pairs": n, "p_value": p,
-        "wins": wins, "seeds": " ".join(str(s) for s in seeds),
-        **variance_split(diff, keys), **leave_best_set_out(diff, keys, higher_better),
+        "mean_diff": float(diff.mean()) if n else math.nan,
+        "sd_diff": sd,
+        "n_pairs": n,
+        "p_value": p,
+        "wins": wins,
+        "seeds": " ".join(str(s) for s in seeds),
+        **variance_split(diff, keys),
+        **leave_best_set_out(diff, keys, higher_better),
     }
 
 
@@ -139,14 +158,42 @@ def paired_comparison(tidy: pd.DataFrame, metric: str, cls: str = "", baseline: 
     A pair's labeled set is the ``label_seed`` of its two runs; where the method's and the
     baseline's differ (a method trained on another set than its baseline), the pair's set is
     the two of them, ``(method's, baseline's)``: pairs are repeats only when both match."""
-    cols = ["domain", "dataset", "variant", "budget", "metric", "class", "method", "baseline",
-            "mean_method", "mean_baseline", "mean_diff", "sd_diff", "n_pairs", "p_value", "wins", "seeds",
-            "n_sets", "sd_between", "sd_within", "share_between", "best_set", "mean_without_best", "single_set"]
+    cols = [
+        "domain",
+        "dataset",
+        "variant",
+        "budget",
+        "metric",
+        "class",
+        "method",
+        "baseline",
+        "mean_method",
+        "mean_baseline",
+        "mean_diff",
+        "sd_diff",
+        "n_pairs",
+        "p_value",
+        "wins",
+        "seeds",
+        "n_sets",
+        "sd_between",
+        "sd_within",
+        "share_between",
+        "best_set",
+        "mean_without_best",
+        "single_set",
+    ]
     sub = tidy[(tidy["scope"] == RUN_SCOPE) & (tidy["metric"] == metric) & (tidy["class"] == cls)]
     rows = []
     for (domain, dataset, variant, budget), g in sub.groupby(["domain", "dataset", "variant", "budget"], sort=False):
-        by_method = {m: dict(zip(gm["seed"].astype(int), gm["value"].astype(float), strict=True)) for m, gm in g.groupby("method")}
-        label_seeds = {m: dict(zip(gm["seed"].astype(int), gm["label_seed"].astype(int), strict=True)) for m, gm in g.groupby("method")}
+        by_method = {
+            m: dict(zip(gm["seed"].astype(int), gm["value"].astype(float), strict=True))
+            for m, gm in g.groupby("method")
+        }
+        label_seeds = {
+            m: dict(zip(gm["seed"].astype(int), gm["label_seed"].astype(int), strict=True))
+            for m, gm in g.groupby("method")
+        }
         if baseline not in by_method:
             continue
         base = by_method[baseline]
@@ -157,11 +204,19 @@ def paired_comparison(tidy: pd.DataFrame, metric: str, cls: str = "", baseline: 
             sets = {s: ours[s] if ours[s] == theirs.get(s) else (ours[s], theirs.get(s)) for s in ours}
             stats = paired_stats(by_method[method], base, higher_is_better(metric), sets)
             paired = stats["seeds"].split()
-            rows.append({
-                "domain": domain, "dataset": dataset, "variant": variant, "budget": budget, "metric": metric, "class": cls,
-                "method": method, "baseline": baseline,
-                "mean_method": float(np.mean([by_method[method][int(s)] for s in paired])) if paired else math.nan,
-                "mean_baseline": float(np.mean([base[int(s)] for s in paired])) if paired else math.nan,
-                **stats,
-            })
+            rows.append(
+                {
+                    "domain": domain,
+                    "dataset": dataset,
+                    "variant": variant,
+                    "budget": budget,
+                    "metric": metric,
+                    "class": cls,
+                    "method": method,
+                    "baseline": baseline,
+                    "mean_method": float(np.mean([by_method[method][int(s)] for s in paired])) if paired else math.nan,
+                    "mean_baseline": float(np.mean([base[int(s)] for s in paired])) if paired else math.nan,
+                    **stats,
+                }
+            )
     return pd.DataFrame(rows, columns=cols)

@@ -56,11 +56,14 @@ def format_gain(row: Mapping[str, Any], metric: str) -> str:
     text = f"{row['mean_diff']:+{fmt}} ± {sd} (n={n}, p={p}, wins {int(row['wins'])}/{n}"
     share = float(row.get("share_between", math.nan))
     if math.isfinite(share):
-        text += (f"; {int(row['n_sets'])} labeled sets: sd {row['sd_between']:{fmt}} between, "
-                 f"{row['sd_within']:{fmt}} within ({share:.0%} between)")
+        text += (
+            f"; {int(row['n_sets'])} labeled sets: sd {row['sd_between']:{fmt}} between, "
+            f"{row['sd_within']:{fmt}} within ({share:.0%} between)"
+        )
     text += ")"
     if row.get("single_set"):
-        text += f" {SINGLE_SET_MARK} one labeled set carries it: {row['mean_without_best']:+{fmt}} without set {row['best_set']}"
+        without = row["mean_without_best"]
+        text += f" {SINGLE_SET_MARK} one labeled set carries it: {without:+{fmt}} without set {row['best_set']}"
     return text
 
 
@@ -113,7 +116,10 @@ class TextTable:
         parts.append("</tr></thead><tbody>")
         for i, (labels, cells) in enumerate(self.rows):
             tds = [f'<th scope="row">{e(x)}</th>' for x in labels]
-            tds += [f"<td><strong>{e(c)}</strong></td>" if (i, j) in self.bold and c else f"<td>{e(c)}</td>" for j, c in enumerate(cells)]
+            tds += [
+                f"<td><strong>{e(c)}</strong></td>" if (i, j) in self.bold and c else f"<td>{e(c)}</td>"
+                for j, c in enumerate(cells)
+            ]
             parts.append("<tr>" + "".join(tds) + "</tr>")
         parts.append("</tbody></table>")
         return "\n".join(parts)
@@ -140,8 +146,12 @@ def headline_table(stats: pd.DataFrame, domain: str, headline: Headline, baselin
     budgets = sorted(set(sub["budget"]), key=budget_order)
     table = TextTable(
         title=f"{DOMAIN_TITLE.get(domain, domain)}: {headline.label} by label budget (mean ± sd over seeds)",
-        index_names=["method"], columns=budgets,
-        note=f"{'Higher' if higher_is_better(headline.metric) else 'Lower'} is better; best mean per budget in bold; blank = not run.",
+        index_names=["method"],
+        columns=budgets,
+        note=(
+            f"{'Higher' if higher_is_better(headline.metric) else 'Lower'} is better; best mean per budget "
+            "in bold; blank = not run."
+        ),
     )
     multi_dataset = sub["dataset"].nunique() > 1
     lookup = {(r["dataset"], r["method"], r["variant"], r["budget"]): r for r in sub.to_dict("records")}
@@ -166,8 +176,12 @@ def per_class_table(stats: pd.DataFrame, domain: str, metric: str, baseline: str
     budgets = sorted(set(sub["budget"]), key=budget_order)
     table = TextTable(
         title=f"{DOMAIN_TITLE.get(domain, domain)}: {metric} per class (mean ± sd over seeds)",
-        index_names=["class", "method"], columns=budgets,
-        note="Per-class value of each run (mean over test subjects for MRI), then mean ± sd over seeds; best per class and budget in bold.",
+        index_names=["class", "method"],
+        columns=budgets,
+        note=(
+            "Per-class value of each run (mean over test subjects for MRI), then mean ± sd over seeds; best "
+            "per class and budget in bold."
+        ),
     )
     multi_dataset = sub["dataset"].nunique() > 1
     lookup = {(r["dataset"], r["method"], r["variant"], r["budget"], r["class"]): r for r in sub.to_dict("records")}
@@ -195,13 +209,19 @@ def gains_table(pairs: pd.DataFrame, domain: str, headline: Headline, baseline: 
     direction = "higher" if higher_is_better(headline.metric) else "lower"
     table = TextTable(
         title=f"{DOMAIN_TITLE.get(domain, domain)}: {headline.label} gain over '{baseline}' (paired by seed)",
-        index_names=["method"], columns=budgets,
-        note=(f"Method minus '{baseline}' (same variant, same budget, same seed): mean ± sd of the differences, "
-              f"n pairs, paired t-test p (– with fewer than two pairs or identical differences), seeds where the method is better "
-              f"({direction} is better). Where runs repeat a labeled set (same label_seed, other seed): sd of the differences "
-              f"between labeled sets and within a set, run to run (random-effects estimates). {SINGLE_SET_MARK}: one labeled set "
-              f"carries the gain: without the set of the largest gain the mean gain falls below half or changes sign "
-              f"(docs/report.md)."),
+        index_names=["method"],
+        columns=budgets,
+        note=(
+            f"Method minus '{baseline}' (same variant, same budget, same seed): mean ± sd of the differences, "
+            "n pairs, paired t-test p (– with fewer than two pairs or identical differences), seeds where "
+            "the method is better "
+            f"({direction} is better). Where runs repeat a labeled set (same label_seed, other seed): sd of "
+            "the differences "
+            "between labeled sets and within a set, run to run (random-effects estimates). "
+            f"{SINGLE_SET_MARK}: one labeled set "
+            f"carries the gain: without the set of the largest gain the mean gain falls below half or changes sign "
+            f"(docs/report.md)."
+        ),
     )
     multi_dataset = sub["dataset"].nunique() > 1
     lookup = {(r["dataset"], r["method"], r["variant"], r["budget"]): r for r in sub.to_dict("records")}

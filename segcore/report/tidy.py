@@ -27,7 +27,19 @@ from segcore.errors import InputError
 from segcore.report.domains import budget_text
 
 TIDY_COLUMNS = [
-    "domain", "dataset", "split", "method", "variant", "budget", "seed", "label_seed", "scope", "class", "metric", "value", "source",
+    "domain",
+    "dataset",
+    "split",
+    "method",
+    "variant",
+    "budget",
+    "seed",
+    "label_seed",
+    "scope",
+    "class",
+    "metric",
+    "value",
+    "source",
 ]
 # one evaluated cell, before seeds
 CELL = ["domain", "dataset", "method", "variant", "budget"]
@@ -101,13 +113,27 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[dict[str, Any]]]:
         if isinstance(value, dict):
             classes += [str(c) for c in value]
     run = RunRecord(
-        domain=str(m["domain"]), dataset=str(m.get("dataset") or ""), split=str(m.get("split") or "test"),
-        method=str(m["method"]), variant=str(m.get("variant") or ""), budget=budget_text(m["budget"]),
-        seed=seed, source=path, classes=tuple(dict.fromkeys(classes)), label_seed=label_seed,
+        domain=str(m["domain"]),
+        dataset=str(m.get("dataset") or ""),
+        split=str(m.get("split") or "test"),
+        method=str(m["method"]),
+        variant=str(m.get("variant") or ""),
+        budget=budget_text(m["budget"]),
+        seed=seed,
+        source=path,
+        classes=tuple(dict.fromkeys(classes)),
+        label_seed=label_seed,
     )
     base = {
-        "domain": run.domain, "dataset": run.dataset, "split": run.split, "method": run.method, "variant": run.variant,
-        "budget": run.budget, "seed": run.seed, "label_seed": run.label_seed, "source": str(path),
+        "domain": run.domain,
+        "dataset": run.dataset,
+        "split": run.split,
+        "method": run.method,
+        "variant": run.variant,
+        "budget": run.budget,
+        "seed": run.seed,
+        "label_seed": run.label_seed,
+        "source": str(path),
     }
     rows: list[dict[str, Any]] = []
 

@@ -47,7 +47,9 @@ class ResumeCheckpoint(Callback):
     beside it as ``args.json``: a checkpoint made with other arguments is not resumed.
     """
 
-    def __init__(self, folder: Path, every: int, val_every: int | None = None, run_args: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, every: int, val_every: int | None = None, run_args: dict[str, str] | None = None
+    ) -> None:
         self.folder, self.every, self.val_every = Path(folder), every, val_every
         self.run_args = run_args or {}
 
@@ -58,7 +60,9 @@ class ResumeCheckpoint(Callback):
     def _validates_now(self, trainer: L.Trainer) -> bool:
         return bool(self.val_every) and trainer.global_step % int(self.val_every) == 0 and trainer.enable_validation
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._due(trainer) and not self._validates_now(trainer):
             self.save(trainer)
 
@@ -150,7 +154,13 @@ def discard_foreign_checkpoint(work: Path, run_args: dict[str, str], is_global_z
         shutil.rmtree(work, ignore_errors=True)
 
 
-def fit_resumable(trainer: L.Trainer, task: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader | None, out: str | Path) -> None:
+def fit_resumable(
+    trainer: L.Trainer,
+    task: L.LightningModule,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    out: str | Path,
+) -> None:
     """``trainer.fit``, continuing from the resume checkpoint of ``out`` when there is one.
 
     The training loader must already start at :func:`resume_step` (its sampler's

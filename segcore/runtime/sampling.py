@@ -104,13 +104,21 @@ def step_loader(
     return batch_loader(ds, sampler, workers=workers, pin_memory=pin_memory)
 
 
-def batch_loader(ds: Dataset, batch_sampler: Sampler[list[int]], workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def batch_loader(
+    ds: Dataset, batch_sampler: Sampler[list[int]], workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
     """A training loader over a batch sampler (one item = one batch of sample indices)."""
     return DataLoader(
-        ds, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate_samples,
-        persistent_workers=workers > 0, pin_memory=pin_memory,
+        ds,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        collate_fn=collate_samples,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
     )
 
 
 def eval_loader(ds: Dataset, batch_size: int, workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_samples, pin_memory=pin_memory)
+    return DataLoader(
+        ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_samples, pin_memory=pin_memory
+    )

@@ -54,10 +54,14 @@ class ChannelsLast(Callback):
         if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor) and batch["image"].dim() == 4:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._convert(batch)
 
-    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._convert(batch)
 
 
@@ -130,9 +134,17 @@ def resumable_trainer(
     if rt.channels_last:
         callbacks.append(ChannelsLast())
     trainer = make_trainer(
-        work, max_steps, val_every=val_every, accelerator=rt.accelerator, devices=rt.devices, precision=rt.precision,
-        num_nodes=rt.num_nodes, strategy=rt.strategy, sync_batchnorm=rt.sync_batchnorm,
-        find_unused_parameters=find_unused_parameters, callbacks=callbacks,
+        work,
+        max_steps,
+        val_every=val_every,
+        accelerator=rt.accelerator,
+        devices=rt.devices,
+        precision=rt.precision,
+        num_nodes=rt.num_nodes,
+        strategy=rt.strategy,
+        sync_batchnorm=rt.sync_batchnorm,
+        find_unused_parameters=find_unused_parameters,
+        callbacks=callbacks,
     )
     discard_foreign_checkpoint(work, shaping, trainer.is_global_zero)
     return trainer

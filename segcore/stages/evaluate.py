@@ -30,7 +30,9 @@ def model_runs(cfg: EvaluateConfig) -> list[tuple[Path, Path]]:
     written: equal counts, every checkpoint a file, no output folder named twice."""
     models, outs = [Path(m) for m in cfg.model], [Path(o) for o in cfg.out]
     if len(models) != len(outs):
-        raise InputError(None, f"{len(models)} --model checkpoint(s) but {len(outs)} --out folder(s): give one --out per --model")
+        raise InputError(
+            None, f"{len(models)} --model checkpoint(s) but {len(outs)} --out folder(s): give one --out per --model"
+        )
     for m in models:
         if not m.is_file():
             raise InputError(m, "model checkpoint not found")
@@ -46,8 +48,11 @@ def load_model(path: Path, domain: Domain) -> tuple[SegmentationNetwork, dict[st
     spec = checkpoint_network(ckpt, path, domain)
     stage = str(ckpt.get("stage", "finetune"))
     if stage.startswith("pretrain"):
-        raise InputError(path, f"is a pretraining checkpoint ({ckpt.get('method')}); fine-tune it first "
-                               f"(`{domain.cli} finetune --init {path}`) and pass the fine-tuned model.pt")
+        raise InputError(
+            path,
+            f"is a pretraining checkpoint ({ckpt.get('method')}); fine-tune it first "
+            f"(`{domain.cli} finetune --init {path}`) and pass the fine-tuned model.pt",
+        )
     net = build_network(spec, path)
     state = ckpt.get("state_dict")
     if not isinstance(state, dict):
@@ -55,7 +60,9 @@ def load_model(path: Path, domain: Domain) -> tuple[SegmentationNetwork, dict[st
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        raise InputError(path, f"weights do not fit the network the checkpoint describes ({str(err).splitlines()[0]})") from err
+        raise InputError(
+            path, f"weights do not fit the network the checkpoint describes ({str(err).splitlines()[0]})"
+        ) from err
     net.eval()
     return net, ckpt
 
@@ -81,11 +88,20 @@ def run_evaluate(cfg: EvaluateConfig, domain: Domain) -> None:
         run = ckpt.get("run", {})
         with atomic_dir(out) as tmp:
             scores = domain.evaluate(net, ckpt, data, cfg, tmp)
-            write_json(tmp / "metrics.json", {
-                "domain": domain.name, "dataset": data.manifest.get("dataset", Path(cfg.data).name), "split": cfg.split,
-                "method": run.get("method", ckpt.get("method", "none")), **domain.run_record(ckpt["network"], run),
-                "budget": run.get("budget"), "seed": run.get("seed"),
-                "label_seed": run.get("label_seed"),  # the labeled set: repeats of one set share it (docs/report.md)
-                **scores,
-            })
+            write_json(
+                tmp / "metrics.json",
+                {
+                    "domain": domain.name,
+                    "dataset": data.manifest.get("dataset", Path(cfg.data).name),
+                    "split": cfg.split,
+                    "method": run.get("method", ckpt.get("method", "none")),
+                    **domain.run_record(ckpt["network"], run),
+                    "budget": run.get("budget"),
+                    "seed": run.get("seed"),
+                    "label_seed": run.get(
+                        "label_seed"
+                    ),  # the labeled set: repeats of one set share it (docs/report.md)
+                    **scores,
+                },
+            )
             write_yaml(tmp / "config.yaml", {**to_record(cfg), "model": str(model), "out": str(out)})

@@ -51,14 +51,23 @@ def seed_runs(cfg: FinetuneConfig) -> list[SeedRun]:
     cannot start its processes once per seed)."""
     seeds, outs = list(cfg.seed), [Path(o) for o in cfg.out]
     if len(seeds) != len(outs):
-        raise InputError(None, f"{len(seeds)} --seed value(s) but {len(outs)} --out folder(s): give one --out per --seed")
+        raise InputError(
+            None, f"{len(seeds)} --seed value(s) but {len(outs)} --out folder(s): give one --out per --seed"
+        )
     if len({o.resolve() for o in outs}) != len(outs):
         raise InputError(None, "the same --out folder is named more than once")
     if len(seeds) > 1:
         world = world_size(cfg.runtime.devices, cfg.runtime.num_nodes)
         if world > 1:
-            raise InputError(None, f"several --seed values train in one process; with {world} processes (--devices/--num-nodes) run one seed per command")
-    return [SeedRun(int(s), int(s if cfg.label_seed is None else cfg.label_seed), o) for s, o in zip(seeds, outs, strict=True)]
+            raise InputError(
+                None,
+                f"several --seed values train in one process; with {world} processes (--devices/--num-nodes) "
+                "run one seed per command",
+            )
+    return [
+        SeedRun(int(s), int(s if cfg.label_seed is None else cfg.label_seed), o)
+        for s, o in zip(seeds, outs, strict=True)
+    ]
 
 
 def seed_arguments(cfg: FinetuneConfig, run: SeedRun) -> dict[str, Any]:
@@ -106,17 +115,36 @@ def finetune_one(cfg: FinetuneConfig, run: SeedRun, domain: Domain) -> dict[str,
     train_ds = PreparedDataset(data, data.sample_indices(chosen), extras=extras)
     val_ds = PreparedDataset(data, data.sample_indices(val_groups))
     extra = {k: v for k, v in budget.items() if k != "budget"}  # e.g. the labeled subjects of an MRI run
-    record = {"method": method, **domain.run_record(spec), "budget": budget["budget"], "seed": run.seed,
-              "label_seed": run.label_seed, "labeled": chosen, **extra, "init": None if cfg.init is None else str(cfg.init),
-              "initialised_tensors": len(pretrained)}
+    record = {
+        "method": method,
+        **domain.run_record(spec),
+        "budget": budget["budget"],
+        "seed": run.seed,
+        "label_seed": run.label_seed,
+        "labeled": chosen,
+        **extra,
+        "init": None if cfg.init is None else str(cfg.init),
+        "initialised_tensors": len(pretrained),
+    }
     task_cls, task_kwargs = SegmentationTask, {}
     if hpcl is not None and hpcl.enabled:
         task_cls, task_kwargs = hyperpixel_task(hpcl, data, cfg)
         record["hpcl"] = dataclasses.asdict(hpcl)
     return fit_segmentation(
-        cfg, run, net=net, network=spec, data=data, train_ds=train_ds, val_ds=val_ds, val_metric=domain.val_metric,
-        run_record=record, augment=domain.finetune_augment(data), pretrained=pretrained, task_cls=task_cls,
-        task_kwargs=task_kwargs, domain=domain.name,
+        cfg,
+        run,
+        net=net,
+        network=spec,
+        data=data,
+        train_ds=train_ds,
+        val_ds=val_ds,
+        val_metric=domain.val_metric,
+        run_record=record,
+        augment=domain.finetune_augment(data),
+        pretrained=pretrained,
+        task_cls=task_cls,
+        task_kwargs=task_kwargs,
+        domain=domain.name,
     )
 
 
@@ -125,9 +153,14 @@ def hyperpixel_task(hpcl: HyperPixelConfig, data: PreparedData, cfg: FinetuneCon
     from segcore.tasks.hyperpixel_segmentation import HyperPixelSegmentationTask
 
     if hpcl.queue <= 0 or hpcl.temperature <= 0 or hpcl.anchors <= 0 or not 0 <= hpcl.boundary_fraction <= 1:
-        raise InputError(None, "need --hpcl-queue, --hpcl-temperature, --hpcl-anchors > 0 and --hpcl-boundary-fraction in [0, 1]")
+        raise InputError(
+            None, "need --hpcl-queue, --hpcl-temperature, --hpcl-anchors > 0 and --hpcl-boundary-fraction in [0, 1]"
+        )
     if hpcl.unlabeled_anchors > 0 and hpcl.unlabeled <= 0:
-        raise InputError(None, "--hpcl-unlabeled-anchors needs --hpcl-unlabeled > 0 (the unlabeled tiles per step they are drawn from)")
+        raise InputError(
+            None,
+            "--hpcl-unlabeled-anchors needs --hpcl-unlabeled > 0 (the unlabeled tiles per step they are drawn from)",
+        )
     kwargs: dict[str, Any] = {f"hpcl_{k}": v for k, v in dataclasses.asdict(hpcl).items()}
     # the second view of unlabeled samples jitters the spectral bands only, as hyper-pixel pretraining does by default
     kwargs["hpcl_jitter_channels"] = data.spectral_channels
@@ -165,9 +198,18 @@ def fit_segmentation(
     if cfg.pretrained_lr_scale <= 0:
         raise InputError(None, f"--pretrained-lr-scale must be > 0, got {cfg.pretrained_lr_scale}")
     task = task_cls(
-        net, data.num_classes, ignore_index=data.ignore_index, lr=cfg.lr, val_metric=val_metric, max_steps=cfg.steps,
-        augment=augment, seed=run.seed, weight_ema=cfg.weight_ema, pretrained=pretrained or (),
-        pretrained_lr_scale=cfg.pretrained_lr_scale, **(task_kwargs or {}),
+        net,
+        data.num_classes,
+        ignore_index=data.ignore_index,
+        lr=cfg.lr,
+        val_metric=val_metric,
+        max_steps=cfg.steps,
+        augment=augment,
+        seed=run.seed,
+        weight_ema=cfg.weight_ema,
+        pretrained=pretrained or (),
+        pretrained_lr_scale=cfg.pretrained_lr_scale,
+        **(task_kwargs or {}),
     )
     t0 = time.perf_counter()
     rt = resolve_runtime(cfg.runtime)
@@ -175,13 +217,29 @@ def fit_segmentation(
     arguments = seed_arguments(cfg, run)
     shaping = {k: v for k, v in arguments.items() if k not in RUNTIME_OPTIONS}
     trainer = resumable_trainer(run.out, cfg.runtime, shaping, cfg.steps, val_every=val_every)
-    train_loader = step_loader(train_ds, cfg.batch_size, cfg.steps, run.seed, rt.workers, start_step=resume_step(run.out), pin_memory=rt.pin_memory)
-    fit_resumable(trainer, task, train_loader, eval_loader(val_ds, cfg.val_batch_size, rt.workers, rt.pin_memory), run.out)
+    train_loader = step_loader(
+        train_ds,
+        cfg.batch_size,
+        cfg.steps,
+        run.seed,
+        rt.workers,
+        start_step=resume_step(run.out),
+        pin_memory=rt.pin_memory,
+    )
+    fit_resumable(
+        trainer, task, train_loader, eval_loader(val_ds, cfg.val_batch_size, rt.workers, rt.pin_memory), run.out
+    )
     if task.best_state is None:
         raise RuntimeError("validation never produced a score; check the validation split")
     record = {
-        **run_record, "domain": data.manifest.get("domain"), f"best_val_{val_metric}": task.best_score, "best_step": task.best_step,
-        "steps": cfg.steps, "train_samples": len(train_ds), "history": task.history, "wall_seconds": time.perf_counter() - t0,
+        **run_record,
+        "domain": data.manifest.get("domain"),
+        f"best_val_{val_metric}": task.best_score,
+        "best_step": task.best_step,
+        "steps": cfg.steps,
+        "train_samples": len(train_ds),
+        "history": task.history,
+        "wall_seconds": time.perf_counter() - t0,
         "processes": trainer.world_size,
     }
     if not trainer.is_global_zero:
@@ -191,8 +249,17 @@ def fit_segmentation(
     if "normalization" in data.manifest:
         data_record["normalization"] = data.manifest["normalization"]
     with stage_outputs(run.out) as tmp:
-        save_checkpoint(tmp / "model.pt", net, network, stage="finetune", method=run_record["method"], pretrained=[], run=run_record,
-                        data=data_record, domain=domain)
+        save_checkpoint(
+            tmp / "model.pt",
+            net,
+            network,
+            stage="finetune",
+            method=run_record["method"],
+            pretrained=[],
+            run=run_record,
+            data=data_record,
+            domain=domain,
+        )
         write_json(tmp / "train.json", record)
         write_yaml(tmp / "config.yaml", arguments)
     log.info("best validation %s %.4f at step %d; wrote %s", val_metric, task.best_score, task.best_step, run.out)

@@ -38,27 +38,53 @@ def run_pretrain(cfg: PretrainConfig, domain: Domain) -> dict[str, Any]:
     # pretraining tasks leave parts of the network (decoder, head) out of the graph
     trainer = resumable_trainer(cfg.out, cfg.runtime, shaping, cfg.steps, find_unused_parameters=True)
     rt = resolve_runtime(cfg.runtime)
-    loader = strategy.loader(data, groups, cfg.steps, cfg.seed, resume_step(cfg.out), trainer.world_size, rt.workers, rt.pin_memory)
+    loader = strategy.loader(
+        data, groups, cfg.steps, cfg.seed, resume_step(cfg.out), trainer.world_size, rt.workers, rt.pin_memory
+    )
     fit_resumable(trainer, task, loader, None, cfg.out)
     losses = task.losses
     train = {
-        "stage": strategy.stage, "method": record["method"], "strategy": strategy.name, "steps": cfg.steps, "seed": cfg.seed,
-        **record.get("train", {}), "loss_first": losses[0], "loss_last": losses[-1], "loss_history": losses,
+        "stage": strategy.stage,
+        "method": record["method"],
+        "strategy": strategy.name,
+        "steps": cfg.steps,
+        "seed": cfg.seed,
+        **record.get("train", {}),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "loss_history": losses,
         "chance_loss": None if math.isnan(strategy.chance) else strategy.chance,
-        "wall_seconds": time.perf_counter() - t0, "processes": trainer.world_size,
+        "wall_seconds": time.perf_counter() - t0,
+        "processes": trainer.world_size,
     }
     if not trainer.is_global_zero:
         return train
     heads = {**record.get("heads", {}), **strategy.exported_heads()}
     heads = {k: {n: t.detach().cpu() for n, t in v.items()} for k, v in heads.items()}
-    data_record = {k: data.manifest[k] for k in ("classes", "channels", "image_size", "normalization") if k in data.manifest}
+    data_record = {
+        k: data.manifest[k] for k in ("classes", "channels", "image_size", "normalization") if k in data.manifest
+    }
     with stage_outputs(cfg.out) as tmp:
         save_checkpoint(
-            tmp / "model.pt", net, spec, stage=record["stage"], method=record["method"], pretrained=record["pretrained"],
-            heads=heads, data=data_record, domain=domain.name,
+            tmp / "model.pt",
+            net,
+            spec,
+            stage=record["stage"],
+            method=record["method"],
+            pretrained=record["pretrained"],
+            heads=heads,
+            data=data_record,
+            domain=domain.name,
         )
         write_json(tmp / "train.json", train)
         write_yaml(tmp / "config.yaml", arguments)
-    log.info("%s pretraining (%s): loss %.4f -> %.4f (chance %.4f) in %.1fs", strategy.name, record["method"], losses[0],
-             losses[-1], strategy.chance, time.perf_counter() - t0)
+    log.info(
+        "%s pretraining (%s): loss %.4f -> %.4f (chance %.4f) in %.1fs",
+        strategy.name,
+        record["method"],
+        losses[0],
+        losses[-1],
+        strategy.chance,
+        time.perf_counter() - t0,
+    )
     return train

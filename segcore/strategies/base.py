@@ -35,7 +35,9 @@ class PretrainStrategy(nn.Module):
         super().__init__()
         self.chance: float = float("nan")  # the loss at chance level of the last step
 
-    def loss(self, net: SegmentationNetwork, batch: dict[str, Any], g: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, net: SegmentationNetwork, batch: dict[str, Any], g: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """The pretext loss of one batch (and extra values to log), random draws from ``g``."""
         raise NotImplementedError
 
@@ -46,7 +48,14 @@ class PretrainStrategy(nn.Module):
         return torch.optim.Adam(params, lr=lr, **OPTIMIZER_KWARGS)
 
     def loader(
-        self, data: PreparedData, groups: list[str], steps: int, seed: int, start_step: int, world: int, workers: int,
+        self,
+        data: PreparedData,
+        groups: list[str],
+        steps: int,
+        seed: int,
+        start_step: int,
+        world: int,
+        workers: int,
         pin_memory: bool,
     ) -> DataLoader:
         """The training loader: ``steps`` batches, batch k a function of (seed, k), starting at

@@ -1,4 +1,5 @@
-"""G^D (the paper's main method): positives = the other view of the same slice and the same partition of other volumes; negatives = images of other partitions (docs/methods.md)."""
+"""G^D (the paper's main method): positives = the other view of the same slice and the same
+partition of other volumes; negatives = images of other partitions (docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""G^D-: positives = the other view of the same slice; negatives = images of other partitions only (same-partition images of other volumes are neither) (docs/methods.md)."""
+"""G^D-: positives = the other view of the same slice; negatives = images of other partitions
+only (same-partition images of other volumes are neither; docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -55,7 +55,9 @@ class GlobalContrastiveStrategy(PretrainStrategy):
     def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return intensity_jitter(crop_resize(x, self.crop_scale, g), g, brightness=BRIGHTNESS, contrast=CONTRAST)
 
-    def loss(self, net: SegmentationNetwork, batch: dict[str, Any], g: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, net: SegmentationNetwork, batch: dict[str, Any], g: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         x = batch["image"]  # (B, C, H, W)
         views = torch.cat([self.view(x, g), self.view(x, g)])  # (2B, C, H, W): view 1 then view 2
         z = self.head(net.encode(views)[-1])  # (2B, D), unit norm
@@ -71,7 +73,14 @@ class GlobalContrastiveStrategy(PretrainStrategy):
         return list(net.encoder.parameters()) + list(self.head.parameters())
 
     def loader(
-        self, data: PreparedData, groups: list[str], steps: int, seed: int, start_step: int, world: int, workers: int,
+        self,
+        data: PreparedData,
+        groups: list[str],
+        steps: int,
+        seed: int,
+        start_step: int,
+        world: int,
+        workers: int,
         pin_memory: bool,
     ) -> DataLoader:
         # the global batch of all processes: m volumes per process, each process takes its m

@@ -1,4 +1,5 @@
-"""G^R: SimCLR over slices; positives = the other view of the same slice, negatives = every other image of the batch (docs/methods.md)."""
+"""G^R: SimCLR over slices; positives = the other view of the same slice, negatives = every other
+image of the batch (docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -96,13 +96,23 @@ class HyperPixelSSLStrategy(PretrainStrategy):
         with torch.no_grad():
             dim = int(self.head(torch.zeros(2, net.hypercolumn_channels)).shape[1])
         self.queue = MomentumQueue(K, dim)
-        self.batch_size, self.T, self.m, self.weight_decay, self.max_anchors = batch_size, T, m, weight_decay, max_anchors
+        self.batch_size, self.T, self.m, self.weight_decay, self.max_anchors = (
+            batch_size,
+            T,
+            m,
+            weight_decay,
+            max_anchors,
+        )
         self.batch_negatives, self.key_batchnorm, self.slic = batch_negatives, key_batchnorm, slic
         self.view_options: dict[str, Any] = {
-            "dihedral_transforms": dihedral_transforms, "crop_scale": None if crop_scale is None else tuple(crop_scale),
+            "dihedral_transforms": dihedral_transforms,
+            "crop_scale": None if crop_scale is None else tuple(crop_scale),
             "jitter_channels": None if jitter_channels is None else list(jitter_channels),
-            "brightness": brightness, "contrast": tuple(contrast), "noise_std": noise_std,
-            "drop_channels": None if drop_channels is None else list(drop_channels), "drop_prob": float(drop_prob),
+            "brightness": brightness,
+            "contrast": tuple(contrast),
+            "noise_std": noise_std,
+            "drop_channels": None if drop_channels is None else list(drop_channels),
+            "drop_prob": float(drop_prob),
         }
 
     def views(
@@ -113,7 +123,9 @@ class HyperPixelSSLStrategy(PretrainStrategy):
         v2 = correspondence_view(x, sp, g, **self.view_options)[:2]
         return v1, v2
 
-    def loss(self, net: SegmentationNetwork, batch: dict[str, Any], g: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, net: SegmentationNetwork, batch: dict[str, Any], g: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         x, sp = batch["image"], batch["superpixels"]
         (x1, sp1), (x2, sp2) = self.views(x, sp, g)
         with record_function("hpcl/queries"):
@@ -151,7 +163,10 @@ class HyperPixelSSLStrategy(PretrainStrategy):
         if self.slic is None:
             superpixels = data.extra("superpixels")  # InputError when preprocessing did not write it
             if superpixels.shape != data.labels.shape:
-                raise InputError(data.folder / "superpixels.npy", f"shape {superpixels.shape} differs from the images' {data.labels.shape}")
+                raise InputError(
+                    data.folder / "superpixels.npy",
+                    f"shape {superpixels.shape} differs from the images' {data.labels.shape}",
+                )
             return PreparedDataset(data, indices, with_label=False, extras=["superpixels"])
         t0 = time.perf_counter()
         h, w = data.manifest["image_size"]
@@ -163,11 +178,22 @@ class HyperPixelSSLStrategy(PretrainStrategy):
         return SuperpixelDataset(data, indices, superpixels)
 
     def loader(
-        self, data: PreparedData, groups: list[str], steps: int, seed: int, start_step: int, world: int, workers: int,
+        self,
+        data: PreparedData,
+        groups: list[str],
+        steps: int,
+        seed: int,
+        start_step: int,
+        world: int,
+        workers: int,
         pin_memory: bool,
     ) -> DataLoader:
         return random_loader(self.dataset(data, groups), self.batch_size, steps, seed, start_step, workers, pin_memory)
 
     def exported_heads(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {"projection": self.head.state_dict(), "momentum_net": self.key_net.state_dict(),
-                "momentum_projection": self.key_head.state_dict(), "queue": self.queue.state_dict()}
+        return {
+            "projection": self.head.state_dict(),
+            "momentum_net": self.key_net.state_dict(),
+            "momentum_projection": self.key_head.state_dict(),
+            "queue": self.queue.state_dict(),
+        }

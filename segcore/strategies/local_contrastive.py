@@ -48,7 +48,9 @@ class LocalContrastiveStrategy(PretrainStrategy):
         width = net.decoder_channels[n_blocks - 1]
         self.n_blocks = n_blocks
         self.head = LocalProjectionHead(width)
-        self.criterion = LocalContrastiveLoss(in_channels=width, strategy=self.name, temperature=temperature, negatives=negatives)
+        self.criterion = LocalContrastiveLoss(
+            in_channels=width, strategy=self.name, temperature=temperature, negatives=negatives
+        )
         self.volumes_per_batch, self.noise_std = volumes_per_batch, noise_std
         for p in net.encoder.parameters():
             p.requires_grad_(False)
@@ -60,7 +62,9 @@ class LocalContrastiveStrategy(PretrainStrategy):
     def view(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return intensity_jitter(x, g, brightness=BRIGHTNESS, contrast=CONTRAST, noise_std=self.noise_std, gamma=GAMMA)
 
-    def loss(self, net: SegmentationNetwork, batch: dict[str, Any], g: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, net: SegmentationNetwork, batch: dict[str, Any], g: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         x = batch["image"]  # (B, C, H, W)
         b = x.shape[0]
         with torch.no_grad():
@@ -79,7 +83,14 @@ class LocalContrastiveStrategy(PretrainStrategy):
         return params + list(self.head.parameters()) + list(self.criterion.parameters())
 
     def loader(
-        self, data: PreparedData, groups: list[str], steps: int, seed: int, start_step: int, world: int, workers: int,
+        self,
+        data: PreparedData,
+        groups: list[str],
+        steps: int,
+        seed: int,
+        start_step: int,
+        world: int,
+        workers: int,
         pin_memory: bool,
     ) -> DataLoader:
         sampler = PartitionBatchSampler(data, groups, self.volumes_per_batch * world, steps, seed)

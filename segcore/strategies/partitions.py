@@ -18,7 +18,9 @@ from segcore.prepared import PreparedData
 class PartitionBatchSampler(Sampler[list[int]]):
     """Yields ``steps`` batches of sample indices, ordered volume-major: [v0p0, v0p1, ..., v1p0, ...]."""
 
-    def __init__(self, data: PreparedData, groups: Sequence[str], volumes_per_batch: int, steps: int, seed: int) -> None:
+    def __init__(
+        self, data: PreparedData, groups: Sequence[str], volumes_per_batch: int, steps: int, seed: int
+    ) -> None:
         self.steps = steps
         self.m = volumes_per_batch
         self.seed = seed
@@ -34,7 +36,9 @@ class PartitionBatchSampler(Sampler[list[int]]):
                 continue  # a volume with fewer slices than partitions cannot fill every block
             table[g] = blocks
         if len(table) < self.m:
-            raise InputError(data.folder, f"only {len(table)} volumes have a slice in every partition; need {self.m} per batch")
+            raise InputError(
+                data.folder, f"only {len(table)} volumes have a slice in every partition; need {self.m} per batch"
+            )
         self.groups = sorted(table)
         self.table = table
 

@@ -103,7 +103,9 @@ class HyperPixelSegmentationTask(SegmentationTask):
         self.hpcl_unlabeled_data = hpcl_unlabeled_data  # a Dataset, not module state
         self.pseudo_enqueued = 0  # pseudo-labeled keys enqueued so far (a record, for the logs)
 
-    def _augment(self, x: torch.Tensor, y: torch.Tensor, sp: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _augment(
+        self, x: torch.Tensor, y: torch.Tensor, sp: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The task's spatial augmentation on image, label and superpixels with the same draws:
         the superpixel map goes through it as a label (nearest), on a clone of the generator;
         pixels from outside the image get id -1 (no hyper-pixel)."""
@@ -148,13 +150,17 @@ class HyperPixelSegmentationTask(SegmentationTask):
         source = {"image": x, "superpixels": sp, "batch_idx": hp.batch_idx[keep], "sp_id": hp.sp_id[keep]}
         return hp.emb[keep, : -self.num_classes], label[keep], source
 
-    def _unlabeled_anchors(self, source: dict[str, torch.Tensor], labels: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _unlabeled_anchors(
+        self, source: dict[str, torch.Tensor], labels: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Online-network embeddings (n, D) and pseudo-labels (n,) of at most
         ``hpcl_unlabeled_anchors`` pseudo-labeled hyper-pixels per class, computed on a second
         view of the unlabeled tiles (dihedral transform, photometric jitter on
         ``hpcl_jitter_channels``); the view carries the superpixel map along, so ids still name
         the hyper-pixels the momentum network labeled."""
-        x_v, sp_v, _ = correspondence_view(source["image"], source["superpixels"], g, jitter_channels=self.hpcl_jitter_channels)
+        x_v, sp_v, _ = correspondence_view(
+            source["image"], source["superpixels"], g, jitter_channels=self.hpcl_jitter_channels
+        )
         hp_u = hyperpixels(self.net.decoder_features(x_v), sp_v)
         i_src, i_view = match_hyperpixels(source["batch_idx"], source["sp_id"], hp_u.batch_idx, hp_u.sp_id)
         labels = labels[i_src]
@@ -171,7 +177,9 @@ class HyperPixelSegmentationTask(SegmentationTask):
         weight = warmup_weight(self.hpcl_weight, self.hpcl_warmup, int(self.global_step))
         hp = hyperpixels(feats, sp, y, self.ignore_index)
         labeled = (hp.majority != self.ignore_index).nonzero(as_tuple=True)[0]  # (P_l,)
-        anchors = labeled[sample_anchors(hp.boundary[labeled], self.hpcl_anchors, self.hpcl_boundary_fraction, generator=g)]
+        anchors = labeled[
+            sample_anchors(hp.boundary[labeled], self.hpcl_anchors, self.hpcl_boundary_fraction, generator=g)
+        ]
         q = self.hpcl_head(hp.emb[anchors])  # (N, D)
         with torch.no_grad():
             ema_update(self.key_net, self.net, self.hpcl_momentum)  # before the keys
@@ -212,4 +220,6 @@ class HyperPixelSegmentationTask(SegmentationTask):
 
     def configure_optimizers(self) -> Any:
         # SegmentationTask's AdamW + cosine schedule, over the projection head as well
-        return adamw_cosine(self.param_groups(list(self.hpcl_head.parameters())), self.lr, self.weight_decay, self.max_steps)
+        return adamw_cosine(
+            self.param_groups(list(self.hpcl_head.parameters())), self.lr, self.weight_decay, self.max_steps
+        )

@@ -128,7 +128,9 @@ class SegmentationTask(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema_net is not None:  # after the optimiser step
-            ema_update(self.ema_net, self.net, ema_decay(self.weight_ema, int(self.global_step) - 1), average_buffers=True)
+            ema_update(
+                self.ema_net, self.net, ema_decay(self.weight_ema, int(self.global_step) - 1), average_buffers=True
+            )
 
     def on_validation_epoch_start(self) -> None:
         self._counts = {}
@@ -156,7 +158,10 @@ class SegmentationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["segmentation_task"] = {
-            "best_score": self.best_score, "best_step": self.best_step, "best_state": self.best_state, "history": self.history,
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "best_state": self.best_state,
+            "history": self.history,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -172,7 +177,9 @@ class SegmentationTask(L.LightningModule):
         named = list(self.net.named_parameters())
         slow = [p for n, p in named if n in self.pretrained]
         fast = [p for n, p in named if n not in self.pretrained] + list(extra)
-        return [g for g in ({"params": slow, "lr": self.lr * self.pretrained_lr_scale}, {"params": fast}) if g["params"]]
+        return [
+            g for g in ({"params": slow, "lr": self.lr * self.pretrained_lr_scale}, {"params": fast}) if g["params"]
+        ]
 
     def configure_optimizers(self) -> Any:
         return adamw_cosine(self.param_groups(), self.lr, self.weight_decay, self.max_steps)

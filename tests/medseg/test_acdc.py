@@ -25,7 +25,12 @@ def acdc(tmp_path_factory, acdc_make) -> tuple[Path, dict[str, list[str]]]:
 
 def test_generator_writes_the_acdc_layout(acdc, acdc_make):
     folder, patients = acdc
-    assert sorted(p.name for p in (folder / "training").iterdir()) == ["patient001", "patient002", "patient003", "patient004"]
+    assert sorted(p.name for p in (folder / "training").iterdir()) == [
+        "patient001",
+        "patient002",
+        "patient003",
+        "patient004",
+    ]
     assert sorted(p.name for p in (folder / "testing").iterdir()) == ["patient101", "patient102"]
     pdir = folder / "training" / "patient002"
     info = read_info_cfg(pdir / "Info.cfg")
@@ -37,18 +42,25 @@ def test_generator_writes_the_acdc_layout(acdc, acdc_make):
     for t in (info["ED"], info["ES"]):
         frame = nib.load(pdir / f"patient002_frame{t:02d}.nii.gz")
         gt = np.asarray(nib.load(pdir / f"patient002_frame{t:02d}_gt.nii.gz").dataobj)
-        np.testing.assert_array_equal(np.asarray(frame.dataobj), np.asarray(cine.dataobj)[..., t - 1])  # frames are the cine's
+        np.testing.assert_array_equal(
+            np.asarray(frame.dataobj), np.asarray(cine.dataobj)[..., t - 1]
+        )  # frames are the cine's
         np.testing.assert_allclose(frame.affine, acdc_make.affine())
         assert set(np.unique(gt).tolist()) == {0, 1, 2, 3}
     # the LV contracts from ED to ES
-    lv = [int((np.asarray(nib.load(pdir / f"patient002_frame{t:02d}_gt.nii.gz").dataobj) == 3).sum()) for t in (info["ED"], info["ES"])]
+    lv = [
+        int((np.asarray(nib.load(pdir / f"patient002_frame{t:02d}_gt.nii.gz").dataobj) == 3).sum())
+        for t in (info["ED"], info["ES"])
+    ]
     assert lv[1] < 0.8 * lv[0]
     # seeded: the same call writes the same voxels
     again = acdc_make.make_acdc(folder.parent / "again", n_train=2, n_test=0, seed=0)
     assert again == {k: patients[k] for k in ("patient001", "patient002")}
     for name in ("patient002_frame01_gt.nii.gz", "patient002_4d.nii.gz"):
         a = np.asarray(nib.load(pdir / name).dataobj)
-        np.testing.assert_array_equal(a, np.asarray(nib.load(folder.parent / "again" / "training" / "patient002" / name).dataobj))
+        np.testing.assert_array_equal(
+            a, np.asarray(nib.load(folder.parent / "again" / "training" / "patient002" / name).dataobj)
+        )
 
 
 def test_acdc_cases_come_from_info_cfg(acdc):
@@ -75,7 +87,14 @@ def test_acdc_preprocess_records_phase_and_keeps_patients_together(acdc, tmp_pat
 def test_acdc_reference_split_by_number(tmp_path, acdc_make):
     """The reference protocol names test and validation patients: 007-010 ... and 011, 071."""
     acdc_make.make_acdc(tmp_path / "raw", n_train=12, n_test=0, with_4d=False)
-    preprocess(tmp_path / "raw", tmp_path / "p", image_size=(32, 32), n_labeled="all", test_subjects=["7", "8", "9", "10"], val_subjects=["011"])
+    preprocess(
+        tmp_path / "raw",
+        tmp_path / "p",
+        image_size=(32, 32),
+        n_labeled="all",
+        test_subjects=["7", "8", "9", "10"],
+        val_subjects=["011"],
+    )
     m = PreparedData(tmp_path / "p").manifest
     assert m["subject_splits"]["test"] == ["patient007", "patient008", "patient009", "patient010"]
     assert m["subject_splits"]["val"] == ["patient011"] and len(m["subject_splits"]["labeled"]) == 7
@@ -107,17 +126,35 @@ def _info_without_es(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("break_it", "problem"), [
-    (_drop_info, "Info.cfg does not exist; every ACDC patient folder needs one"),
-    (_drop_gt, "ground truth of the ED frame 1 does not exist"),
-    (_drop_es_frame, r"ES frame \d+ does not exist"),
-    (_info_without_es, "needs 'ES: <frame number >= 1>', found None"),
-])
+@pytest.mark.parametrize(
+    ("break_it", "problem"),
+    [
+        (_drop_info, "Info.cfg does not exist; every ACDC patient folder needs one"),
+        (_drop_gt, "ground truth of the ED frame 1 does not exist"),
+        (_drop_es_frame, r"ES frame \d+ does not exist"),
+        (_info_without_es, "needs 'ES: <frame number >= 1>', found None"),
+    ],
+)
 def test_bad_acdc_patient_is_a_clear_error(tmp_path, acdc_make, capsys, break_it, problem):
     acdc_make.make_acdc(tmp_path / "raw", n_train=3, n_test=1, with_4d=False)
     bad = break_it(tmp_path / "raw")
     out = tmp_path / "prepared"
-    code = medseg(["preprocess", "--input", str(tmp_path / "raw"), "--out", str(out), "--n-test", "1", "--n-val", "0", "--image-size", "32", "32"])
+    code = medseg(
+        [
+            "preprocess",
+            "--input",
+            str(tmp_path / "raw"),
+            "--out",
+            str(out),
+            "--n-test",
+            "1",
+            "--n-val",
+            "0",
+            "--image-size",
+            "32",
+            "32",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and leftovers(out) == []
     assert err.startswith(f"error: {bad}: ") and len(err.splitlines()) == 1, err

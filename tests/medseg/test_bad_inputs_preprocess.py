@@ -166,7 +166,13 @@ def test_bad_folders(tmp_path, kind):
 def test_bad_option_values(tmp_path, mri_make):
     mri_make.make_nnunet(tmp_path / "raw")
     kwargs = {"n_test": 0, "n_val": 0, "n_labeled": "all"}
-    for bad in ({"percentiles": (99, 1)}, {"image_size": (0, 32)}, {"target_spacing": (-1, 1)}, {"partitions": 0}, {"n_labeled": "some"}):
+    for bad in (
+        {"percentiles": (99, 1)},
+        {"image_size": (0, 32)},
+        {"target_spacing": (-1, 1)},
+        {"partitions": 0},
+        {"n_labeled": "some"},
+    ):
         with pytest.raises(InputError):
             preprocess(tmp_path / "raw", tmp_path / "out", **{**kwargs, **bad})
     assert leftovers(tmp_path / "out") == []

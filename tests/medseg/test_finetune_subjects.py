@@ -26,7 +26,26 @@ def test_budget_one_labels_every_frame_of_one_subject_and_seeds_differ(prepared,
     pool = data.split_subjects("labeled")
     assert len(pool) == 4 and all(len(frames) == 2 for frames in pool.values())
     outs = [tmp_path / f"s{s}" for s in range(4)]
-    assert medseg(["finetune", "--data", str(prepared), "--budget", "1", "--seed", "0", "1", "2", "3", "--out", *map(str, outs), *FAST]) == 0
+    assert (
+        medseg(
+            [
+                "finetune",
+                "--data",
+                str(prepared),
+                "--budget",
+                "1",
+                "--seed",
+                "0",
+                "1",
+                "2",
+                "3",
+                "--out",
+                *map(str, outs),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     runs = [read_checkpoint(out / "model.pt")["run"] for out in outs]
     for run in runs:
         (subject,) = run["labeled_subjects"]
@@ -35,13 +54,42 @@ def test_budget_one_labels_every_frame_of_one_subject_and_seeds_differ(prepared,
 
     fixed = tmp_path / "fixed"
     target = sorted(pool)[2]
-    assert medseg(["finetune", "--data", str(prepared), "--budget", "1", "--seed", "5", "--out", str(fixed),
-                   "--labeled-subjects", target[-3:], *FAST]) == 0
+    assert (
+        medseg(
+            [
+                "finetune",
+                "--data",
+                str(prepared),
+                "--budget",
+                "1",
+                "--seed",
+                "5",
+                "--out",
+                str(fixed),
+                "--labeled-subjects",
+                target[-3:],
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert read_checkpoint(fixed / "model.pt")["run"]["labeled"] == pool[target]
 
     test_subject = data.split_subjects("test")
     capsys.readouterr()
-    code = medseg(["finetune", "--data", str(prepared), "--budget", "1", "--out", str(tmp_path / "bad"),
-                   "--labeled-subjects", *test_subject, *FAST])
+    code = medseg(
+        [
+            "finetune",
+            "--data",
+            str(prepared),
+            "--budget",
+            "1",
+            "--out",
+            str(tmp_path / "bad"),
+            "--labeled-subjects",
+            *test_subject,
+            *FAST,
+        ]
+    )
     assert code == 2 and not (tmp_path / "bad").exists()
     assert f"'{next(iter(test_subject))}' is in the test split" in capsys.readouterr().err

@@ -82,8 +82,17 @@ def test_preprocess_n4_option(volume, tmp_path):
     nib.save(nib.Nifti1Image(labels, affine), tmp_path / "raw" / "labels" / "torso.nii.gz")
     cvs = {}
     for n4 in (False, True):
-        out = preprocess(tmp_path / "raw", tmp_path / f"n4_{n4}", target_spacing=(1.5, 1.5), image_size=(64, 64),
-                         percentiles=(0.0, 100.0), n_test=1, n_val=0, n_labeled=0, n4=n4)
+        out = preprocess(
+            tmp_path / "raw",
+            tmp_path / f"n4_{n4}",
+            target_spacing=(1.5, 1.5),
+            image_size=(64, 64),
+            percentiles=(0.0, 100.0),
+            n_test=1,
+            n_val=0,
+            n_labeled=0,
+            n4=n4,
+        )
         data = PreparedData(out)
         assert data.manifest["n4"] is n4
         cvs[n4] = tissue_cv(np.asarray(data.images)[:, 0] + 1e-6, np.asarray(data.labels))
@@ -97,5 +106,14 @@ def test_n4_on_a_real_scan(tmp_path, nibabel_data):
     corrected = n4_correct(data, img.header.get_zooms()[:3])
     assert np.isfinite(corrected).all() and (corrected[data > 0] > 0).all()
     shutil.copy(nibabel_data / "anatomical.nii", tmp_path / "anatomical.nii")
-    out = preprocess(tmp_path / "anatomical.nii", tmp_path / "p", target_spacing=(2.0, 2.0), image_size=(48, 48), n_test=0, n_val=0, n_labeled="all", n4=True)
+    out = preprocess(
+        tmp_path / "anatomical.nii",
+        tmp_path / "p",
+        target_spacing=(2.0, 2.0),
+        image_size=(48, 48),
+        n_test=0,
+        n_val=0,
+        n_labeled="all",
+        n4=True,
+    )
     assert PreparedData(out).manifest["n4"] is True

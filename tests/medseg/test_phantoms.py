@@ -108,7 +108,9 @@ def test_dataset_json(small_dataset):
     assert dj["channel_names"] == {"0": "MRI"}
     assert dj["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
     assert dj["numTraining"] == 6 and dj["file_ending"] == ".nii.gz"
-    assert sorted(p.name for p in (small_dataset / "imagesTr").iterdir()) == [f"case_{i:03d}_0000.nii.gz" for i in range(6)]
+    assert sorted(p.name for p in (small_dataset / "imagesTr").iterdir()) == [
+        f"case_{i:03d}_0000.nii.gz" for i in range(6)
+    ]
     assert sorted(p.name for p in (small_dataset / "labelsTr").iterdir()) == [f"case_{i:03d}.nii.gz" for i in range(6)]
 
 
@@ -124,7 +126,9 @@ def test_stage_options_and_run(tmp_path):
     for action in parser._actions:
         if action.dest != "help":
             assert action.help, action.dest
-    args = parser.parse_args(["--out", str(tmp_path / "demo"), "--n-subjects", "2", "--n-slices", "6", "--size", "48", "--seed", "7"])
+    args = parser.parse_args(
+        ["--out", str(tmp_path / "demo"), "--n-subjects", "2", "--n-slices", "6", "--size", "48", "--seed", "7"]
+    )
     run_demo_data(args)
     config = yaml.safe_load((tmp_path / "demo" / "config.yaml").read_text())
     assert config["n_subjects"] == 2 and config["seed"] == 7 and config["out"] == str(tmp_path / "demo")

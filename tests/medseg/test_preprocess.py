@@ -36,7 +36,9 @@ def raw(tmp_path_factory):
 def prepared(raw, tmp_path_factory):
     """No resampling (target = source spacing) and padding only (64 >= 48): exactly invertible."""
     out = tmp_path_factory.mktemp("prep") / "prepared"
-    preprocess(raw, out, target_spacing=(1.5, 1.5), image_size=(64, 64), partitions=4, n_test=2, n_val=1, n_labeled=2, seed=0)
+    preprocess(
+        raw, out, target_spacing=(1.5, 1.5), image_size=(64, 64), partitions=4, n_test=2, n_val=1, n_labeled=2, seed=0
+    )
     return PreparedData(out)
 
 
@@ -61,7 +63,9 @@ def test_manifest_content(prepared, raw):
     assert g["crop_offset"] == [-8, -8] and g["foreground_cropped"] == 0.0  # 48 px padded to 64
     for name in m["groups"]:
         idx = prepared.sample_indices([name])
-        assert idx.tolist() == list(range(m["groups"][name]["first_sample"], m["groups"][name]["first_sample"] + N_SLICES))
+        assert idx.tolist() == list(
+            range(m["groups"][name]["first_sample"], m["groups"][name]["first_sample"] + N_SLICES)
+        )
         assert prepared.index[idx].tolist() == list(range(N_SLICES))
 
 
@@ -92,7 +96,12 @@ def test_splits_deterministic_disjoint_and_labels_withheld(prepared):
     assert "u1" in a["unlabeled"] and len(a["unlabeled"]) == 20 - 9 + 1
     # "all": every remaining labeled subject; the test set does not depend on the pool size
     b = split_subjects(ids, [], 3, 2, None, seed=5)
-    assert b["test"] == a["test"] and b["val"] == a["val"] and len(b["labeled"]) == 15 and set(a["labeled"]) <= set(b["labeled"])
+    assert (
+        b["test"] == a["test"]
+        and b["val"] == a["val"]
+        and len(b["labeled"]) == 15
+        and set(a["labeled"]) <= set(b["labeled"])
+    )
 
 
 def test_arrays_are_memmaps_and_normalised(prepared):
@@ -155,7 +164,15 @@ def test_native_round_trip_with_resampling(raw, tmp_path):
 def test_real_nifti_plain_unlabeled(tmp_path, nibabel_data):
     (tmp_path / "raw").mkdir()
     shutil.copy(nibabel_data / "anatomical.nii", tmp_path / "raw" / "anatomical.nii")
-    preprocess(tmp_path / "raw", tmp_path / "out", target_spacing=(2.0, 2.0), image_size=(48, 48), n_test=0, n_val=0, n_labeled="all")
+    preprocess(
+        tmp_path / "raw",
+        tmp_path / "out",
+        target_spacing=(2.0, 2.0),
+        image_size=(48, 48),
+        n_test=0,
+        n_val=0,
+        n_labeled="all",
+    )
     p = PreparedData(tmp_path / "out")
     g = p.manifest["groups"]["anatomical"]
     assert g["shape"] == [33, 41, 25] and g["slice_axis"] == 2 and len(p) == 25  # isotropic: last axis
@@ -189,7 +206,9 @@ def test_msd_multimodal_channel(tmp_path, mri_make):
 
 
 def test_too_few_labeled_subjects(raw, tmp_path):
-    with pytest.raises(InputError, match=r"too few labeled subjects: 8 left to draw from.*\(8 labeled subjects found\)") as err:
+    with pytest.raises(
+        InputError, match=r"too few labeled subjects: 8 left to draw from.*\(8 labeled subjects found\)"
+    ) as err:
         preprocess(raw, tmp_path / "out", n_test=5, n_val=2, n_labeled=2)
     assert err.value.path == str(raw)
     assert leftovers(tmp_path / "out") == []
@@ -199,10 +218,27 @@ def test_stage_options_config_and_slice_axis(raw, tmp_path):
     parser = argparse.ArgumentParser()
     add_preprocess_options(parser)
     assert all(a.help for a in parser._actions if a.dest != "help")
-    args = parser.parse_args([
-        "--input", str(raw), "--out", str(tmp_path / "out"), "--image-size", "32", "48", "--n-test", "1",
-        "--n-val", "1", "--n-labeled", "all", "--slice-axis", "0", "--seed", "3",
-    ])
+    args = parser.parse_args(
+        [
+            "--input",
+            str(raw),
+            "--out",
+            str(tmp_path / "out"),
+            "--image-size",
+            "32",
+            "48",
+            "--n-test",
+            "1",
+            "--n-val",
+            "1",
+            "--n-labeled",
+            "all",
+            "--slice-axis",
+            "0",
+            "--seed",
+            "3",
+        ]
+    )
     run_preprocess(args)
     p = PreparedData(tmp_path / "out")
     config = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())

@@ -94,7 +94,9 @@ def test_unlabeled_volume_of_a_labeled_subject_is_left_out(nnunet_acdc, tmp_path
     assert "left out" in caplog.text
     preprocess(folder, tmp_path / "q", n_test=1, n_val=0, n_labeled=0, test_subjects=["patient002"], **SMALL)
     q = PreparedData(tmp_path / "q").manifest
-    assert q["subjects"]["patient001"] == {"split": "unlabeled", "cases": patients["patient001"]} and q["excluded"] == {}
+    assert (
+        q["subjects"]["patient001"] == {"split": "unlabeled", "cases": patients["patient001"]} and q["excluded"] == {}
+    )
 
 
 def test_msd_and_plain_recognise_patient_prefix(tmp_path, acdc_make):
@@ -104,7 +106,9 @@ def test_msd_and_plain_recognise_patient_prefix(tmp_path, acdc_make):
     for path in sorted((tmp_path / "acdc").rglob("*.nii.gz")):
         shutil.copy(path, plain / path.name)  # patientNNN_frameYY.nii.gz + ..._gt.nii.gz beside
     cases, info = list_cases(plain)
-    assert info["layout"] == "plain" and {c.name: c.subject for c in cases} == {f: p for p, fs in patients.items() for f in fs}
+    assert info["layout"] == "plain" and {c.name: c.subject for c in cases} == {
+        f: p for p, fs in patients.items() for f in fs
+    }
     assert all(c.label is not None for c in cases)
 
     msd = tmp_path / "msd"
@@ -114,12 +118,23 @@ def test_msd_and_plain_recognise_patient_prefix(tmp_path, acdc_make):
         shutil.copy(path, _mk(msd / "imagesTr") / path.name)
         shutil.copy(plain / f"{stem}_gt.nii.gz", _mk(msd / "labelsTr") / path.name)
         training.append({"image": f"./imagesTr/{path.name}", "label": f"./labelsTr/{path.name}"})
-    (msd / "dataset.json").write_text(json.dumps({"name": "ACDC", "modality": {"0": "MRI"}, "labels": {"0": "background", "1": "RV", "2": "MYO", "3": "LV"},
-                                                 "training": training, "test": []}))
+    (msd / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": "ACDC",
+                "modality": {"0": "MRI"},
+                "labels": {"0": "background", "1": "RV", "2": "MYO", "3": "LV"},
+                "training": training,
+                "test": [],
+            }
+        )
+    )
     cases, info = list_cases(msd)
     assert info["layout"] == "msd" and {c.subject for c in cases} == set(patients)
     preprocess(msd, tmp_path / "p", n_test=1, n_val=1, n_labeled=1, seed=3, **SMALL)
-    assert splits_of_subjects(tmp_path / "p") == {p: {s} for p, s in PreparedData(tmp_path / "p").subject_split().items()}
+    assert splits_of_subjects(tmp_path / "p") == {
+        p: {s} for p, s in PreparedData(tmp_path / "p").subject_split().items()
+    }
     assert all(len(v) == 1 for v in splits_of_subjects(tmp_path / "p").values())
 
 
@@ -134,22 +149,35 @@ def test_plain_folder_with_subject_csv(tmp_path, mri_make):
     cases, info = list_cases(tmp_path / "raw", subject_csv=tmp_path / "subjects.csv")
     assert {c.name: c.subject for c in cases} == {"a": "sub-01", "b": "sub-01", "c": "sub-02"}
     assert info["subject_key"] == f"CSV {tmp_path / 'subjects.csv'} (columns case,subject)"
-    preprocess(tmp_path / "raw", tmp_path / "p", n_test=1, n_val=0, n_labeled=0, subject_csv=tmp_path / "subjects.csv", **SMALL)
+    preprocess(
+        tmp_path / "raw", tmp_path / "p", n_test=1, n_val=0, n_labeled=0, subject_csv=tmp_path / "subjects.csv", **SMALL
+    )
     m = PreparedData(tmp_path / "p").manifest
     assert m["subject_splits"] == {"test": ["sub-01"], "val": [], "labeled": [], "unlabeled": ["sub-02"]}
     assert m["splits"]["test"] == ["a", "b"] and m["groups"]["a"]["subject"] == m["groups"]["b"]["subject"] == "sub-01"
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("case,subject\na,s1\nb,s1\n", "no subject for case 'c'"),
-    ("name,person\na,s1\n", "needs the columns 'case' and 'subject'"),
-    ("case,subject\na,s1\na,s2\nb,s1\nc,s3\n", "case 'a' is given two subjects"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("case,subject\na,s1\nb,s1\n", "no subject for case 'c'"),
+        ("name,person\na,s1\n", "needs the columns 'case' and 'subject'"),
+        ("case,subject\na,s1\na,s2\nb,s1\nc,s3\n", "case 'a' is given two subjects"),
+    ],
+)
 def test_subject_csv_errors(tmp_path, mri_make, text, problem):
     mri_make.make_plain(tmp_path / "raw")
     (tmp_path / "subjects.csv").write_text(text)
     with pytest.raises(InputError, match=problem) as err:
-        preprocess(tmp_path / "raw", tmp_path / "p", n_test=0, n_val=0, n_labeled="all", subject_csv=tmp_path / "subjects.csv", **SMALL)
+        preprocess(
+            tmp_path / "raw",
+            tmp_path / "p",
+            n_test=0,
+            n_val=0,
+            n_labeled="all",
+            subject_csv=tmp_path / "subjects.csv",
+            **SMALL,
+        )
     assert err.value.path == str(tmp_path / "subjects.csv")
     assert leftovers(tmp_path / "p") == []
 
@@ -157,11 +185,18 @@ def test_subject_csv_errors(tmp_path, mri_make, text, problem):
 def test_subject_pattern_groups_cases(tmp_path, mri_make):
     mri_make.make_nnunet(tmp_path / "raw", n_train=3, n_test=1)  # heart_000 .. heart_003
     cases, info = list_cases(tmp_path / "raw", subject_pattern=r"heart_\d\d(\d)")
-    assert {c.name: c.subject for c in cases} == {"heart_000": "0", "heart_001": "1", "heart_002": "2", "heart_003": "3"}
+    assert {c.name: c.subject for c in cases} == {
+        "heart_000": "0",
+        "heart_001": "1",
+        "heart_002": "2",
+        "heart_003": "3",
+    }
     assert info["subject_key"] == r"pattern 'heart_\d\d(\d)' (first group) on the case names"
     # a case the pattern misses, or matches without its first group, is an error naming its file
     for pattern in (r"heart_00([01])", r"(heart)_00[01]|(heart_\d+)"):
-        with pytest.raises(InputError, match="does not match the case name 'heart_002'.*it misses 2 of the 4 cases") as err:
+        with pytest.raises(
+            InputError, match="does not match the case name 'heart_002'.*it misses 2 of the 4 cases"
+        ) as err:
             list_cases(tmp_path / "raw", subject_pattern=pattern)
         assert err.value.path == str(tmp_path / "raw" / "imagesTr" / "heart_002_0000.nii.gz")
 
@@ -169,13 +204,29 @@ def test_subject_pattern_groups_cases(tmp_path, mri_make):
 def test_subject_pattern_that_matches_nothing_is_a_clear_error(tmp_path, acdc_make, capsys):
     acdc_make.make_acdc_nnunet(tmp_path / "raw", n_train=2, n_test=1)
     out = tmp_path / "p"
-    code = medseg(["preprocess", "--input", str(tmp_path / "raw"), "--out", str(out), "--n-test", "0", "--n-val", "0",
-                   "--subject-pattern", r"sub-(\d+)"])
+    code = medseg(
+        [
+            "preprocess",
+            "--input",
+            str(tmp_path / "raw"),
+            "--out",
+            str(out),
+            "--n-test",
+            "0",
+            "--n-val",
+            "0",
+            "--subject-pattern",
+            r"sub-(\d+)",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and leftovers(out) == []
     first = tmp_path / "raw" / "imagesTr" / "patient001_frame01_0000.nii.gz"
-    assert err == (f"error: {first}: --subject-pattern 'sub-(\\d+)' does not match the case name 'patient001_frame01' of this file "
-                   f"(it matches none of the 6 cases; the first group must match a non-empty subject)")
+    assert err == (
+        f"error: {first}: --subject-pattern 'sub-(\\d+)' does not match the case name 'patient001_frame01' of "
+        "this file "
+        f"(it matches none of the 6 cases; the first group must match a non-empty subject)"
+    )
     assert len(err.splitlines()) == 1
     for bad, problem in ((r"sub-\d+", "has no group"), ("patient(", "is not a valid regular expression")):
         with pytest.raises(InputError, match=problem):
@@ -185,10 +236,20 @@ def test_subject_pattern_that_matches_nothing_is_a_clear_error(tmp_path, acdc_ma
 def test_fixed_test_and_val_subjects(tmp_path, acdc_make):
     acdc_make.make_acdc(tmp_path / "raw", n_train=8, n_test=0, with_4d=False)
     (tmp_path / "test.txt").write_text("# reference-style list\npatient007, patient008\n")
-    preprocess(tmp_path / "raw", tmp_path / "p", n_test=5, n_val=5, n_labeled="all", test_subjects=[str(tmp_path / "test.txt"), "3"],
-               val_subjects=["patient001"], **SMALL)
+    preprocess(
+        tmp_path / "raw",
+        tmp_path / "p",
+        n_test=5,
+        n_val=5,
+        n_labeled="all",
+        test_subjects=[str(tmp_path / "test.txt"), "3"],
+        val_subjects=["patient001"],
+        **SMALL,
+    )
     m = PreparedData(tmp_path / "p").manifest
-    assert m["subject_splits"]["test"] == ["patient003", "patient007", "patient008"] and m["subject_splits"]["val"] == ["patient001"]
+    assert m["subject_splits"]["test"] == ["patient003", "patient007", "patient008"] and m["subject_splits"]["val"] == [
+        "patient001"
+    ]
     assert sorted(m["subject_splits"]["labeled"]) == ["patient002", "patient004", "patient005", "patient006"]
     assert m["split_source"] == {"seed": 0, "test": "fixed list", "val": "fixed list"}
     for values, problem in ((["patient042"], "unknown subject 'patient042'"), (["patient001", "1"], "named twice")):
@@ -210,11 +271,24 @@ def test_splits_from_nnunet_splits_final(nnunet_acdc, tmp_path):
     folder, patients = nnunet_acdc
     folds = json.loads((folder / "splits_final.json").read_text())
     for fold in (0, 2):
-        preprocess(folder, tmp_path / f"f{fold}", n_test=3, n_val=1, n_labeled="all", splits_from=folder / "splits_final.json", splits_fold=fold, **SMALL)
+        preprocess(
+            folder,
+            tmp_path / f"f{fold}",
+            n_test=3,
+            n_val=1,
+            n_labeled="all",
+            splits_from=folder / "splits_final.json",
+            splits_fold=fold,
+            **SMALL,
+        )
         m = PreparedData(tmp_path / f"f{fold}").manifest
         assert sorted(m["splits"]["test"]) == sorted(folds[fold]["val"])
-        assert m["split_source"]["test"].endswith(f"fold {fold}: its {len(m['subject_splits']['test'])} validation subjects are the test split")
-        assert len(m["subject_splits"]["val"]) == 1 and len(m["subject_splits"]["labeled"]) == 6 - 1 - len(m["subject_splits"]["test"])
+        assert m["split_source"]["test"].endswith(
+            f"fold {fold}: its {len(m['subject_splits']['test'])} validation subjects are the test split"
+        )
+        assert len(m["subject_splits"]["val"]) == 1 and len(m["subject_splits"]["labeled"]) == 6 - 1 - len(
+            m["subject_splits"]["test"]
+        )
     with pytest.raises(InputError, match="has folds 0-4; --splits-fold 5"):
         preprocess(folder, tmp_path / "x", splits_from=folder / "splits_final.json", splits_fold=5, **SMALL)
     # nnU-Net's default splits (random over cases) cut patients apart: refused
@@ -228,7 +302,9 @@ def test_splits_from_nnunet_splits_final(nnunet_acdc, tmp_path):
 
 
 def test_splits_from_dataset_json_test_list(tmp_path, mri_make):
-    mri_make.make_msd(tmp_path / "raw", n_train=3, n_test=1)  # la_003..la_005 + la_006: the Decathlon's test list, unlabeled
+    mri_make.make_msd(
+        tmp_path / "raw", n_train=3, n_test=1
+    )  # la_003..la_005 + la_006: the Decathlon's test list, unlabeled
     with pytest.raises(InputError, match="names only cases without labels") as err:
         preprocess(tmp_path / "raw", tmp_path / "p", splits_from=tmp_path / "raw" / "dataset.json", **SMALL)
     assert err.value.path == str(tmp_path / "raw" / "dataset.json")
@@ -237,7 +313,15 @@ def test_splits_from_dataset_json_test_list(tmp_path, mri_make):
     dj["training"] = [e for e in dj["training"] if "la_004" not in e["image"]]
     dj["test"] = [{"image": "./imagesTr/la_004.nii.gz", "label": "./labelsTr/la_004.nii.gz"}, *dj["test"]]
     (tmp_path / "raw" / "dataset.json").write_text(json.dumps(dj))
-    preprocess(tmp_path / "raw", tmp_path / "p", n_test=2, n_val=1, n_labeled=1, splits_from=tmp_path / "raw" / "dataset.json", **SMALL)
+    preprocess(
+        tmp_path / "raw",
+        tmp_path / "p",
+        n_test=2,
+        n_val=1,
+        n_labeled=1,
+        splits_from=tmp_path / "raw" / "dataset.json",
+        **SMALL,
+    )
     m = PreparedData(tmp_path / "p").manifest
     assert m["subject_splits"]["test"] == ["la_004"] and m["subject_splits"]["unlabeled"] == ["la_006"]
 
@@ -247,7 +331,12 @@ def test_split_subjects_fixed_lists_and_counts():
     drawn = split_subjects(ids, ["u"], 2, 1, 3, seed=4)
     assert drawn == split_subjects(list(reversed(ids)), ["u"], 2, 1, 3, seed=4)
     fixed = split_subjects(ids, ["u"], 99, 1, None, seed=4, test=["s00", "s05"])
-    assert fixed["test"] == ["s00", "s05"] and len(fixed["val"]) == 1 and len(fixed["labeled"]) == 9 and fixed["unlabeled"] == ["u"]
+    assert (
+        fixed["test"] == ["s00", "s05"]
+        and len(fixed["val"]) == 1
+        and len(fixed["labeled"]) == 9
+        and fixed["unlabeled"] == ["u"]
+    )
     assert not set(fixed["val"]) & {"s00", "s05"}
     with pytest.raises(ValueError, match="too few labeled subjects: 10 left to draw from"):
         split_subjects(ids, [], 0, 5, 6, seed=0, test=["s00", "s01"])

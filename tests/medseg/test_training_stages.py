@@ -25,7 +25,17 @@ CHANNELS = "4,8,16,16"
 def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mri")
     generate_dataset(root / "raw", n_subjects=12, seed=3, n_slices=8, size=64)
-    return preprocess(root / "raw", root / "prep", target_spacing=(3.0, 3.0), image_size=(32, 32), partitions=4, n_test=2, n_val=1, n_labeled=3, seed=0)
+    return preprocess(
+        root / "raw",
+        root / "prep",
+        target_spacing=(3.0, 3.0),
+        image_size=(32, 32),
+        partitions=4,
+        n_test=2,
+        n_val=1,
+        n_labeled=3,
+        seed=0,
+    )
 
 
 def test_partition_sampler_layout_and_no_empty_images(prepared):
@@ -47,22 +57,73 @@ def _run(*argv: str) -> None:
 
 def test_global_then_local_then_finetune_evaluate_predict(prepared, tmp_path):
     g, loc = tmp_path / "gd", tmp_path / "gd_lr"
-    _run("pretrain", "--data", str(prepared), "--out", str(g), "--stage", "global", "--strategy", "GD", "--steps", "20",
-         "--volumes-per-batch", "3", "--channels", CHANNELS)
+    _run(
+        "pretrain",
+        "--data",
+        str(prepared),
+        "--out",
+        str(g),
+        "--stage",
+        "global",
+        "--strategy",
+        "GD",
+        "--steps",
+        "20",
+        "--volumes-per-batch",
+        "3",
+        "--channels",
+        CHANNELS,
+    )
     rec = json.loads((g / "train.json").read_text())
     assert rec["loss_last"] < rec["loss_first"]
-    _run("pretrain", "--data", str(prepared), "--out", str(loc), "--stage", "local", "--strategy", "LR", "--init", str(g / "model.pt"),
-         "--steps", "20", "--volumes-per-batch", "3")
+    _run(
+        "pretrain",
+        "--data",
+        str(prepared),
+        "--out",
+        str(loc),
+        "--stage",
+        "local",
+        "--strategy",
+        "LR",
+        "--init",
+        str(g / "model.pt"),
+        "--steps",
+        "20",
+        "--volumes-per-batch",
+        "3",
+    )
     before, after = read_checkpoint(g / "model.pt"), read_checkpoint(loc / "model.pt")
     enc = [k for k in before["state_dict"] if k.startswith("encoder.")]
-    assert enc and all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in enc)  # frozen, BN stats too
-    assert any(not torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in after["state_dict"] if k.startswith("decoder.0."))
+    assert enc and all(
+        torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in enc
+    )  # frozen, BN stats too
+    assert any(
+        not torch.equal(before["state_dict"][k], after["state_dict"][k])
+        for k in after["state_dict"]
+        if k.startswith("decoder.0.")
+    )
     assert after["pretrained"] == ["decoder.0.", "encoder."] and after["method"] == "GD+LR"
     assert set(after["heads"]) == {"g1", "g2", "g2_region"}
 
     ft = tmp_path / "ft"
-    _run("finetune", "--data", str(prepared), "--out", str(ft), "--budget", "1", "--seed", "0", "--steps", "30",
-         "--val-every", "10", "--init", str(loc / "model.pt"))
+    _run(
+        "finetune",
+        "--data",
+        str(prepared),
+        "--out",
+        str(ft),
+        "--budget",
+        "1",
+        "--seed",
+        "0",
+        "--steps",
+        "30",
+        "--val-every",
+        "10",
+        "--init",
+        str(loc / "model.pt"),
+    )
     model = read_checkpoint(ft / "model.pt")
     assert model["run"]["method"] == "GD+LR" and model["run"]["budget"] == "1" and len(model["run"]["labeled"]) == 1
     assert not any(k.startswith(("g1", "g2")) for k in model["state_dict"])
@@ -81,13 +142,51 @@ def test_global_then_local_then_finetune_evaluate_predict(prepared, tmp_path):
 
     # several models in one process (the workflow's one job per cell): each --out as if alone
     ev2, ev3 = tmp_path / "ev2", tmp_path / "ev3"
-    _run("evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), str(ft / "model.pt"), "--out", str(ev2), str(ev3),
-         "--no-save-predictions")
+    _run(
+        "evaluate",
+        "--data",
+        str(prepared),
+        "--model",
+        str(ft / "model.pt"),
+        str(ft / "model.pt"),
+        "--out",
+        str(ev2),
+        str(ev3),
+        "--no-save-predictions",
+    )
     for other in (ev2, ev3):
         assert json.loads((other / "metrics.json").read_text())["summary"] == metrics["summary"]
-    assert medseg(["evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), str(ft / "model.pt"), "--out", str(tmp_path / "x")]) == 2
-    assert medseg(["evaluate", "--data", str(prepared), "--model", str(ft / "model.pt"), str(tmp_path / "missing.pt"),
-                   "--out", str(tmp_path / "y"), str(tmp_path / "z")]) == 2
+    assert (
+        medseg(
+            [
+                "evaluate",
+                "--data",
+                str(prepared),
+                "--model",
+                str(ft / "model.pt"),
+                str(ft / "model.pt"),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        medseg(
+            [
+                "evaluate",
+                "--data",
+                str(prepared),
+                "--model",
+                str(ft / "model.pt"),
+                str(tmp_path / "missing.pt"),
+                "--out",
+                str(tmp_path / "y"),
+                str(tmp_path / "z"),
+            ]
+        )
+        == 2
+    )
     assert not any((tmp_path / n).exists() for n in "xyz")  # checked before anything is written
 
     pr = tmp_path / "pred"
@@ -102,8 +201,25 @@ def test_finetune_from_scratch_lowers_the_loss_and_budgets_are_deterministic(pre
     runs = {}
     for name, seed, steps in (("a", 0, 150), ("b", 0, 5), ("c", 1, 5)):
         out = tmp_path / name
-        _run("finetune", "--data", str(prepared), "--out", str(out), "--budget", "2", "--seed", str(seed), "--steps", str(steps),
-             "--val-every", "50", "--channels", "8,16,32,32", "--lr", "0.01")
+        _run(
+            "finetune",
+            "--data",
+            str(prepared),
+            "--out",
+            str(out),
+            "--budget",
+            "2",
+            "--seed",
+            str(seed),
+            "--steps",
+            str(steps),
+            "--val-every",
+            "50",
+            "--channels",
+            "8,16,32,32",
+            "--lr",
+            "0.01",
+        )
         runs[name] = json.loads((out / "train.json").read_text())
     assert runs["a"]["labeled"] == runs["b"]["labeled"] != runs["c"]["labeled"]
     logs = np.genfromtxt(tmp_path / "a" / "logs" / "metrics.csv", delimiter=",", names=True)
@@ -113,7 +229,20 @@ def test_finetune_from_scratch_lowers_the_loss_and_budgets_are_deterministic(pre
 
 
 def test_several_seeds_in_one_process_equal_each_seed_alone(prepared, tmp_path, capsys):
-    common = ("--data", str(prepared), "--budget", "1", "--steps", "4", "--val-every", "2", "--channels", "4,8,16,16", "--checkpoint-every", "0")
+    common = (
+        "--data",
+        str(prepared),
+        "--budget",
+        "1",
+        "--steps",
+        "4",
+        "--val-every",
+        "2",
+        "--channels",
+        "4,8,16,16",
+        "--checkpoint-every",
+        "0",
+    )
     _run("finetune", *common, "--seed", "0", "5", "--out", str(tmp_path / "a0"), str(tmp_path / "a5"))
     _run("finetune", *common, "--seed", "5", "--out", str(tmp_path / "b5"))
     a, b = read_checkpoint(tmp_path / "a5" / "model.pt"), read_checkpoint(tmp_path / "b5" / "model.pt")

@@ -22,11 +22,7 @@ ARGS = ["--tile", "16", "--overlap", "4", "--block-tiles", "2"]
 def leftovers(out: Path) -> list[Path]:
     """The output itself and any temporary sibling an atomic write could leave."""
     found = [out] if out.exists() else []
-    return (
-        found
-        + sorted(out.parent.glob(f".{out.name}.tmp-*"))
-        + sorted(out.parent.glob(f".{out.name}.old-*"))
-    )
+    return found + sorted(out.parent.glob(f".{out.name}.tmp-*")) + sorted(out.parent.glob(f".{out.name}.old-*"))
 
 
 def preprocess(args: list[str]) -> None:
@@ -78,9 +74,7 @@ def test_corrupt_geotiff(tmp_path: Path) -> None:
 def test_dem_that_does_not_overlap(tmp_path: Path) -> None:
     s = make.tiny_scene(tmp_path)
     dem = make.far_dem(tmp_path / "far_dem.tif")
-    fails(
-        ["--image", str(s["image"]), "--dem", str(dem)], tmp_path / "out", dem, "does not overlap"
-    )
+    fails(["--image", str(s["image"]), "--dem", str(dem)], tmp_path / "out", dem, "does not overlap")
 
 
 def test_label_on_another_grid_resampled_or_rejected(tmp_path: Path) -> None:
@@ -167,9 +161,7 @@ def test_band_count_at_predict_time(tmp_path: Path) -> None:
     out = tmp_path / "prediction.tif"
 
     def predict_and_write() -> None:
-        res = predict_scene_detailed(
-            other["image"], other["dem"], lambda x: x[:, :2], tmp_path / "prep"
-        )
+        res = predict_scene_detailed(other["image"], other["dem"], lambda x: x[:, :2], tmp_path / "prep")
         write_prediction_geotiff(out, res.labels(), res.profile)
 
     with pytest.raises(InputError, match="5 band.* trained on 4") as err:
@@ -183,9 +175,7 @@ def test_predict_with_a_non_overlapping_dem(tmp_path: Path) -> None:
     preprocess(["--input", str(raw), "--out", str(tmp_path / "prep"), *ARGS])
     dem = make.far_dem(tmp_path / "far.tif")
     with pytest.raises(InputError, match="does not overlap") as err:
-        predict_scene_detailed(
-            raw / "scenes" / "s0_image.tif", dem, lambda x: x[:, :2], tmp_path / "prep"
-        )
+        predict_scene_detailed(raw / "scenes" / "s0_image.tif", dem, lambda x: x[:, :2], tmp_path / "prep")
     assert err.value.path == str(dem)
 
 
@@ -194,9 +184,7 @@ def test_input_folder_of_unknown_layout(tmp_path: Path) -> None:
     fails(["--input", str(tmp_path / "empty")], tmp_path / "out", tmp_path / "empty", "neither")
 
 
-def test_cli_maps_input_error_to_status_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_maps_input_error_to_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     s = make.tiny_scene(tmp_path)
     dem = make.far_dem(tmp_path / "far_dem.tif")
     stages = [

@@ -26,9 +26,7 @@ def preprocess(args: list[str]) -> None:
 def test_find_patches_in_numeric_order_with_masks(tmp_path: Path) -> None:
     make.landslide4sense(tmp_path, n=11, masks=9)
     patches = l4s.find_patches(tmp_path)
-    assert [p.id for p in patches] == [
-        f"image_{i}" for i in range(1, 12)
-    ]  # 10 after 9, not after 1
+    assert [p.id for p in patches] == [f"image_{i}" for i in range(1, 12)]  # 10 after 9, not after 1
     assert [p.mask is not None for p in patches] == [True] * 9 + [False] * 2
     assert l4s.is_landslide4sense(tmp_path)
     assert not l4s.is_landslide4sense(tmp_path / "img")
@@ -96,16 +94,12 @@ def test_preprocess_landslide4sense(tmp_path: Path) -> None:
     i = m["samples"]["scene"].index("image_4")
     with h5py.File(raw / "img" / "image_4.h5") as f:
         stored = f["img"][()]
-    np.testing.assert_allclose(
-        data.images[i], np.moveaxis(stored, -1, 0).astype(np.float32), rtol=1e-6
-    )
+    np.testing.assert_allclose(data.images[i], np.moveaxis(stored, -1, 0).astype(np.float32), rtol=1e-6)
     np.testing.assert_array_equal(data.labels[i], (stored[..., 3] > 1.3).astype(np.uint8))
     # patches without a mask are unlabeled: only in the self-supervised pool, never val/test
     no_mask = {f"image_{k}/t0000" for k in (9, 10)}
     assert no_mask <= set(m["splits"]["unlabeled"])
-    assert not no_mask & (
-        set(m["splits"]["labeled"]) | set(m["splits"]["val"]) | set(m["splits"]["test"])
-    )
+    assert not no_mask & (set(m["splits"]["labeled"]) | set(m["splits"]["val"]) | set(m["splits"]["test"]))
     for k in (9, 10):
         j = m["samples"]["scene"].index(f"image_{k}")
         assert (np.asarray(data.labels[j]) == 255).all() and not data.labeled[j]

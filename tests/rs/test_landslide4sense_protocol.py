@@ -47,11 +47,7 @@ NET = [
 def leftovers(out: Path) -> list[Path]:
     """The output itself and any temporary sibling an atomic write could leave."""
     found = [out] if out.exists() else []
-    return (
-        found
-        + sorted(out.parent.glob(f".{out.name}.tmp-*"))
-        + sorted(out.parent.glob(f".{out.name}.old-*"))
-    )
+    return found + sorted(out.parent.glob(f".{out.name}.tmp-*")) + sorted(out.parent.glob(f".{out.name}.old-*"))
 
 
 def ids(folder: str) -> list[str]:
@@ -110,16 +106,12 @@ def test_fixture_has_the_release_layout_and_shapes(release: tuple[Path, Prepared
             h5py.File(raw / folder / "mask" / "mask_1.h5") as g,
         ):
             assert list(f) == ["img"] and f["img"].shape == (128, 128, 14)
-            assert (
-                list(g) == ["mask"]
-                and g["mask"].shape == (128, 128)
-                and set(np.unique(g["mask"][()])) <= {0, 1}
-            )
+            assert list(g) == ["mask"] and g["mask"].shape == (128, 128) and set(np.unique(g["mask"][()])) <= {0, 1}
     # landslides only on steep ground, and bare: slope and spectra both carry the signal
     img = stored_images(raw, "TrainData")
-    masks = np.stack(
-        [h5py.File(raw / "TrainData" / "mask" / f"mask_{i}.h5")["mask"][()] for i in range(1, 7)]
-    ).astype(bool)
+    masks = np.stack([h5py.File(raw / "TrainData" / "mask" / f"mask_{i}.h5")["mask"][()] for i in range(1, 7)]).astype(
+        bool
+    )
     assert masks.any() and img[..., 12][masks].min() > make.SCAR_MIN_SLOPE
     ndvi = (img[..., 7] - img[..., 3]) / (img[..., 7] + img[..., 3])
     assert ndvi[masks].mean() < ndvi[~masks].mean() - 0.2
@@ -128,11 +120,7 @@ def test_fixture_has_the_release_layout_and_shapes(release: tuple[Path, Prepared
 def test_the_release_folders_are_the_splits(release: tuple[Path, PreparedData]) -> None:
     raw, data = release
     m = data.manifest
-    assert (
-        m["protocol"] == "landslide4sense"
-        and m["dataset"] == "landslide4sense"
-        and m["source"] == "landslide4sense"
-    )
+    assert m["protocol"] == "landslide4sense" and m["dataset"] == "landslide4sense" and m["source"] == "landslide4sense"
     assert m["split"] == {"by": "folders", "folders": FOLDERS}
     assert (m["tile"], m["overlap"], m["image_size"]) == (128, 0, [128, 128]) and len(data) == 12
     assert m["splits"] == {
@@ -173,9 +161,9 @@ def test_label_budget_is_a_percentage_of_train_data_patches(
     pool = data.split_groups("labeled")
     for pct, n in ((1, 1), (50, 3), (100, 6)):
         chosen = select_percent(pool, pct, seed=2)
-        assert len(chosen) == n == max(1, math.ceil(COUNTS["TrainData"] * pct / 100)) and set(
-            chosen
-        ) <= set(ids("TrainData"))
+        assert len(chosen) == n == max(1, math.ceil(COUNTS["TrainData"] * pct / 100)) and set(chosen) <= set(
+            ids("TrainData")
+        )
 
 
 def test_folders_without_masks_are_unlabeled_data_and_the_manifest_says_so(
@@ -194,9 +182,7 @@ def test_folders_without_masks_are_unlabeled_data_and_the_manifest_says_so(
     for folder, split in (("ValidData", "val"), ("TestData", "test")):
         entry = m["official_splits"][folder]
         assert entry["used_as"] == "unlabeled: self-supervised pretraining only"
-        assert (
-            entry["note"] in m["notes"] and folder in entry["note"] and "no masks" in entry["note"]
-        )
+        assert entry["note"] in m["notes"] and folder in entry["note"] and "no masks" in entry["note"]
         assert f"the {split} split is empty" in empty_split_reason(m, split)
         for tile_id in ids(folder):
             j = m["samples"]["group"].index(tile_id)
@@ -219,9 +205,7 @@ def test_fine_tuning_without_validation_masks_says_why(
 ) -> None:
     _, data = release_without_masks
     out = tmp_path / "ft"
-    assert (
-        rs(["finetune", "--data", str(data.folder), "--out", str(out), "--steps", "1", *NET]) == 2
-    )
+    assert rs(["finetune", "--data", str(data.folder), "--out", str(out), "--steps", "1", *NET]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no validation tiles" in err[0] and "ValidData has no masks" in err[0]
     assert leftovers(out) == []
@@ -231,27 +215,19 @@ def test_fine_tuning_without_validation_masks_says_why(
 
 
 def _bad_image_size(raw: Path) -> Path:
-    return make.write_image(
-        raw / "ValidData" / "img" / "image_1.h5", np.zeros((64, 64, 14), dtype=np.float32)
-    )
+    return make.write_image(raw / "ValidData" / "img" / "image_1.h5", np.zeros((64, 64, 14), dtype=np.float32))
 
 
 def _bad_band_count(raw: Path) -> Path:
-    return make.write_image(
-        raw / "TrainData" / "img" / "image_2.h5", np.zeros((128, 128, 13), dtype=np.float32)
-    )
+    return make.write_image(raw / "TrainData" / "img" / "image_2.h5", np.zeros((128, 128, 13), dtype=np.float32))
 
 
 def _bad_mask_values(raw: Path) -> Path:
-    return make.write_mask(
-        raw / "TestData" / "mask" / "mask_1.h5", np.full((128, 128), 2, dtype=np.uint8)
-    )
+    return make.write_mask(raw / "TestData" / "mask" / "mask_1.h5", np.full((128, 128), 2, dtype=np.uint8))
 
 
 def _mask_of_another_shape(raw: Path) -> Path:
-    return make.write_mask(
-        raw / "TrainData" / "mask" / "mask_1.h5", np.zeros((64, 64), dtype=np.uint8)
-    )
+    return make.write_mask(raw / "TrainData" / "mask" / "mask_1.h5", np.zeros((64, 64), dtype=np.uint8))
 
 
 def _image_without_img_key(raw: Path) -> Path:
@@ -298,10 +274,7 @@ def test_re_tiling_the_release_is_an_error(
     assert rs(["preprocess", "--input", str(raw), "--out", str(out), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert (
-        len(err) == 1
-        and err[0].startswith(f"error: {raw}: ")
-        and "no re-tiling" in err[0]
-        and err[0].endswith(shown)
+        len(err) == 1 and err[0].startswith(f"error: {raw}: ") and "no re-tiling" in err[0] and err[0].endswith(shown)
     )
     assert leftovers(out) == []
 
@@ -310,11 +283,7 @@ def test_release_without_train_data(tmp_path: Path, capsys: pytest.CaptureFixtur
     raw = make.release(tmp_path / "raw", 0, 1, 1)
     assert rs(["preprocess", "--input", str(raw), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        len(err) == 1
-        and err[0].startswith(f"error: {raw / 'TrainData'}: ")
-        and leftovers(tmp_path / "out") == []
-    )
+    assert len(err) == 1 and err[0].startswith(f"error: {raw / 'TrainData'}: ") and leftovers(tmp_path / "out") == []
 
 
 # --------------------------------------------------------------------------- scores per split
@@ -347,10 +316,7 @@ def tiny_prepared(folder: Path, labels: np.ndarray, splits: list[str]) -> Prepar
             "splits": {
                 "unlabeled": [],
                 "labeled": [],
-                **{
-                    s: [g for g, t in zip(groups, splits, strict=True) if t == s]
-                    for s in ("val", "test")
-                },
+                **{s: [g for g, t in zip(groups, splits, strict=True) if t == s] for s in ("val", "test")},
             },
         },
     )
@@ -359,12 +325,8 @@ def tiny_prepared(folder: Path, labels: np.ndarray, splits: list[str]) -> Prepar
 
 def test_scores_per_split_on_a_hand_computed_example(tmp_path: Path) -> None:
     # val: tiles 0, 1; test: tiles 2, 3. Pixels pooled over the split's tiles.
-    truth = np.array(
-        [[[1, 1, 0, 0]], [[1, 0, 0, 0]], [[1, 1, 1, 1]], [[0, 0, 0, 0]]], dtype=np.uint8
-    )
-    pred = np.array(
-        [[[1, 0, 1, 0]], [[1, 1, 0, 0]], [[1, 1, 0, 0]], [[0, 0, 0, 0]]], dtype=np.int64
-    )
+    truth = np.array([[[1, 1, 0, 0]], [[1, 0, 0, 0]], [[1, 1, 1, 1]], [[0, 0, 0, 0]]], dtype=np.uint8)
+    pred = np.array([[[1, 0, 1, 0]], [[1, 1, 0, 0]], [[1, 1, 0, 0]], [[0, 0, 0, 0]]], dtype=np.int64)
     data = tiny_prepared(tmp_path / "p", truth, ["val", "val", "test", "test"])
     calls = []
 
@@ -378,14 +340,10 @@ def test_scores_per_split_on_a_hand_computed_example(tmp_path: Path) -> None:
     assert out["protocol"] == "landslide4sense" and set(out["per_split"]) == {"val", "test"}
     # val: TP 2, FP 2, FN 1, TN 3 -> P 1/2, R 2/3, F1 4/7; IoU landslide 2/5, background 3/6
     val = out["per_split"]["val"]
-    assert (
-        val["n_tiles"] == 2 and val["n_pixels"] == 8 and val["confusion_matrix"] == [[3, 2], [1, 2]]
-    )
+    assert val["n_tiles"] == 2 and val["n_pixels"] == 8 and val["confusion_matrix"] == [[3, 2], [1, 2]]
     s = val["summary"]
     assert (
-        s["precision"] == pytest.approx(0.5)
-        and s["recall"] == pytest.approx(2 / 3)
-        and s["f1"] == pytest.approx(4 / 7)
+        s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(2 / 3) and s["f1"] == pytest.approx(4 / 7)
     )
     assert (
         s["iou_landslide"] == pytest.approx(0.4)
@@ -400,9 +358,7 @@ def test_scores_per_split_on_a_hand_computed_example(tmp_path: Path) -> None:
     assert split_scores(data, {}, confusion) == {}
 
 
-def test_rs_evaluate_writes_val_and_test_scores(
-    release: tuple[Path, PreparedData], tmp_path: Path
-) -> None:
+def test_rs_evaluate_writes_val_and_test_scores(release: tuple[Path, PreparedData], tmp_path: Path) -> None:
     torch.set_num_threads(1)
     _, data = release
     ft, ev = tmp_path / "ft", tmp_path / "ev"
@@ -444,16 +400,10 @@ def test_rs_evaluate_writes_val_and_test_scores(
         == 0
     )
     metrics = json.loads((ev / "metrics.json").read_text())
-    assert (
-        metrics["protocol"] == "landslide4sense"
-        and metrics["split"] == "test"
-        and metrics["scope"] == "tiles"
-    )
+    assert metrics["protocol"] == "landslide4sense" and metrics["split"] == "test" and metrics["scope"] == "tiles"
     assert metrics["dataset"] == "landslide4sense" and metrics["scenes"] == []
     assert set(metrics["per_split"]) == {"val", "test"}
-    assert (
-        metrics["per_split"]["test"]["summary"] == metrics["summary"]
-    )  # the main numbers are the test split's
+    assert metrics["per_split"]["test"]["summary"] == metrics["summary"]  # the main numbers are the test split's
     # recomputed here: the model's predictions on each split, every pixel pooled
     ckpt = read_checkpoint(ft / "model.pt")
     net = build_from_spec(ckpt["network"])
@@ -462,9 +412,7 @@ def test_rs_evaluate_writes_val_and_test_scores(
     for split in ("val", "test"):
         idx = data.sample_indices(data.split_groups(split))
         with torch.no_grad():
-            pred = (
-                net(torch.from_numpy(np.stack([data.image(int(i)) for i in idx]))).argmax(1).numpy()
-            )
+            pred = net(torch.from_numpy(np.stack([data.image(int(i)) for i in idx]))).argmax(1).numpy()
         truth = np.asarray(data.labels[idx])
         tp, fp, fn = (
             ((pred == 1) & (truth == 1)).sum(),

@@ -63,8 +63,14 @@ def test_dual_fusion_shapes(fusion, spectral, terrain, in_channels):
 
 def test_sum_fusion_with_a_different_terrain_encoder_projects_widths():
     net = DualEncoderFusionUNet(
-        [0, 1, 2], [3], 2, encoder_name="resnet18", terrain_encoder_name="tu-regnetx_002",
-        encoder_depth=3, decoder_channels=(32, 16, 8), fusion="sum",
+        [0, 1, 2],
+        [3],
+        2,
+        encoder_name="resnet18",
+        terrain_encoder_name="tu-regnetx_002",
+        encoder_depth=3,
+        decoder_channels=(32, 16, 8),
+        fusion="sum",
     )
     assert net.encoder.terrain.out_channels[1:] != net.encoder.spectral.out_channels[1:]
     assert net(torch.randn(1, 4, 32, 32)).shape == (1, 2, 32, 32)

@@ -95,9 +95,7 @@ def test_splits_are_tiles_without_cross_overlap(prepared: tuple[Path, PreparedDa
 def test_normalisation_from_training_tiles_only(prepared: tuple[Path, PreparedData]) -> None:
     _, data = prepared
     values = train_union_values(data).astype(np.float64)
-    np.testing.assert_allclose(
-        data.manifest["normalization"]["mean"], values.mean(axis=1), rtol=1e-5
-    )
+    np.testing.assert_allclose(data.manifest["normalization"]["mean"], values.mean(axis=1), rtol=1e-5)
     np.testing.assert_allclose(data.manifest["normalization"]["std"], values.std(axis=1), rtol=1e-4)
 
 
@@ -177,9 +175,7 @@ def test_explicit_scenes_and_an_unlabeled_one(tmp_path: Path) -> None:
     assert set(m["scenes"]) == {"a_image", "b_image"}
     b_tiles = [g for g in m["groups"] if m["groups"][g]["scene"] == "b_image"]
     assert b_tiles and set(b_tiles) <= set(m["splits"]["unlabeled"])
-    assert not set(b_tiles) & (
-        set(m["splits"]["labeled"]) | set(m["splits"]["val"]) | set(m["splits"]["test"])
-    )
+    assert not set(b_tiles) & (set(m["splits"]["labeled"]) | set(m["splits"]["val"]) | set(m["splits"]["test"]))
     assert all((np.asarray(data.labels[i]) == 255).all() for i in data.sample_indices(b_tiles))
 
 

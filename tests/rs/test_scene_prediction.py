@@ -60,18 +60,14 @@ def direct(raw: Path, prep: Path, scene: str) -> tuple[np.ndarray, np.ndarray]:
     import json
 
     m = json.loads((prep / "manifest.json").read_text())
-    sc, _, _ = load_scene_channels(
-        raw / "scenes" / f"{scene}_image.tif", raw / "scenes" / f"{scene}_dem.tif"
-    )
+    sc, _, _ = load_scene_channels(raw / "scenes" / f"{scene}_image.tif", raw / "scenes" / f"{scene}_dem.tif")
     mean = np.asarray(m["normalization"]["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(m["normalization"]["std"], dtype=np.float32)[:, None, None]
     x = np.where(sc.valid, (sc.channels - mean) / std, 0.0)
     return nir_threshold(torch.from_numpy(x[None].astype(np.float32)))[0].numpy(), sc.valid
 
 
-@pytest.mark.parametrize(
-    "tile,overlap,batch", [(None, None, 16), (16, 8, 3), (32, 12, 1), (64, 0, 2)]
-)
+@pytest.mark.parametrize("tile,overlap,batch", [(None, None, 16), (16, 8, 3), (32, 12, 1), (64, 0, 2)])
 def test_blended_scene_equals_direct_per_pixel(
     trained: tuple[Path, Path], tile: int | None, overlap: int | None, batch: int
 ) -> None:
@@ -155,9 +151,7 @@ def test_blend_weight() -> None:
     assert w[0, 0] == pytest.approx(1 / 16) and (w[4:12, 4:12] == 1).all()
 
 
-def test_written_geotiff_has_the_input_crs_transform_and_shape(
-    trained: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_written_geotiff_has_the_input_crs_transform_and_shape(trained: tuple[Path, Path], tmp_path: Path) -> None:
     raw, prep = trained
     image = raw / "scenes" / "s1_image.tif"
     res = predict_scene_detailed(image, raw / "scenes" / "s1_dem.tif", nir_threshold, prep)

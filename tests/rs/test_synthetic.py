@@ -24,9 +24,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "raw"
     p = argparse.ArgumentParser()
     add_demo_data_options(p)
-    run_demo_data(
-        p.parse_args(["--out", str(out), "--n-scenes", "3", "--size", "160", "--seed", "5"])
-    )
+    run_demo_data(p.parse_args(["--out", str(out), "--n-scenes", "3", "--size", "160", "--seed", "5"]))
     return out
 
 
@@ -48,11 +46,7 @@ def test_geometry_of_image_dem_and_label(demo: Path, k: int) -> None:
     img = read_raster(demo / s["image"])
     dem = read_raster(demo / s["dem"])
     lab = read_raster(demo / s["label"])
-    assert (
-        img.count == 4
-        and img.descriptions == ("B", "G", "R", "NIR")
-        and img.data.dtype == np.uint16
-    )
+    assert img.count == 4 and img.descriptions == ("B", "G", "R", "NIR") and img.data.dtype == np.uint16
     assert img.grid.crs.to_epsg() == 32633 and img.nodata == 0
     assert dem.grid.crs.to_epsg() == (4326, 3035)[k % 2] and dem.grid.crs != img.grid.crs
     assert dem.data.dtype == np.float32 and dem.nodata == -9999.0
@@ -62,9 +56,7 @@ def test_geometry_of_image_dem_and_label(demo: Path, k: int) -> None:
     left, bottom, right, top = transform_bounds(dem.grid.crs, img.grid.crs, *dem.grid.bounds)
     il, ib, ir, it = img.grid.bounds
     assert left < il - 50 and bottom < ib - 50 and right > ir + 50 and top > it + 50
-    assert (
-        lab.grid == img.grid and lab.data.dtype == np.uint8 and set(np.unique(lab.data)) <= {0, 1}
-    )
+    assert lab.grid == img.grid and lab.data.dtype == np.uint8 and set(np.unique(lab.data)) <= {0, 1}
     assert 0.003 < lab.data.mean() < 0.08
 
 

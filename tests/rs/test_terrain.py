@@ -10,9 +10,7 @@ import pytest
 from rs.terrain import hillshade, slope_aspect, terrain_channels
 
 
-def plane(
-    a_east: float, b_north: float, xres: float, yres: float, shape: tuple[int, int] = (7, 9)
-) -> np.ndarray:
+def plane(a_east: float, b_north: float, xres: float, yres: float, shape: tuple[int, int] = (7, 9)) -> np.ndarray:
     """z = a * east + b * north on a north-up grid (row 0 is the northernmost)."""
     rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
     return 100.0 + a_east * cols * xres + b_north * (-rows * yres)
@@ -35,9 +33,7 @@ ORIENTATIONS = [
 
 @pytest.mark.parametrize("a,b,aspect", ORIENTATIONS)
 @pytest.mark.parametrize("xres,yres", [(10.0, 10.0), (10.0, 25.0), (30.0, 5.0)])
-def test_plane_slope_and_aspect_are_analytic(
-    a: float, b: float, aspect: float, xres: float, yres: float
-) -> None:
+def test_plane_slope_and_aspect_are_analytic(a: float, b: float, aspect: float, xres: float, yres: float) -> None:
     slope, asp = slope_aspect(plane(a, b, xres, yres), xres, yres)
     expected_slope = math.degrees(math.atan(math.hypot(a, b)))
     np.testing.assert_allclose(slope, expected_slope, atol=1e-4)
@@ -57,9 +53,7 @@ def test_non_square_pixels_are_respected() -> None:
 def test_hillshade_of_planes() -> None:
     alt = 40.0
     flat = np.full((5, 5), 50.0)
-    np.testing.assert_allclose(
-        hillshade(flat, 10, 10, 315, alt), math.sin(math.radians(alt)), atol=1e-6
-    )
+    np.testing.assert_allclose(hillshade(flat, 10, 10, 315, alt), math.sin(math.radians(alt)), atol=1e-6)
     # a plane facing the sun (aspect = azimuth) with slope s is lit at cos(zenith - s)
     t = 0.4  # tan of the slope; facing north-west (315) means rising to the south-east
     a, b = t * math.sin(math.radians(135)), t * math.cos(math.radians(135))

@@ -21,12 +21,8 @@ from rs.tiling import (
 )
 
 
-@pytest.mark.parametrize(
-    "h,w,tile,overlap", [(64, 64, 64, 16), (100, 70, 32, 8), (96, 144, 32, 0), (33, 200, 16, 15)]
-)
-def test_windows_cover_the_scene_flush_with_the_edge(
-    h: int, w: int, tile: int, overlap: int
-) -> None:
+@pytest.mark.parametrize("h,w,tile,overlap", [(64, 64, 64, 16), (100, 70, 32, 8), (96, 144, 32, 0), (33, 200, 16, 15)])
+def test_windows_cover_the_scene_flush_with_the_edge(h: int, w: int, tile: int, overlap: int) -> None:
     wins = tile_windows(h, w, tile, overlap)
     cover = np.zeros((h, w), dtype=int)
     for win in wins:
@@ -80,16 +76,12 @@ def test_windows_overlap_matches_pixel_masks() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize(
-    "h,w,tile,overlap,block", [(512, 512, 64, 16, 4), (300, 200, 32, 8, 2), (200, 260, 32, 0, 3)]
-)
+@pytest.mark.parametrize("h,w,tile,overlap,block", [(512, 512, 64, 16, 4), (300, 200, 32, 8, 2), (200, 260, 32, 0, 3)])
 def test_block_split_never_overlaps_across_splits(
     seed: int, h: int, w: int, tile: int, overlap: int, block: int
 ) -> None:
     wins = tile_windows(h, w, tile, overlap)
-    splits = spatial_block_split(
-        wins, tile, overlap, block, 0.15, 0.25, np.random.default_rng(seed)
-    )
+    splits = spatial_block_split(wins, tile, overlap, block, 0.15, 0.25, np.random.default_rng(seed))
     assert set(splits) - {None} == {"train", "val", "test"}
     assert split_cross_overlaps(wins, splits) == []
     # brute force on pixels: no pixel belongs to two splits

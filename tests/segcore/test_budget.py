@@ -97,7 +97,12 @@ def test_label_seed_defaults_to_the_run_seed(tmp_path):
 
 def test_match_names_exact_or_by_number():
     known = ["patient002", "patient042", "patient062", "patient100"]
-    assert match_names(["patient042", "2", "062", "0100"], known) == ["patient042", "patient002", "patient062", "patient100"]
+    assert match_names(["patient042", "2", "062", "0100"], known) == [
+        "patient042",
+        "patient002",
+        "patient062",
+        "patient100",
+    ]
     with pytest.raises(ValueError, match=r"unknown subject '7' \(4 known: patient002"):
         match_names(["7"], known)
     with pytest.raises(ValueError, match="ambiguous: a2, b2"):
@@ -120,8 +125,12 @@ def test_fixed_combinations_forms():
         fixed_combinations([[]], 1)
 
 
-POOL = {"patient002": ["patient002_frame01", "patient002_frame12"], "patient042": ["patient042_frame01", "patient042_frame09"],
-        "patient062": ["patient062_frame01", "patient062_frame14"], "patient070": ["patient070_frame01", "patient070_frame10"]}
+POOL = {
+    "patient002": ["patient002_frame01", "patient002_frame12"],
+    "patient042": ["patient042_frame01", "patient042_frame09"],
+    "patient062": ["patient062_frame01", "patient062_frame14"],
+    "patient070": ["patient070_frame01", "patient070_frame10"],
+}
 
 
 def test_draw_labeled_counts_subjects_and_returns_their_volumes():
@@ -134,7 +143,10 @@ def test_draw_labeled_counts_subjects_and_returns_their_volumes():
 
 def test_draw_labeled_fixed_lists_take_precedence():
     elsewhere = {"patient007": "test", "patient011": "val"}
-    assert draw_labeled(POOL, 1, seed=3, fixed=[["002"]]) == (["patient002"], POOL["patient002"])  # one list: every seed
+    assert draw_labeled(POOL, 1, seed=3, fixed=[["002"]]) == (
+        ["patient002"],
+        POOL["patient002"],
+    )  # one list: every seed
     combos = [["042", "062"], ["2", "70"]]
     assert draw_labeled(POOL, 2, seed=1, fixed=combos, elsewhere=elsewhere)[0] == ["patient002", "patient070"]
     assert draw_labeled(POOL, "all", seed=0, fixed=combos)[0] == ["patient042", "patient062"]
@@ -142,7 +154,12 @@ def test_draw_labeled_fixed_lists_take_precedence():
         (combos, 2, 2, "2 fixed labeled combinations are given; label seed 2 has none"),
         ([["patient099"]], 0, 1, "unknown subject 'patient099'"),
         ([["7"]], 0, 1, "'patient007' is in the test split"),
-        ([["042", "062"]], 0, 1, r"label budget 1 but the fixed combination \['patient042', 'patient062'\] has 2 subjects"),
+        (
+            [["042", "062"]],
+            0,
+            1,
+            r"label budget 1 but the fixed combination \['patient042', 'patient062'\] has 2 subjects",
+        ),
     ):
         with pytest.raises(ValueError, match=problem):
             draw_labeled(POOL, budget, seed=seed, fixed=fixed, elsewhere=elsewhere)
@@ -156,5 +173,9 @@ def test_fixed_combinations_option_repeats_and_replaces_the_config(tmp_path):
     args = parser.parse_args(["--labeled-subjects", "042", "062", "--labeled-subjects", "002"])
     assert args.labeled_subjects == [["042", "062"], ["002"]]
     (tmp_path / "c.yaml").write_text("labeled_subjects: {1: [[patient002], [patient042]]}\n")
-    assert parse_stage_args(parser, ["--config", str(tmp_path / "c.yaml")]).labeled_subjects == {1: [["patient002"], ["patient042"]]}
-    assert parse_stage_args(parser, ["--config", str(tmp_path / "c.yaml"), "--labeled-subjects", "7"]).labeled_subjects == [["7"]]
+    assert parse_stage_args(parser, ["--config", str(tmp_path / "c.yaml")]).labeled_subjects == {
+        1: [["patient002"], ["patient042"]]
+    }
+    assert parse_stage_args(
+        parser, ["--config", str(tmp_path / "c.yaml"), "--labeled-subjects", "7"]
+    ).labeled_subjects == [["7"]]

@@ -76,15 +76,25 @@ def test_per_seed_args_pairs_seeds_with_outputs_and_checks_them_up_front(tmp_pat
     assert [(r.seed, r.out) for r in runs] == [(4, tmp_path / "a"), (2, tmp_path / "b")]
     assert all(isinstance(r.seed, int) and isinstance(r.out, Path) for r in runs)
     # a --config file gives scalars: one run
-    scalars = {"data": tmp_path, "seed": typed_value(FinetuneConfig, "seed", 3),
-               "out": typed_value(FinetuneConfig, "out", str(tmp_path / "c")), "devices": "1"}
+    scalars = {
+        "data": tmp_path,
+        "seed": typed_value(FinetuneConfig, "seed", 3),
+        "out": typed_value(FinetuneConfig, "out", str(tmp_path / "c")),
+        "devices": "1",
+    }
     one = seed_runs(from_namespace(FinetuneConfig, scalars))
     assert [(r.seed, r.out) for r in one] == [(3, tmp_path / "c")]
 
     with pytest.raises(InputError, match="one --out per --seed"):
         per_seed_args(p.parse_args([*base, "--seed", "0", "1", "--out", str(tmp_path / "a")]))
     with pytest.raises(InputError, match="more than once"):
-        per_seed_args(p.parse_args([*base, "--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "x" / ".." / "a")]))
+        per_seed_args(
+            p.parse_args([*base, "--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "x" / ".." / "a")])
+        )
     with pytest.raises(InputError, match="one seed per command"):
-        per_seed_args(p.parse_args([*base, "--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "b"), "--devices", "2"]))
+        per_seed_args(
+            p.parse_args(
+                [*base, "--seed", "0", "1", "--out", str(tmp_path / "a"), str(tmp_path / "b"), "--devices", "2"]
+            )
+        )
     assert len(per_seed_args(p.parse_args([*base, "--seed", "0", "--out", str(tmp_path / "a"), "--devices", "2"]))) == 1

@@ -68,7 +68,9 @@ def train(out: Path, world: int, batch_size: int) -> None:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             losses.append(float(outputs["loss"]))
 
-    trainer = make_trainer(out, STEPS, accelerator="cpu", devices=world, strategy="ddp" if world > 1 else "auto", callbacks=[RecordLoss()])
+    trainer = make_trainer(
+        out, STEPS, accelerator="cpu", devices=world, strategy="ddp" if world > 1 else "auto", callbacks=[RecordLoss()]
+    )
     trainer.fit(task, step_loader(_Squares(), batch_size, STEPS, seed=0))
     rank = trainer.global_rank
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, out / f"weights_rank{rank}.pt")
@@ -78,7 +80,14 @@ def train(out: Path, world: int, batch_size: int) -> None:
 def _run(out: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("SLURM_NTASKS", None)  # inside a SLURM job Lightning would wait for srun's ranks
-    proc = subprocess.run([sys.executable, "-m", "tests.segcore.test_ddp", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.segcore.test_ddp", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -120,10 +129,32 @@ def test_device_options_resolve_to_cpu_defaults_and_refuse_cpu_syncbatchnorm(tmp
 
     rt = runtime_settings(p.parse_args(["--accelerator", "cpu"]))
     assert rt == {
-        "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": False, "precision": "32-true",
-        "channels_last": True, "workers": 0, "pin_memory": False, "checkpoint_every": 50,
+        "accelerator": "cpu",
+        "devices": 1,
+        "num_nodes": 1,
+        "strategy": "auto",
+        "sync_batchnorm": False,
+        "precision": "32-true",
+        "channels_last": True,
+        "workers": 0,
+        "pin_memory": False,
+        "checkpoint_every": 50,
     }
-    rt = runtime_settings(p.parse_args(["--accelerator", "cpu", "--devices", "0,1", "--workers", "3", "--channels-last", "--precision", "bf16-mixed"]))
+    rt = runtime_settings(
+        p.parse_args(
+            [
+                "--accelerator",
+                "cpu",
+                "--devices",
+                "0,1",
+                "--workers",
+                "3",
+                "--channels-last",
+                "--precision",
+                "bf16-mixed",
+            ]
+        )
+    )
     assert (rt["devices"], rt["workers"], rt["channels_last"], rt["precision"]) == ([0, 1], 3, True, "bf16-mixed")
     with pytest.raises(SystemExit):
         p.parse_args(["--workers", "-1"])

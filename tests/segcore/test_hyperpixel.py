@@ -34,6 +34,7 @@ from segcore.views import correspondence_view, dihedral
 def decoder_maps(net: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return net.decoder_features(x)
 
+
 pytestmark = pytest.mark.filterwarnings("ignore:.*self.log.*")
 SIZE = 16
 
@@ -56,7 +57,9 @@ def test_dihedral_views_are_exact_and_ids_follow_the_pixels() -> None:
         assert torch.equal(view[i, :2], dihedral(x[i, :2], k)) and torch.equal(sp_view[i], dihedral(sp[i], k))
     # the pixel a view shows is the pixel its superpixel id names: same ground in every view
     assert torch.equal(view[:, 0].long(), sp_view // SIZE) and torch.equal(view[:, 1].long(), sp_view % SIZE)
-    assert not torch.equal(view[:, 2], torch.stack([dihedral(x[i, 2], k) for i, k in enumerate(ks.tolist())]))  # jittered
+    assert not torch.equal(
+        view[:, 2], torch.stack([dihedral(x[i, 2], k) for i, k in enumerate(ks.tolist())])
+    )  # jittered
 
 
 def test_terrain_dropout_zeroes_the_dropped_channels_of_whole_images_only() -> None:
@@ -64,10 +67,14 @@ def test_terrain_dropout_zeroes_the_dropped_channels_of_whole_images_only() -> N
     x = x + 1.0  # no channel is 0 anywhere before the dropout
     kw = {"jitter_channels": [], "dihedral_transforms": False}
     plain, _, _ = correspondence_view(x, sp, torch.Generator().manual_seed(3), **kw)
-    view, sp_view, _ = correspondence_view(x, sp, torch.Generator().manual_seed(3), drop_channels=[1, 2], drop_prob=0.5, **kw)
+    view, sp_view, _ = correspondence_view(
+        x, sp, torch.Generator().manual_seed(3), drop_channels=[1, 2], drop_prob=0.5, **kw
+    )
     dropped = (view[:, 1:] == 0).flatten(1).all(1)  # (B,)
     assert 10 < int(dropped.sum()) < 54  # about half of 64 images
-    assert torch.equal(view[~dropped], plain[~dropped]) and torch.equal(view[:, 0], plain[:, 0])  # kept images, kept channel
+    assert torch.equal(view[~dropped], plain[~dropped]) and torch.equal(
+        view[:, 0], plain[:, 0]
+    )  # kept images, kept channel
     assert not (view[~dropped, 1:] == 0).any() and torch.equal(sp_view, sp)
     # probability 0 draws nothing: the same view as without the option
     same, _, _ = correspondence_view(x, sp, torch.Generator().manual_seed(3), drop_channels=[1, 2], drop_prob=0.0, **kw)
@@ -147,7 +154,14 @@ class TinySet(Dataset):
             kind = torch.randint(0, 4, (16,), generator=g)
             colours = torch.randn(16, 3, generator=g) if distinct else protos[kind]
             img = colours[blocks].permute(2, 0, 1) + 0.3 * torch.randn(3, SIZE, SIZE, generator=g)
-            self.items.append({"image": img, "label": (kind[blocks] > 1).long(), "superpixels": blocks.clone(), "meta": {"group": "g"}})
+            self.items.append(
+                {
+                    "image": img,
+                    "label": (kind[blocks] > 1).long(),
+                    "superpixels": blocks.clone(),
+                    "meta": {"group": "g"},
+                }
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -158,16 +172,24 @@ class TinySet(Dataset):
 
 def trainer(steps: int) -> L.Trainer:
     return L.Trainer(
-        accelerator="cpu", max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, use_distributed_sampler=False,
+        accelerator="cpu",
+        max_steps=steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
     )
 
 
 def pretrain_task(K: int = 64, m: float = 0.9, crop: tuple[float, float] | None = (0.7, 1.0)) -> PretrainTask:
     net = tiny_net()
     # batch statistics + in-batch negatives: the variant that learns this toy pretext fastest
-    strategy = HyperPixelSSLStrategy(net, K=K, m=m, T=0.2, proj_hidden=32, proj_dim=16, crop_scale=crop,
-                                     key_batchnorm="batch", batch_negatives=True)
+    strategy = HyperPixelSSLStrategy(
+        net, K=K, m=m, T=0.2, proj_hidden=32, proj_dim=16, crop_scale=crop, key_batchnorm="batch", batch_negatives=True
+    )
     return PretrainTask(net, strategy, lr=3e-3, seed=0)
 
 
@@ -191,8 +213,16 @@ def test_ema_before_keys_and_keys_without_grad(monkeypatch: pytest.MonkeyPatch, 
             p.add_(torch.randn_like(p))  # a stale key model: keys from it would differ
     calls: list[str] = []
     real_ema, real_maps, real_nce = hpx.ema_update, UNet2D.decoder_features, hpx.queue_info_nce
-    monkeypatch.setattr(hpx, "ema_update", lambda k, q, m: (calls.append(f"ema:{'net' if k is ssl.key_net else 'head'}"), real_ema(k, q, m))[1])
-    monkeypatch.setattr(UNet2D, "decoder_features", lambda net, x: (calls.append("keys" if net is ssl.key_net else "queries"), real_maps(net, x))[1])
+    monkeypatch.setattr(
+        hpx,
+        "ema_update",
+        lambda k, q, m: (calls.append(f"ema:{'net' if k is ssl.key_net else 'head'}"), real_ema(k, q, m))[1],
+    )
+    monkeypatch.setattr(
+        UNet2D,
+        "decoder_features",
+        lambda net, x: (calls.append("keys" if net is ssl.key_net else "queries"), real_maps(net, x))[1],
+    )
     seen: dict[str, torch.Tensor] = {}
 
     def spy(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, *args: Any) -> torch.Tensor:
@@ -211,7 +241,9 @@ def test_ema_before_keys_and_keys_without_grad(monkeypatch: pytest.MonkeyPatch, 
         expected = ssl.head(hyperpixels(real_maps(online, x2), sp2).emb)
     assert torch.allclose(seen["k"], expected, atol=1e-5)
     loss.backward()
-    assert all(p.grad is None for p in ssl.key_net.parameters()) and all(p.grad is None for p in ssl.key_head.parameters())
+    assert all(p.grad is None for p in ssl.key_net.parameters()) and all(
+        p.grad is None for p in ssl.key_head.parameters()
+    )
     assert any(p.grad is not None for p in task.net.encoder.parameters())
 
 
@@ -220,7 +252,9 @@ def test_queue_enqueued_after_the_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     queues: list[torch.Tensor] = []
     keys: list[torch.Tensor] = []
     real = hpx.queue_info_nce
-    monkeypatch.setattr(hpx, "queue_info_nce", lambda q, k, queue, *a: (queues.append(queue), keys.append(k), real(q, k, queue, *a))[2])
+    monkeypatch.setattr(
+        hpx, "queue_info_nce", lambda q, k, queue, *a: (queues.append(queue), keys.append(k), real(q, k, queue, *a))[2]
+    )
     batch = one_batch()
     task.training_step(batch, 0)
     assert queues[0].shape[0] == 0  # the first step's loss saw the empty queue, not its own keys
@@ -264,8 +298,13 @@ def test_resumed_run_has_the_same_queue_and_pointer(tmp_path: Path) -> None:
     half = run_pretrain_steps(2, save=tmp_path / "half.ckpt")
     state = torch.load(tmp_path / "half.ckpt", weights_only=True)
     hq, wq = half.strategy.queue, whole.strategy.queue
-    assert torch.equal(state["state_dict"]["strategy.queue.queue"], hq.queue) and int(state["state_dict"]["strategy.queue.ptr"]) == int(hq.ptr)
-    assert any(k.startswith("strategy.key_net.") for k in state["state_dict"]) and state["pretrain_task"]["losses"] == half.losses
+    assert torch.equal(state["state_dict"]["strategy.queue.queue"], hq.queue) and int(
+        state["state_dict"]["strategy.queue.ptr"]
+    ) == int(hq.ptr)
+    assert (
+        any(k.startswith("strategy.key_net.") for k in state["state_dict"])
+        and state["pretrain_task"]["losses"] == half.losses
+    )
     resumed = run_pretrain_steps(4, start=2, ckpt=tmp_path / "half.ckpt")
     rq = resumed.strategy.queue
     assert int(rq.ptr) == int(wq.ptr) and int(rq.filled) == int(wq.filled)
@@ -283,15 +322,21 @@ def test_pretrain_loss_goes_down() -> None:
 
 def seg_task(**kw: Any) -> HyperPixelSegmentationTask:
     return HyperPixelSegmentationTask(
-        tiny_net(), 2, lr=3e-3, max_steps=30, augment=BatchSpatialAugment(rotate_deg=0, scale=0, elastic_prob=0, rot90=True),
+        tiny_net(),
+        2,
+        lr=3e-3,
+        max_steps=30,
+        augment=BatchSpatialAugment(rotate_deg=0, scale=0, elastic_prob=0, rot90=True),
         **{"hpcl_weight": 0.5, "hpcl_queue": 64, "hpcl_anchors": 32, "hpcl_enqueue_per_class": 16, **kw},
     )
 
 
 def test_augmentation_moves_superpixels_with_the_labels() -> None:
     batch = one_batch(8)
-    for augment in (BatchSpatialAugment(rotate_deg=0, scale=0, elastic_prob=0, rot90=True),
-                    BatchSpatialAugment(rotate_deg=20, scale=0.2, elastic_prob=1.0)):
+    for augment in (
+        BatchSpatialAugment(rotate_deg=0, scale=0, elastic_prob=0, rot90=True),
+        BatchSpatialAugment(rotate_deg=20, scale=0.2, elastic_prob=1.0),
+    ):
         task = seg_task()
         task.augment = augment
         sp = batch["label"] * 7  # a superpixel map that is a function of the label
@@ -305,7 +350,9 @@ def test_binary_labels_give_a_finite_loss_with_background_queued(monkeypatch: py
     task = seg_task(hpcl_warmup=2)
     aux: list[float] = []
     real = task.hpcl_loss.forward
-    monkeypatch.setattr(task.hpcl_loss, "forward", lambda q, **kw: (lambda v: (aux.append(float(v.detach())), v)[1])(real(q, **kw)))
+    monkeypatch.setattr(
+        task.hpcl_loss, "forward", lambda q, **kw: (lambda v: (aux.append(float(v.detach())), v)[1])(real(q, **kw))
+    )
     batch = one_batch(8)
     for step in range(3):
         loss = task.training_step(batch, step)
@@ -324,7 +371,9 @@ def test_segmentation_task_state_holds_momentum_model_and_queues() -> None:
     assert any(k.startswith("key_net.") for k in keys) and any(k.startswith("key_head.") for k in keys)
     assert {"class_queues.queue", "class_queues.ptr", "class_queues.filled"} <= set(keys)
     params = {id(p) for g in task.configure_optimizers()["optimizer"].param_groups for p in g["params"]}
-    assert all(id(p) in params for p in task.hpcl_head.parameters()) and not any(id(p) in params for p in task.key_net.parameters())
+    assert all(id(p) in params for p in task.hpcl_head.parameters()) and not any(
+        id(p) in params for p in task.key_net.parameters()
+    )
 
 
 @pytest.mark.slow
@@ -355,7 +404,9 @@ def test_pseudo_labeled_hyperpixels_come_from_the_momentum_network() -> None:
     with torch.no_grad():
         probs = task.key_net(x).softmax(1)  # (3, 2, 16, 16)
     blocks = unlabeled[0]["superpixels"]
-    expected = torch.stack([torch.stack([probs[b][:, blocks == s].mean(1) for s in range(16)]) for b in range(3)])  # (3, 16, 2)
+    expected = torch.stack(
+        [torch.stack([probs[b][:, blocks == s].mean(1) for s in range(16)]) for b in range(3)]
+    )  # (3, 16, 2)
     assert emb.shape == (48, 12) and torch.equal(labels, expected.argmax(-1).flatten())
     assert task.pseudo_enqueued == 48
     assert torch.equal(source["image"], x) and torch.equal(source["batch_idx"], torch.arange(3).repeat_interleave(16))
@@ -368,16 +419,26 @@ def test_pseudo_labeled_hyperpixels_come_from_the_momentum_network() -> None:
 
 
 def test_training_step_fills_the_class_queues_from_unlabeled_tiles() -> None:
-    task = seg_task(hpcl_unlabeled=4, hpcl_unlabeled_data=TinySet(6, seed=1), hpcl_pseudo_threshold=0.0, hpcl_enqueue_per_class=1000,
-                    hpcl_queue=1000)
+    task = seg_task(
+        hpcl_unlabeled=4,
+        hpcl_unlabeled_data=TinySet(6, seed=1),
+        hpcl_pseudo_threshold=0.0,
+        hpcl_enqueue_per_class=1000,
+        hpcl_queue=1000,
+    )
     task.training_step(one_batch(2), 0).backward()
     assert int(task.class_queues.filled.sum()) == 2 * 16 + 4 * 16  # labeled + pseudo-labeled hyper-pixels
 
 
 def test_unlabeled_anchors_are_online_embeddings_of_pseudo_labeled_hyperpixels_in_a_second_view() -> None:
     unlabeled = TinySet(6, seed=1)
-    task = seg_task(hpcl_unlabeled=3, hpcl_unlabeled_data=unlabeled, hpcl_pseudo_threshold=0.0, hpcl_unlabeled_anchors=5,
-                    hpcl_jitter_channels=[0, 1])
+    task = seg_task(
+        hpcl_unlabeled=3,
+        hpcl_unlabeled_data=unlabeled,
+        hpcl_pseudo_threshold=0.0,
+        hpcl_unlabeled_anchors=5,
+        hpcl_jitter_channels=[0, 1],
+    )
     task.key_net.eval()
     with torch.no_grad():
         for p in task.key_net.parameters():
@@ -389,12 +450,20 @@ def test_unlabeled_anchors_are_online_embeddings_of_pseudo_labeled_hyperpixels_i
     labels = labels[kept]
     q, q_labels = task._unlabeled_anchors(source, labels, torch.Generator().manual_seed(7))
     # brute force: the same view (same generator), online hypercolumn means per (tile, id), head
-    x_v, sp_v, ks = correspondence_view(source["image"], source["superpixels"], torch.Generator().manual_seed(7), jitter_channels=[0, 1])
-    assert torch.equal(x_v[:, 2], torch.stack([dihedral(source["image"][b, 2], int(k)) for b, k in enumerate(ks)]))  # channel 2 not jittered
+    x_v, sp_v, ks = correspondence_view(
+        source["image"], source["superpixels"], torch.Generator().manual_seed(7), jitter_channels=[0, 1]
+    )
+    assert torch.equal(
+        x_v[:, 2], torch.stack([dihedral(source["image"][b, 2], int(k)) for b, k in enumerate(ks)])
+    )  # channel 2 not jittered
     feats = decoder_maps(task.net, x_v)
-    hyper = torch.cat([F.interpolate(f, size=(SIZE, SIZE), mode="bilinear", align_corners=False) for f in feats], 1)  # (3, 12, 16, 16)
-    table = {(int(b), int(s)): (task.hpcl_head(hyper[b][:, sp_v[b] == s].mean(1)[None])[0], int(lab))
-             for b, s, lab in zip(source["batch_idx"], source["sp_id"], labels, strict=True)}
+    hyper = torch.cat(
+        [F.interpolate(f, size=(SIZE, SIZE), mode="bilinear", align_corners=False) for f in feats], 1
+    )  # (3, 12, 16, 16)
+    table = {
+        (int(b), int(s)): (task.hpcl_head(hyper[b][:, sp_v[b] == s].mean(1)[None])[0], int(lab))
+        for b, s, lab in zip(source["batch_idx"], source["sp_id"], labels, strict=True)
+    }
     assert q.requires_grad and 0 < q.shape[0] <= 2 * 5
     for c in (0, 1):
         assert int((q_labels == c).sum()) == min(5, int((labels == c).sum()))  # at most 5 per class
@@ -402,14 +471,18 @@ def test_unlabeled_anchors_are_online_embeddings_of_pseudo_labeled_hyperpixels_i
         hits = [key for key, (emb, lab2) in table.items() if lab2 == int(lab) and torch.allclose(emb, row, atol=1e-5)]
         assert len(hits) == 1, "every anchor is the head of one pseudo-labeled hyper-pixel's online hypercolumn mean"
     q.sum().backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.net.parameters())  # the unlabeled tiles train the online net
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in task.net.parameters()
+    )  # the unlabeled tiles train the online net
     assert all(p.grad is None for p in task.key_net.parameters())
     with pytest.raises(ValueError, match="hpcl_unlabeled_anchors"):
         seg_task(hpcl_unlabeled_anchors=4)
 
 
 def test_training_step_with_unlabeled_anchors_adds_them_to_the_term(monkeypatch: pytest.MonkeyPatch) -> None:
-    task = seg_task(hpcl_unlabeled=4, hpcl_unlabeled_data=TinySet(6, seed=1), hpcl_pseudo_threshold=0.0, hpcl_unlabeled_anchors=8)
+    task = seg_task(
+        hpcl_unlabeled=4, hpcl_unlabeled_data=TinySet(6, seed=1), hpcl_pseudo_threshold=0.0, hpcl_unlabeled_anchors=8
+    )
     seen: list[int] = []
     real = task.hpcl_loss.forward
     monkeypatch.setattr(task.hpcl_loss, "forward", lambda q, **kw: (seen.append(q.shape[0]), real(q, **kw))[1])

@@ -50,9 +50,7 @@ def term(s_ap: float, s_negs: list[float]) -> float:
     return -math.log(math.exp(s_ap) / (math.exp(s_ap) + sum(math.exp(s) for s in s_negs)))
 
 
-def brute_info_nce(
-    z: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, temperature: float
-) -> float:
+def brute_info_nce(z: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, temperature: float) -> float:
     N = z.shape[0]
     s = [[float(z[a] @ z[b]) / temperature for b in range(N)] for a in range(N)]
     terms = []
@@ -88,15 +86,11 @@ def test_info_nce_keys_equals_brute_force() -> None:
     s = (q @ k.T / T).tolist()
     terms, per_anchor = [], []
     for a in range(5):
-        ta = [
-            term(s[a][p], [s[a][n] for n in range(11) if neg[a, n]]) for p in range(11) if pos[a, p]
-        ]
+        ta = [term(s[a][p], [s[a][n] for n in range(11) if neg[a, n]]) for p in range(11) if pos[a, p]]
         terms += ta
         if ta:
             per_anchor.append(sum(ta) / len(ta))
-    assert info_nce_keys(q, k, pos, neg, T).item() == pytest.approx(
-        sum(terms) / len(terms), abs=1e-5
-    )
+    assert info_nce_keys(q, k, pos, neg, T).item() == pytest.approx(sum(terms) / len(terms), abs=1e-5)
     got = info_nce_keys(q, k, pos, neg, T, reduction="anchors").item()
     assert got == pytest.approx(sum(per_anchor) / len(per_anchor), abs=1e-5)
 
@@ -198,9 +192,7 @@ def test_global_masks_reject_unknown_strategy() -> None:
         global_masks(VOL, PART, UID, "GX")
 
 
-def brute_global(
-    z: torch.Tensor, vol: list[int], part: list[int], uid: list[int], strategy: str
-) -> float:
+def brute_global(z: torch.Tensor, vol: list[int], part: list[int], uid: list[int], strategy: str) -> float:
     N = len(vol)
     terms = []
     for a in range(N):
@@ -232,9 +224,7 @@ def test_global_loss_equals_brute_force_and_view_swap(strategy: str) -> None:
     z = unit(18, 6, seed=5)
     loss = GlobalContrastiveLoss(strategy, temperature=T)
     got = loss(z, vol, part, uid).item()
-    assert got == pytest.approx(
-        brute_global(z, vol.tolist(), part.tolist(), uid.tolist(), strategy), abs=1e-5
-    )
+    assert got == pytest.approx(brute_global(z, vol.tolist(), part.tolist(), uid.tolist(), strategy), abs=1e-5)
     swap = torch.arange(18).view(9, 2).flip(1).reshape(-1)  # view 0 <-> view 1
     assert loss(z[swap], vol[swap], part[swap], uid[swap]).item() == pytest.approx(got, abs=1e-9)
 
@@ -351,14 +341,10 @@ def test_local_loss_equals_brute_force_and_is_symmetric(strategy: str, negatives
         torch.randn(4, C, h, w, dtype=torch.float64),
         torch.randn(4, C, h, w, dtype=torch.float64),
     )
-    loss = LocalContrastiveLoss(
-        C, strategy=strategy, temperature=T, negatives=negatives, out_dim=6
-    ).double()
+    loss = LocalContrastiveLoss(C, strategy=strategy, temperature=T, negatives=negatives, out_dim=6).double()
     with torch.no_grad():
         got = loss(f1, f2, vol, part).item()
-        assert got == pytest.approx(
-            brute_local(loss, f1, f2, vol, part, strategy, negatives), abs=1e-5
-        )
+        assert got == pytest.approx(brute_local(loss, f1, f2, vol, part, strategy, negatives), abs=1e-5)
         assert loss(f2, f1, vol, part).item() == pytest.approx(got, abs=1e-9)
 
 
@@ -419,12 +405,8 @@ def test_soft_dice_ce_known_value_and_ignore() -> None:
     expected = -math.log(0.75) + (1 - dice)
     loss = SoftDiceCELoss(2)
     assert loss(logits, target).item() == pytest.approx(expected, abs=1e-6)
-    assert SoftDiceCELoss(2, include_background=True)(logits, target).item() == pytest.approx(
-        expected, abs=1e-6
-    )
-    assert SoftDiceCELoss(2, ce_weight=0.0)(logits, target).item() == pytest.approx(
-        1 - dice, abs=1e-6
-    )
+    assert SoftDiceCELoss(2, include_background=True)(logits, target).item() == pytest.approx(expected, abs=1e-6)
+    assert SoftDiceCELoss(2, ce_weight=0.0)(logits, target).item() == pytest.approx(1 - dice, abs=1e-6)
     changed = logits.clone()
     changed[..., 2] = torch.tensor([-7.0, 3.0])[None, :, None]
     assert loss(changed, target).item() == pytest.approx(loss(logits, target).item(), abs=1e-7)
@@ -469,13 +451,7 @@ def test_soft_dice_ce_goes_down() -> None:
 def test_hyperpixel_ssl_equals_brute_force() -> None:
     q, k, queue = unit(6, 5, seed=1), unit(6, 5, seed=2), unit(10, 5, seed=3)
     got = HyperPixelContrastLoss("ssl", temperature=T)(q, k=k, queue=queue).item()
-    expected = (
-        sum(
-            term(float(q[i] @ k[i]) / T, [float(q[i] @ queue[j]) / T for j in range(10)])
-            for i in range(6)
-        )
-        / 6
-    )
+    expected = sum(term(float(q[i] @ k[i]) / T, [float(q[i] @ queue[j]) / T for j in range(10)]) for i in range(6)) / 6
     assert got == pytest.approx(expected, abs=1e-5)
     empty = HyperPixelContrastLoss("ssl")(q, k=k, queue=queue[:0])
     assert empty.item() == pytest.approx(0.0, abs=1e-9)
@@ -517,14 +493,10 @@ def test_hyperpixel_sup_binary_with_background_is_finite() -> None:
     keys, ky = queues.keys_and_labels()
     assert set(ky.tolist()) == {0, 1}
     q = unit(6, 5, seed=7).float().requires_grad_(True)
-    loss = HyperPixelContrastLoss("sup")(
-        q, labels=torch.tensor([0, 0, 0, 0, 1, 1]), queue=keys, queue_labels=ky
-    )
+    loss = HyperPixelContrastLoss("sup")(q, labels=torch.tensor([0, 0, 0, 0, 1, 1]), queue=keys, queue_labels=ky)
     loss.backward()
     assert torch.isfinite(loss) and loss.item() > 0 and torch.isfinite(q.grad).all()
-    only_bg = HyperPixelContrastLoss("sup")(
-        q, labels=torch.zeros(6, dtype=torch.long), queue=keys, queue_labels=ky
-    )
+    only_bg = HyperPixelContrastLoss("sup")(q, labels=torch.zeros(6, dtype=torch.long), queue=keys, queue_labels=ky)
     assert torch.isfinite(only_bg) and only_bg.item() > 0
 
 
@@ -536,17 +508,13 @@ def test_mochi_negatives_raise_the_loss_and_are_not_enqueued() -> None:
     before = mq.queue.clone()
     queue = mq.keys()
     plain = HyperPixelContrastLoss("ssl")(q, k=k, queue=queue)
-    hard = HyperPixelContrastLoss("ssl", mochi_hard=8, mochi_query=4, mochi_top=6)(
-        q, k=k, queue=queue
-    )
+    hard = HyperPixelContrastLoss("ssl", mochi_hard=8, mochi_query=4, mochi_top=6)(q, k=k, queue=queue)
     assert hard.item() > plain.item()
     assert torch.equal(mq.queue, before) and int(mq.ptr) == 0 and len(mq) == 16
     y = torch.tensor([0, 1, 0, 1, 0, 1])
     ky = torch.arange(16) % 2
     plain = HyperPixelContrastLoss("sup")(q, labels=y, queue=queue, queue_labels=ky)
-    hard = HyperPixelContrastLoss("sup", mochi_hard=8, mochi_top=4)(
-        q, labels=y, queue=queue, queue_labels=ky
-    )
+    hard = HyperPixelContrastLoss("sup", mochi_hard=8, mochi_top=4)(q, labels=y, queue=queue, queue_labels=ky)
     assert hard.item() > plain.item() and torch.isfinite(hard)
     assert torch.equal(mq.queue, before)
 
@@ -575,12 +543,8 @@ def test_hypercolumn_superpixel_embed_equals_brute_force() -> None:
     sp[0, 0, :3] = -1  # pixels outside any hyper-pixel
     labels = torch.randint(0, 3, (B, H, W), generator=g)
     labels[1, 4:, :] = 255
-    emb, bidx, sid, maj, boundary = hypercolumn_superpixel_embed(
-        feats, sp, labels, ignore_index=255
-    )
-    hc = torch.cat(
-        [feats[0], F.interpolate(feats[1], size=(H, W), mode="bilinear", align_corners=False)], 1
-    )
+    emb, bidx, sid, maj, boundary = hypercolumn_superpixel_embed(feats, sp, labels, ignore_index=255)
+    hc = torch.cat([feats[0], F.interpolate(feats[1], size=(H, W), mode="bilinear", align_corners=False)], 1)
     rows = []
     for b in range(B):
         for s in sorted(set(sp[b].flatten().tolist()) - {-1}):
@@ -595,11 +559,7 @@ def test_hypercolumn_superpixel_embed_equals_brute_force() -> None:
                     continue
                 for di, dj in ((0, 1), (1, 0), (0, -1), (-1, 0)):
                     i2, j2 = i + di, j + dj
-                    if (
-                        0 <= i2 < H
-                        and 0 <= j2 < W
-                        and labels[b, i2, j2] not in (255, labels[b, i, j])
-                    ):
+                    if 0 <= i2 < H and 0 <= j2 < W and labels[b, i2, j2] not in (255, labels[b, i, j]):
                         touches = True
             rows.append((b, s, mean, majority, touches))
     assert bidx.tolist() == [r[0] for r in rows] and sid.tolist() == [r[1] for r in rows]

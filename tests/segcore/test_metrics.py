@@ -124,9 +124,7 @@ def test_positive_class_zero_division_conventions():
 
 
 def test_summarise_segmentation_is_strict_json():
-    out = summarise_segmentation(
-        confusion_matrix(PRED, TARGET, 3), class_names=["background", "landslide", "road"]
-    )
+    out = summarise_segmentation(confusion_matrix(PRED, TARGET, 3), class_names=["background", "landslide", "road"])
     text = json.dumps(out, allow_nan=False)  # NaN would raise here
     back = json.loads(text)
     assert back["summary"]["iou_landslide"] == pytest.approx(2 / 3)
@@ -168,7 +166,9 @@ def test_dice_matches_monai_including_empty_target_convention():
     assert math.isnan(ours[3]) and math.isnan(float(theirs[3]))  # empty target -> NaN
 
 
-@pytest.mark.parametrize(("axis", "k", "spacing"), [(2, 2, (1.0, 0.5, 3.0)), (0, 3, (2.5, 1.0, 1.0)), (1, 1, (1.0, 0.7, 1.0))])
+@pytest.mark.parametrize(
+    ("axis", "k", "spacing"), [(2, 2, (1.0, 0.5, 3.0)), (0, 3, (2.5, 1.0, 1.0)), (1, 1, (1.0, 0.7, 1.0))]
+)
 def test_hd95_of_shifted_cubes_is_shift_times_spacing(axis, k, spacing):
     start = [4, 4, 4]
     target = _cube((18, 18, 18), start, 6)

@@ -33,7 +33,9 @@ def save_and_check(fig, tmp_path, name: str) -> np.ndarray:
 
 def test_budget_figure(tmp_path):
     stats = seed_summary(make_tidy(tmp_path))
-    fig = plots.budget_figure(stats[stats.domain == "rs"], [("miou", "", "mIoU"), ("f1", "", "landslide F1")], ["none"], "label budget (%)")
+    fig = plots.budget_figure(
+        stats[stats.domain == "rs"], [("miou", "", "mIoU"), ("f1", "", "landslide F1")], ["none"], "label budget (%)"
+    )
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["mIoU", "landslide F1"]
     # one line per method × variant, budgets as ordered categories
@@ -45,12 +47,19 @@ def test_budget_figure(tmp_path):
 def make_tidy(tmp_path) -> pd.DataFrame:
     from segcore.report.tidy import load_metrics
 
-    files = [make.rs_run(tmp_path / "res", m, f, p, s, overlay=False) for (m, f, p), seeds in make.RS_CM.items() for s in seeds]
+    files = [
+        make.rs_run(tmp_path / "res", m, f, p, s, overlay=False)
+        for (m, f, p), seeds in make.RS_CM.items()
+        for s in seeds
+    ]
     return load_metrics(files)
 
 
 def test_mri_overlay_figure_draws_truth_and_prediction(tmp_path):
-    rows = [plots.OverlayRow("none\nbudget 1", make.mri_overlay(0)), plots.OverlayRow("GD\nbudget 1", make.mri_overlay(1))]
+    rows = [
+        plots.OverlayRow("none\nbudget 1", make.mri_overlay(0)),
+        plots.OverlayRow("GD\nbudget 1", make.mri_overlay(1)),
+    ]
     fig = plots.mri_overlay_figure(rows, make.MRI_CLASSES)
     assert len(fig.axes) == 2 * 6  # 2 runs × (2 subjects × 3 slices)
     assert fig.axes[0].get_title() == "s01\nbase" and fig.axes[5].get_title() == "s02\napex"
@@ -69,7 +78,9 @@ def test_rs_overlay_figure_marks_nodata_and_outlines(tmp_path):
 
 def test_curves_figure_from_lightning_logs(tmp_path):
     logs = [make.lightning_log(tmp_path / f"s{s}" / "metrics.csv", "val/dice", s) for s in (0, 1)]
-    curves = [plots.Curve("budget 1", "none", pd.read_csv(p)) for p in logs] + [plots.Curve("budget 2", "GD", pd.read_csv(logs[0]))]
+    curves = [plots.Curve("budget 1", "none", pd.read_csv(p)) for p in logs] + [
+        plots.Curve("budget 2", "GD", pd.read_csv(logs[0]))
+    ]
     fig = plots.curves_figure(curves, title="fine-tuning")
     axes = np.array(fig.axes).reshape(3, 2)  # rows train/loss, val/loss, val/dice; columns none, GD
     assert [ax.get_ylabel() for ax in axes[:, 0]] == ["train/loss", "val/loss", "val/dice"]
@@ -102,13 +113,21 @@ def test_selection_figure_marks_the_selected_step(tmp_path):
         plots.SelectionLine("none", "2", "seed 0", [20, 40, 60], [0.5, 0.7, 0.6], 40, 0.7),
         plots.SelectionLine("none", "1", "seed 0", [20, 40, 60], [0.4, 0.5, 0.6], 60, 0.6),
         plots.SelectionLine("none", "1", "seed 1", [20, 40, 60], [0.45, 0.55, 0.5], 40, 0.55),
-        plots.SelectionLine("GD", "1", "seed 0", [20, 40, 60], [0.5, float("nan"), 0.6], None, float("nan")),  # no best_step recorded
+        plots.SelectionLine(
+            "GD", "1", "seed 0", [20, 40, 60], [0.5, float("nan"), 0.6], None, float("nan")
+        ),  # no best_step recorded
     ]
     fig = plots.selection_figure(lines, ylabel="val_dice")
     axes = np.array(fig.axes[:4]).reshape(2, 2)  # rows none, GD; columns budget 1, 2 (budget order, not line order)
-    assert [ax.get_title() for ax in axes[0]] == ["none, budget 1", "none, budget 2"] and axes[1, 0].get_title() == "GD, budget 1"
+    assert [ax.get_title() for ax in axes[0]] == ["none, budget 1", "none, budget 2"] and axes[
+        1, 0
+    ].get_title() == "GD, budget 1"
     assert not axes[1, 1].axison  # GD was not run at budget 2
-    stars = [(ln.get_xdata().tolist(), ln.get_ydata().tolist()) for ln in axes[0, 0].lines if ln.get_marker() == plots.SELECTED_MARKER]
+    stars = [
+        (ln.get_xdata().tolist(), ln.get_ydata().tolist())
+        for ln in axes[0, 0].lines
+        if ln.get_marker() == plots.SELECTED_MARKER
+    ]
     assert stars == [([60], [0.6]), ([40], [0.55])]
     assert not [ln for ln in axes[1, 0].lines if ln.get_marker() == plots.SELECTED_MARKER]
     save_and_check(fig, tmp_path, "selection")

@@ -16,8 +16,16 @@ def make_prepared(folder, normalization=None):
     for a in arrs.values():
         a.flush()
     manifest = {
-        "domain": "mri", "channels": ["a", "b"], "classes": ["bg", "fg"], "image_size": [8, 8],
-        "samples": {"group": ["s1", "s1", "s2", "s3"], "index": [0, 1, 0, 0], "partition": [0, 1, 0, 0], "labeled": [True, True, True, False]},
+        "domain": "mri",
+        "channels": ["a", "b"],
+        "classes": ["bg", "fg"],
+        "image_size": [8, 8],
+        "samples": {
+            "group": ["s1", "s1", "s2", "s3"],
+            "index": [0, 1, 0, 0],
+            "partition": [0, 1, 0, 0],
+            "labeled": [True, True, True, False],
+        },
         "groups": {"s1": {}, "s2": {}, "s3": {}},
         "splits": {"unlabeled": ["s3"], "labeled": ["s1"], "val": ["s2"], "test": []},
     }

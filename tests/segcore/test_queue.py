@@ -74,11 +74,7 @@ def test_class_queues_keep_background_and_drop_ignored() -> None:
     assert torch.equal(keys, rows(1, 3, 5, 2))
     c.enqueue(rows(6), torch.tensor([0]))  # class 0 ring wraps
     keys, labels = c.keys_and_labels()
-    assert (
-        torch.equal(keys, rows(6, 3, 5, 2))
-        and c.ptr.tolist() == [1, 1]
-        and c.filled.tolist() == [3, 1]
-    )
+    assert torch.equal(keys, rows(6, 3, 5, 2)) and c.ptr.tolist() == [1, 1] and c.filled.tolist() == [3, 1]
 
 
 def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:

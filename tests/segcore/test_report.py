@@ -74,17 +74,32 @@ def report_dir(fixture_results, tmp_path_factory) -> Path:
     root = fixture_results["root"][0]
     out = tmp_path_factory.mktemp("report") / "report"
     rc = run_stage(
-        "--input", *map(str, fixture_results["mri"] + fixture_results["rs"]), "--out", str(out),
-        "--logs", str(root / "*" / "finetune" / "**" / "logs" / "metrics.csv"), str(root / "*" / "pretrain" / "**" / "logs" / "metrics.csv"),
-        "--overlay-budgets", "1", "5",  # fewer overlay rows keep the test quick; the default choice is tested alone
+        "--input",
+        *map(str, fixture_results["mri"] + fixture_results["rs"]),
+        "--out",
+        str(out),
+        "--logs",
+        str(root / "*" / "finetune" / "**" / "logs" / "metrics.csv"),
+        str(root / "*" / "pretrain" / "**" / "logs" / "metrics.csv"),
+        "--overlay-budgets",
+        "1",
+        "5",  # fewer overlay rows keep the test quick; the default choice is tested alone
     )
     assert rc == 0
     return out
 
 
-def cell(stats: pd.DataFrame, domain: str, method: str, budget: str, metric: str, cls: str = "", variant: str = "") -> dict:
-    sel = stats[(stats.domain == domain) & (stats.method == method) & (stats.budget == budget) & (stats.metric == metric)
-                & (stats["class"] == cls) & (stats.variant == variant)]
+def cell(
+    stats: pd.DataFrame, domain: str, method: str, budget: str, metric: str, cls: str = "", variant: str = ""
+) -> dict:
+    sel = stats[
+        (stats.domain == domain)
+        & (stats.method == method)
+        & (stats.budget == budget)
+        & (stats.metric == metric)
+        & (stats["class"] == cls)
+        & (stats.variant == variant)
+    ]
     assert len(sel) == 1, f"{len(sel)} rows for {domain} {method} {budget} {metric} {cls} {variant}"
     return sel.iloc[0].to_dict()
 
@@ -104,8 +119,12 @@ def test_tidy_table_has_every_number_of_an_mri_file(tidy):
     s02_myo_hd = run[(run.scope == "s02") & (run["class"] == "MYO") & (run.metric == "hd95")]
     assert s02_myo_hd.value.item() == pytest.approx(10.0 - 0.5)
     # summary keys named <metric>_<class> are split; class-free keys keep their name
-    assert run[(run.scope == "all") & (run["class"] == "LV") & (run.metric == "dice")].value.item() == pytest.approx(0.65)
-    assert run[(run.scope == "all") & (run["class"] == "") & (run.metric == "dice_mean")].value.item() == pytest.approx(0.60)
+    assert run[(run.scope == "all") & (run["class"] == "LV") & (run.metric == "dice")].value.item() == pytest.approx(
+        0.65
+    )
+    assert run[(run.scope == "all") & (run["class"] == "") & (run.metric == "dice_mean")].value.item() == pytest.approx(
+        0.60
+    )
     assert run[(run.scope == "all") & (run.metric == "n_subjects")].value.item() == 2
     assert set(run.dataset) == {"phantom"} and set(run.split) == {"test"} and set(run.variant) == {""}
 
@@ -127,24 +146,59 @@ def test_null_values_become_nan_and_are_left_out_of_means(tmp_path):
     for seed, dice in ((0, 0.5), (1, None), (2, 0.7)):
         path = tmp_path / f"s{seed}" / "metrics.json"
         path.parent.mkdir()
-        path.write_text(json.dumps({"domain": "mri", "method": "none", "budget": 1, "seed": seed,
-                                    "summary": {"dice_mean": dice}, "per_subject": {"a": {"dice": {"RV": None}}}}))
+        path.write_text(
+            json.dumps(
+                {
+                    "domain": "mri",
+                    "method": "none",
+                    "budget": 1,
+                    "seed": seed,
+                    "summary": {"dice_mean": dice},
+                    "per_subject": {"a": {"dice": {"RV": None}}},
+                }
+            )
+        )
         files.append(path)
     tidy = load_metrics(files)
     assert tidy.budget.unique().tolist() == ["1"]  # numbers become budget text
     assert tidy[(tidy.scope == "a")].value.isna().all()
     row = cell(seed_summary(tidy), "mri", "none", "1", "dice_mean")
-    assert row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(math.sqrt(0.02)) and row["n"] == 2 and row["n_runs"] == 3
+    assert (
+        row["mean"] == pytest.approx(0.6)
+        and row["sd"] == pytest.approx(math.sqrt(0.02))
+        and row["n"] == 2
+        and row["n_runs"] == 3
+    )
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    ("{not json", "not a readable metrics.json"),
-    (json.dumps({"domain": "mri", "method": "none", "budget": "1", "summary": {}}), "lacks 'seed'"),
-    (json.dumps({"domain": "mri", "method": "none", "budget": "1", "seed": "x", "summary": {}}), "is not an integer"),
-    (json.dumps({"domain": "mri", "method": "none", "budget": "1", "seed": 0, "summary": [1]}), "'summary' is not a mapping"),
-    (json.dumps({"domain": "mri", "method": "none", "budget": "1", "seed": 0, "summary": {},
-                 "per_subject": {"a": {"dice": {"RV": "high"}}}}), "per_subject.a.dice.RV is not a number"),
-])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "not a readable metrics.json"),
+        (json.dumps({"domain": "mri", "method": "none", "budget": "1", "summary": {}}), "lacks 'seed'"),
+        (
+            json.dumps({"domain": "mri", "method": "none", "budget": "1", "seed": "x", "summary": {}}),
+            "is not an integer",
+        ),
+        (
+            json.dumps({"domain": "mri", "method": "none", "budget": "1", "seed": 0, "summary": [1]}),
+            "'summary' is not a mapping",
+        ),
+        (
+            json.dumps(
+                {
+                    "domain": "mri",
+                    "method": "none",
+                    "budget": "1",
+                    "seed": 0,
+                    "summary": {},
+                    "per_subject": {"a": {"dice": {"RV": "high"}}},
+                }
+            ),
+            "per_subject.a.dice.RV is not a number",
+        ),
+    ],
+)
 def test_bad_metrics_file_names_file_and_problem(tmp_path, content, problem):
     path = tmp_path / "metrics.json"
     path.write_text(content)
@@ -225,7 +279,11 @@ def test_paired_comparison_pairs_within_variant_and_budget(tidy):
     assert len(mri) == 1  # GD has no 'all' run, so no pair there
     row = mri.iloc[0]
     assert (row.method, row.baseline, row.budget, row.n_pairs, row.wins) == ("GD", "none", "1", 3, 3)
-    assert row.mean_diff == pytest.approx(0.09) and row.mean_method == pytest.approx(0.74) and row.mean_baseline == pytest.approx(0.65)
+    assert (
+        row.mean_diff == pytest.approx(0.09)
+        and row.mean_method == pytest.approx(0.74)
+        and row.mean_baseline == pytest.approx(0.65)
+    )
     rs = paired_comparison(tidy[tidy.domain == "rs"], "f1").set_index("variant")
     # early: 0.7 − 0.6 and 0.9 − 0.8; dual: only seed 0 (0.8 − 0.75)
     assert rs.loc["early", "mean_diff"] == pytest.approx(0.1) and rs.loc["early", "n_pairs"] == 2
@@ -241,14 +299,21 @@ def test_variance_split_known_values():
     # MS_within = 4 × 0.01 / (4 − 2) = 0.02; MS_between = 2 × (0.04 + 0.04) / 1 = 0.16; n0 = 2
     # var_between = (0.16 − 0.02) / 2 = 0.07; share 0.07 / 0.09
     got = variance_split([0.1, 0.3, 0.5, 0.7], ["A", "A", "B", "B"])
-    assert got["n_sets"] == 2 and got["sd_within"] == pytest.approx(math.sqrt(0.02)) and got["sd_between"] == pytest.approx(math.sqrt(0.07))
+    assert (
+        got["n_sets"] == 2
+        and got["sd_within"] == pytest.approx(math.sqrt(0.02))
+        and got["sd_between"] == pytest.approx(math.sqrt(0.07))
+    )
     assert got["share_between"] == pytest.approx(0.07 / 0.09)
-    # unbalanced: A (1, 2, 3), B (5): MS_within = 2 / 2 = 1; MS_between = 3 × 0.75² + 2.25² = 6.75; n0 = (4 − 10/4) / 1 = 1.5
+    # unbalanced: A (1, 2, 3), B (5): MS_within = 2 / 2 = 1; MS_between = 3 × 0.75² + 2.25² = 6.75;
+    # n0 = (4 − 10/4) / 1 = 1.5
     got = variance_split([1.0, 2.0, 3.0, 5.0], [0, 0, 0, 1])
     assert got["sd_within"] == pytest.approx(1.0) and got["sd_between"] ** 2 == pytest.approx((6.75 - 1.0) / 1.5)
     # equal set means: the between estimate (MS_between − MS_within) / n0 is negative, taken as 0
     got = variance_split([0.0, 1.0, 0.0, 1.0], [0, 0, 1, 1])
-    assert got["sd_between"] == 0.0 and got["share_between"] == 0.0 and got["sd_within"] == pytest.approx(math.sqrt(0.5))
+    assert (
+        got["sd_between"] == 0.0 and got["share_between"] == 0.0 and got["sd_within"] == pytest.approx(math.sqrt(0.5))
+    )
     # one run per set (set and run confounded), or one set: not defined
     for diffs, sets in (([0.1, 0.2, 0.4], [0, 1, 2]), ([0.1, 0.2], [0, 0])):
         got = variance_split(diffs, sets)
@@ -272,18 +337,37 @@ def test_leave_best_set_out_marks_a_gain_one_set_carries():
     got = leave_best_set_out([0.4, 0.2, 0.0, 0.1], [1, 1, 2, 2])
     assert got == {"best_set": "1", "mean_without_best": pytest.approx(0.05), "single_set": True}
     assert not leave_best_set_out([-0.5, 0.0, 0.1], [0, 1, 2])["single_set"]
-    assert leave_best_set_out([0.5, 0.4], [0, 0]) == {"best_set": "", "mean_without_best": pytest.approx(math.nan, nan_ok=True), "single_set": False}
+    assert leave_best_set_out([0.5, 0.4], [0, 0]) == {
+        "best_set": "",
+        "mean_without_best": pytest.approx(math.nan, nan_ok=True),
+        "single_set": False,
+    }
 
 
-def _repeat_runs(root: Path, diffs: dict[int, tuple[int, float]], base_label_seed: dict[int, int] | None = None) -> list[Path]:
+def _repeat_runs(
+    root: Path, diffs: dict[int, tuple[int, float]], base_label_seed: dict[int, int] | None = None
+) -> list[Path]:
     """MRI runs of 'none' and 'GD' at budget 1: seed → (label_seed, GD − none); none's Dice 0.5."""
     files = []
     for seed, (label_seed, diff) in diffs.items():
-        for method, value, ls in (("none", 0.5, (base_label_seed or {}).get(seed, label_seed)), ("GD", 0.5 + diff, label_seed)):
+        for method, value, ls in (
+            ("none", 0.5, (base_label_seed or {}).get(seed, label_seed)),
+            ("GD", 0.5 + diff, label_seed),
+        ):
             path = root / method / f"seed_{seed}" / "metrics.json"
             path.parent.mkdir(parents=True)
-            path.write_text(json.dumps({"domain": "mri", "method": method, "budget": "1", "seed": seed, "label_seed": ls,
-                                        "summary": {"dice_mean": value}}))
+            path.write_text(
+                json.dumps(
+                    {
+                        "domain": "mri",
+                        "method": method,
+                        "budget": "1",
+                        "seed": seed,
+                        "label_seed": ls,
+                        "summary": {"dice_mean": value},
+                    }
+                )
+            )
             files.append(path)
     return files
 
@@ -299,9 +383,14 @@ def test_gains_split_the_spread_by_labeled_set(tmp_path):
     assert row.mean_without_best == pytest.approx(0.2)  # 0.2 ≥ 0.4 / 2: not carried by set 1 alone
     p = scipy_stats.ttest_1samp([0.1, 0.3, 0.5, 0.7], 0.0).pvalue
     cell = gains_table(paired_comparison(tidy, "dice_mean"), "mri", HEADLINE["mri"][0]).rows[0][1][0]
-    assert cell == f"+0.400 ± 0.258 (n=4, p={p:.3g}, wins 4/4; 2 labeled sets: sd 0.265 between, 0.141 within (78% between))"
+    assert (
+        cell
+        == f"+0.400 ± 0.258 (n=4, p={p:.3g}, wins 4/4; 2 labeled sets: sd 0.265 between, 0.141 within (78% between))"
+    )
     # one labeled set carries the gain: set 1 is +0.6 and +0.7, the others about 0
-    files = _repeat_runs(tmp_path / "b", {0: (0, 0.0), 1: (0, 0.02), 2: (1, 0.6), 3: (1, 0.7), 4: (2, -0.02), 5: (2, 0.0)})
+    files = _repeat_runs(
+        tmp_path / "b", {0: (0, 0.0), 1: (0, 0.02), 2: (1, 0.6), 3: (1, 0.7), 4: (2, -0.02), 5: (2, 0.0)}
+    )
     row = paired_comparison(load_metrics(files), "dice_mean").iloc[0]
     assert bool(row.single_set) and row.best_set == "1" and row.mean_without_best == pytest.approx(0.0)
     cell = gains_table(paired_comparison(load_metrics(files), "dice_mean"), "mri", HEADLINE["mri"][0]).rows[0][1][0]
@@ -315,7 +404,10 @@ def test_gains_split_the_spread_by_labeled_set(tmp_path):
 def test_headline_table_cells_and_best_per_column(seed_stats):
     dice = headline_table(seed_stats, "mri", HEADLINE["mri"][0])
     assert dice.columns == ["1", "all"]
-    assert dice.rows == [(("none",), ["0.650 ± 0.050 (n=3)", "0.910 ± 0.014 (n=2)"]), (("GD",), ["0.740 ± 0.040 (n=3)", ""])]
+    assert dice.rows == [
+        (("none",), ["0.650 ± 0.050 (n=3)", "0.910 ± 0.014 (n=2)"]),
+        (("GD",), ["0.740 ± 0.040 (n=3)", ""]),
+    ]
     assert dice.bold == {(1, 0), (0, 1)}
     hd95 = headline_table(seed_stats, "mri", HEADLINE["mri"][1])
     assert hd95.rows[0][1][0] == "12.00 ± 2.00 (n=3)"
@@ -351,7 +443,14 @@ def test_markdown_and_html_mark_the_best(seed_stats):
 def test_describe_log_from_path_and_train_json(fixture_results):
     logs = {str(p): describe_log(p) for p in fixture_results["logs"]}
     mri = next(lg for p, lg in logs.items() if "mri/finetune/GD/budget_1/seed_2" in p)
-    assert (mri.domain, mri.stage, mri.method, mri.variant, mri.budget, mri.seed) == ("mri", "finetune", "GD", "", "1", 2)
+    assert (mri.domain, mri.stage, mri.method, mri.variant, mri.budget, mri.seed) == (
+        "mri",
+        "finetune",
+        "GD",
+        "",
+        "1",
+        2,
+    )
     rs = next(lg for p, lg in logs.items() if "rs/finetune/hpcl/dual/pct_5/seed_0" in p)  # no train.json
     assert (rs.domain, rs.method, rs.variant, rs.budget, rs.seed) == ("rs", "hpcl", "dual", "5", 0)
     pre = next(lg for p, lg in logs.items() if "pretrain" in p)
@@ -363,8 +462,14 @@ def test_only_logs_of_evaluated_runs_are_drawn(fixture_results):
     logs = [describe_log(p) for p in fixture_results["logs"]]
     chosen = select_finetune_logs(logs, runs, "mri")
     assert [(lg.method, lg.budget, lg.seed) for lg in chosen] == [
-        ("none", "1", 0), ("none", "1", 1), ("none", "1", 2), ("none", "all", 0), ("none", "all", 1),
-        ("GD", "1", 0), ("GD", "1", 1), ("GD", "1", 2),
+        ("none", "1", 0),
+        ("none", "1", 1),
+        ("none", "1", 2),
+        ("none", "all", 0),
+        ("none", "all", 1),
+        ("GD", "1", 0),
+        ("GD", "1", 1),
+        ("GD", "1", 2),
     ]  # the stray LR log is not among them
 
 
@@ -381,8 +486,14 @@ def test_overlay_picks_smallest_and_largest_budget_at_lowest_seed(fixture_result
     found = find_overlays(runs)
     assert len(found) == len(runs)
     picked = [(r.method, r.variant, r.budget, r.seed) for r, _ in pick_overlays(found, "rs", None)]
-    assert picked == [("none", "dual", "5", 0), ("none", "early", "5", 0), ("hpcl", "dual", "5", 0), ("hpcl", "early", "5", 0),
-                      ("none", "dual", "100", 0), ("none", "early", "100", 0)]
+    assert picked == [
+        ("none", "dual", "5", 0),
+        ("none", "early", "5", 0),
+        ("hpcl", "dual", "5", 0),
+        ("hpcl", "early", "5", 0),
+        ("none", "dual", "100", 0),
+        ("none", "early", "100", 0),
+    ]
     assert [r.budget for r, _ in pick_overlays(found, "mri", ["all"])] == ["all"]
     # given explicitly, an overlay belongs to the --input metrics.json in its folder
     one = fixture_results["mri"][0].parent / "overlay.npz"
@@ -393,7 +504,13 @@ def test_overlay_picks_smallest_and_largest_budget_at_lowest_seed(fixture_result
 
 def test_bad_overlay_is_an_input_error(tmp_path):
     path = tmp_path / "overlay.npz"
-    np.savez(path, image=np.zeros((1, 3, 4, 4)), truth=np.zeros((1, 3, 4, 5), np.uint8), pred=np.zeros((1, 3, 4, 4), np.uint8), subject=np.array(["a"]))
+    np.savez(
+        path,
+        image=np.zeros((1, 3, 4, 4)),
+        truth=np.zeros((1, 3, 4, 5), np.uint8),
+        pred=np.zeros((1, 3, 4, 4), np.uint8),
+        subject=np.array(["a"]),
+    )
     with pytest.raises(InputError, match="one shape"):
         read_overlay(path, "mri")
     with pytest.raises(InputError, match="lacks arrays"):
@@ -401,7 +518,9 @@ def test_bad_overlay_is_an_input_error(tmp_path):
 
 
 def test_selection_history_and_best_step_from_train_json(tmp_path):
-    log = make.lightning_log(tmp_path / "mri" / "finetune" / "GD" / "budget_1" / "seed_3" / "logs" / "metrics.csv", "val/dice", 3)
+    log = make.lightning_log(
+        tmp_path / "mri" / "finetune" / "GD" / "budget_1" / "seed_3" / "logs" / "metrics.csv", "val/dice", 3
+    )
     make.finetune_record(log.parents[1], "GD", "1", 3, [(40, 0.5), (80, 0.7), (120, None), (160, 0.7)], best_step=80)
     sel = read_selection(describe_log(log))
     assert (sel.metric, sel.steps, sel.best_step, sel.best_value) == ("val_dice", (40, 80, 120, 160), 80, 0.7)
@@ -409,9 +528,13 @@ def test_selection_history_and_best_step_from_train_json(tmp_path):
     # an older train.json without a history, and a run without train.json: nothing to draw
     (log.parents[1] / "train.json").write_text(json.dumps({"method": "GD", "budget": "1", "seed": 3}))
     assert read_selection(describe_log(log)) is None
-    bare = make.lightning_log(tmp_path / "rs" / "finetune" / "none" / "early" / "pct_5" / "seed_0" / "logs" / "metrics.csv", "val/miou", 0)
+    bare = make.lightning_log(
+        tmp_path / "rs" / "finetune" / "none" / "early" / "pct_5" / "seed_0" / "logs" / "metrics.csv", "val/miou", 0
+    )
     assert describe_log(bare).train is None and read_selection(describe_log(bare)) is None
-    (log.parents[1] / "train.json").write_text(json.dumps({"history": [{"step": 1, "val_dice": 0.5}, {"step": 2, "val_miou": 0.5}]}))
+    (log.parents[1] / "train.json").write_text(
+        json.dumps({"history": [{"step": 1, "val_dice": 0.5}, {"step": 2, "val_miou": 0.5}]})
+    )
     with pytest.raises(InputError, match="'history' is not a list") as err:
         read_selection(describe_log(log))
     assert err.value.path == str(log.parents[1] / "train.json")
@@ -420,10 +543,21 @@ def test_selection_history_and_best_step_from_train_json(tmp_path):
 def test_pretext_status_against_chance(tmp_path):
     chance = math.log(4097)  # InfoNCE with a queue of 4096 negatives and one positive: 8.318
     # 8 steps, window 0.25 → steps 0 and 1; 5 % of chance = 0.416
-    collapsed = make.pretrain_record(tmp_path / "rs" / "pretrain" / "hpcl-ssl" / "dual", "hpcl-ssl", "pretrain",
-                                     [8.3, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1], chance, variant="dual")
+    collapsed = make.pretrain_record(
+        tmp_path / "rs" / "pretrain" / "hpcl-ssl" / "dual",
+        "hpcl-ssl",
+        "pretrain",
+        [8.3, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1],
+        chance,
+        variant="dual",
+    )
     run = read_pretrain_record(collapsed)
-    assert (run.domain, run.method, run.stage, run.chance) == ("rs", "hpcl-ssl [dual]", "pretrain", pytest.approx(chance))
+    assert (run.domain, run.method, run.stage, run.chance) == (
+        "rs",
+        "hpcl-ssl [dual]",
+        "pretrain",
+        pytest.approx(chance),
+    )
     assert collapse_step(run.losses, chance) == 1
     assert pretext_status(run) == "collapsed: the pretext task is trivially solved (loss 0.3 < 5% of chance at step 1)"
     # the same fall after the first quarter is learning, not collapse; a stricter fraction does not fire either
@@ -432,20 +566,27 @@ def test_pretext_status_against_chance(tmp_path):
     assert pretext_status(read_pretrain_record(late)) == "below chance"
     assert pretext_status(run, fraction=0.01) == "below chance"
     assert collapse_step(run.losses, chance, window=0.125) is None  # only step 0 (8.3)
-    stuck = make.pretrain_record(tmp_path / "mri" / "pretrain" / "GD", "GD", "global", [3.5, 3.48, 3.47], 3.4657)  # log(32)
+    stuck = make.pretrain_record(
+        tmp_path / "mri" / "pretrain" / "GD", "GD", "global", [3.5, 3.48, 3.47], 3.4657
+    )  # log(32)
     assert pretext_status(read_pretrain_record(stuck)) == "not below chance"
     old = make.pretrain_record(tmp_path / "mri" / "pretrain" / "GD+LR", "GD+LR", "local", [2.0, 1.5])  # no chance_loss
     assert read_pretrain_record(old).chance is None and pretext_status(read_pretrain_record(old)) == ""
     table = pretext_table([read_pretrain_record(p) for p in (stuck, old, collapsed)], "mri")
-    assert table.rows == [(("GD", "global"), ["3.500", "3.470", "3.466", "1.00", "not below chance"]),
-                          (("GD+LR", "local"), ["2.000", "1.500", "–", "–", ""])]
+    assert table.rows == [
+        (("GD", "global"), ["3.500", "3.470", "3.466", "1.00", "not below chance"]),
+        (("GD+LR", "local"), ["2.000", "1.500", "–", "–", ""]),
+    ]
 
 
-@pytest.mark.parametrize(("record", "problem"), [
-    ({"method": "GD", "stage": "global"}, "needs 'loss_history'"),
-    ({"loss_history": [1.0, "x"]}, "not a number"),
-    ({"loss_history": [1.0], "chance_loss": -1.0}, "'chance_loss' must be a positive number"),
-])
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        ({"method": "GD", "stage": "global"}, "needs 'loss_history'"),
+        ({"loss_history": [1.0, "x"]}, "not a number"),
+        ({"loss_history": [1.0], "chance_loss": -1.0}, "'chance_loss' must be a positive number"),
+    ],
+)
 def test_bad_pretraining_record_names_file_and_problem(tmp_path, record, problem):
     path = tmp_path / "train.json"
     path.write_text(json.dumps(record))
@@ -458,14 +599,30 @@ def test_resources_per_rule_from_benchmark_files(tmp_path):
     bench = tmp_path / "results" / "benchmarks"
     files = [
         make.benchmark_tsv(bench / "mri_finetune" / "GD_budget_1.tsv", [100.0], [812.5]),
-        make.benchmark_tsv(bench / "mri_finetune" / "none_budget_1.tsv", [60.0, 80.0], [700.0, 750.0]),  # repeat(2): mean 70
+        make.benchmark_tsv(
+            bench / "mri_finetune" / "none_budget_1.tsv", [60.0, 80.0], [700.0, 750.0]
+        ),  # repeat(2): mean 70
         make.benchmark_tsv(bench / "report" / "report.tsv", [0.4], [None]),  # ended before the first sample
-        make.benchmark_tsv(tmp_path / "elsewhere" / "job.tsv", [5.0], [100.0]),  # no benchmarks folder: the file's folder
+        make.benchmark_tsv(
+            tmp_path / "elsewhere" / "job.tsv", [5.0], [100.0]
+        ),  # no benchmarks folder: the file's folder
     ]
     summary = resource_summary(files)
     assert summary.to_dict("records")[:2] == [
-        {"rule": "mri_finetune", "jobs": 2, "total_s": pytest.approx(170.0), "max_s": pytest.approx(100.0), "max_rss_mib": pytest.approx(812.5)},
-        {"rule": "elsewhere", "jobs": 1, "total_s": pytest.approx(5.0), "max_s": pytest.approx(5.0), "max_rss_mib": pytest.approx(100.0)},
+        {
+            "rule": "mri_finetune",
+            "jobs": 2,
+            "total_s": pytest.approx(170.0),
+            "max_s": pytest.approx(100.0),
+            "max_rss_mib": pytest.approx(812.5),
+        },
+        {
+            "rule": "elsewhere",
+            "jobs": 1,
+            "total_s": pytest.approx(5.0),
+            "max_s": pytest.approx(5.0),
+            "max_rss_mib": pytest.approx(100.0),
+        },
     ]
     assert summary.iloc[2]["rule"] == "report" and math.isnan(summary.iloc[2]["max_rss_mib"])
     assert resources_table(summary).rows[0] == (("mri_finetune",), ["2", "170.0", "100.0", "812"])
@@ -486,23 +643,53 @@ def test_stage_with_selection_pretraining_and_benchmarks(fixture_results, tmp_pa
             inputs.append(make.mri_run(root, method, budget, seed, overlay=False))
             run_dir = root / "mri" / "finetune" / method / f"budget_{budget}" / f"seed_{seed}"
             make.lightning_log(run_dir / "logs" / "metrics.csv", "val/dice", seed)
-            make.finetune_record(run_dir, method, budget, seed, [(20, 0.5), (40, 0.6 + 0.01 * seed), (60, 0.55)], best_step=40)
+            make.finetune_record(
+                run_dir, method, budget, seed, [(20, 0.5), (40, 0.6 + 0.01 * seed), (60, 0.55)], best_step=40
+            )
     chance = math.log(65)
-    make.pretrain_record(root / "mri" / "pretrain" / "GD", "GD", "global", [4.0] + [0.1] * 7, chance)  # steps 0, 1 in the window
+    make.pretrain_record(
+        root / "mri" / "pretrain" / "GD", "GD", "global", [4.0] + [0.1] * 7, chance
+    )  # steps 0, 1 in the window
     make.benchmark_tsv(root / "benchmarks" / "mri_finetune" / "GD_budget_1.tsv", [30.0], [512.0])
     out = tmp_path / "report"
-    rc = run_stage("--input", *map(str, inputs), "--out", str(out), "--logs", str(root / "mri" / "finetune" / "**" / "metrics.csv"),
-                   "--pretrain", str(root / "mri" / "pretrain" / "*" / "train.json"), "--benchmarks", str(root / "benchmarks" / "**" / "*.tsv"))
+    rc = run_stage(
+        "--input",
+        *map(str, inputs),
+        "--out",
+        str(out),
+        "--logs",
+        str(root / "mri" / "finetune" / "**" / "metrics.csv"),
+        "--pretrain",
+        str(root / "mri" / "pretrain" / "*" / "train.json"),
+        "--benchmarks",
+        str(root / "benchmarks" / "**" / "*.tsv"),
+    )
     assert rc == 0
     page = (out / "index.html").read_text()
     assert (out / "plots" / "mri_selection.png").stat().st_size > 1000 and "MRI: model selection in fine-tuning" in page
     pretrain = pd.read_csv(out / "mri_pretrain.csv", keep_default_na=False, dtype=str)
-    assert pretrain.columns.tolist() == ["method", "stage", "first loss", "last loss", "chance", "last/chance", "status"]
-    assert pretrain.iloc[0].tolist() == ["GD", "global", "4.000", "0.100", "4.174", "0.02",
-                                         "collapsed: the pretext task is trivially solved (loss 0.1 < 5% of chance at step 1)"]
+    assert pretrain.columns.tolist() == [
+        "method",
+        "stage",
+        "first loss",
+        "last loss",
+        "chance",
+        "last/chance",
+        "status",
+    ]
+    assert pretrain.iloc[0].tolist() == [
+        "GD",
+        "global",
+        "4.000",
+        "0.100",
+        "4.174",
+        "0.02",
+        "collapsed: the pretext task is trivially solved (loss 0.1 < 5% of chance at step 1)",
+    ]
     assert "collapsed: the pretext task is trivially solved" in page and '<section id="compute">' in page
     assert pd.read_csv(out / "resources.csv").to_dict("records") == [
-        {"rule": "mri_finetune", "jobs": 1, "total_s": 30.0, "max_s": 30.0, "max_rss_mib": 512.0}]
+        {"rule": "mri_finetune", "jobs": 1, "total_s": 30.0, "max_s": 30.0, "max_rss_mib": 512.0}
+    ]
     assert "| mri_finetune | 1 | 30.0 | 30.0 | 512 |" in (out / "tables.md").read_text()
     # the options are checked before anything is written
     assert run_stage("--input", *map(str, inputs), "--out", str(tmp_path / "x"), "--collapse-fraction", "1.5") == 2
@@ -540,8 +727,16 @@ class _TableReader(HTMLParser):
 
 
 def test_stage_writes_every_output(report_dir):
-    for name in ("index.html", "tables.md", "tables.html", "metrics_tidy.csv", "metrics_tidy.parquet", "seed_stats.csv",
-                 "paired_stats.csv", "config.yaml"):
+    for name in (
+        "index.html",
+        "tables.md",
+        "tables.html",
+        "metrics_tidy.csv",
+        "metrics_tidy.parquet",
+        "seed_stats.csv",
+        "paired_stats.csv",
+        "config.yaml",
+    ):
         assert (report_dir / name).stat().st_size > 0, name
     for domain in ("mri", "rs"):
         for table in ("summary", "per_class", "gains"):
@@ -560,9 +755,16 @@ def test_stage_writes_every_output(report_dir):
 def test_tidy_files_round_trip(report_dir, tidy):
     from_parquet = pd.read_parquet(report_dir / "metrics_tidy.parquet")
     pd.testing.assert_frame_equal(from_parquet.drop(columns="source"), tidy.drop(columns="source"))
-    from_csv = pd.read_csv(report_dir / "metrics_tidy.csv", keep_default_na=False, dtype={"budget": str, "class": str, "variant": str, "scope": str})
+    from_csv = pd.read_csv(
+        report_dir / "metrics_tidy.csv",
+        keep_default_na=False,
+        dtype={"budget": str, "class": str, "variant": str, "scope": str},
+    )
     assert np.allclose(from_csv.value.astype(float), tidy.value, equal_nan=True)
-    assert (from_csv[["method", "budget", "class", "metric"]].to_numpy() == tidy[["method", "budget", "class", "metric"]].to_numpy()).all()
+    assert (
+        from_csv[["method", "budget", "class", "metric"]].to_numpy()
+        == tidy[["method", "budget", "class", "metric"]].to_numpy()
+    ).all()
 
 
 def test_every_tidy_cell_appears_in_the_page(report_dir, tidy):
@@ -596,7 +798,12 @@ def test_page_is_self_contained(report_dir):
 
 def test_tables_only_and_domains_without_results(fixture_results, tmp_path):
     out = tmp_path / "tables"
-    assert run_stage("--input", *map(str, fixture_results["mri"]), "--out", str(out), "--no-plots", "--domains", "mri", "rs") == 0
+    assert (
+        run_stage(
+            "--input", *map(str, fixture_results["mri"]), "--out", str(out), "--no-plots", "--domains", "mri", "rs"
+        )
+        == 0
+    )
     assert (out / "tables.md").is_file() and not (out / "plots").exists()
     assert pd.read_csv(out / "rs_summary.csv").empty  # asked for, nothing to show: header only
     assert "(no results)" in (out / "tables.md").read_text()
@@ -612,13 +819,40 @@ def test_one_report_stage_under_three_names(fixture_results, tmp_path):
     import rs.cli
     from segcore import cli
 
-    assert cli.REPORT_STAGE in medseg.cli.STAGES and cli.REPORT_STAGE in rs.cli.STAGES and cli.STAGES == [cli.REPORT_STAGE]
-    scripts = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text().split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    assert (
+        cli.REPORT_STAGE in medseg.cli.STAGES and cli.REPORT_STAGE in rs.cli.STAGES and cli.STAGES == [cli.REPORT_STAGE]
+    )
+    scripts = (
+        (Path(__file__).resolve().parents[2] / "pyproject.toml")
+        .read_text()
+        .split("[project.scripts]", 1)[1]
+        .split("\n[", 1)[0]
+    )
     assert '\nsegpretrain = "segcore.cli:main"' in scripts
     inputs = [str(p) for p in fixture_results["mri"]]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "segcore", "report", "--input", *inputs, "--out", str(tmp_path / "neutral"), "--no-plots"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "segcore",
+            "report",
+            "--input",
+            *inputs,
+            "--out",
+            str(tmp_path / "neutral"),
+            "--no-plots",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "[segpretrain report]" in proc.stderr
     for name, main in (("medseg", medseg.cli.main), ("rs", rs.cli.main)):
@@ -644,10 +878,24 @@ def test_browser_renders_the_page(report_dir, tmp_path):
         pytest.skip("chromium not installed (Debian: apt-get install chromium); CI installs it and runs this check")
     shot = tmp_path / "shot.png"
     proc = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-         "--window-size=1280,2000", (report_dir / "index.html").resolve().as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1280,2000",
+            (report_dir / "index.html").resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
     from matplotlib.image import imread

@@ -87,7 +87,17 @@ def prepared(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("resume")
     generate_dataset(root / "raw", n_subjects=8, seed=3, n_slices=8, size=48)
-    return preprocess(root / "raw", root / "prep", target_spacing=(3.0, 3.0), image_size=(32, 32), partitions=4, n_test=2, n_val=1, n_labeled=3, seed=0)
+    return preprocess(
+        root / "raw",
+        root / "prep",
+        target_spacing=(3.0, 3.0),
+        image_size=(32, 32),
+        partitions=4,
+        n_test=2,
+        n_val=1,
+        n_labeled=3,
+        seed=0,
+    )
 
 
 STEPS, KILL_AFTER = 40, 15
@@ -95,9 +105,34 @@ STEPS, KILL_AFTER = 40, 15
 
 def _finetune_cmd(data: Path, out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "medseg.cli", "finetune", "--data", str(data), "--out", str(out), "--budget", "2", "--seed", "0",
-        "--steps", str(STEPS), "--val-every", "10", "--channels", "8,16,32", "--lr", "0.01", "--batch-size", "4",
-        "--checkpoint-every", "5", "--threads", "1", "--accelerator", "cpu",
+        sys.executable,
+        "-m",
+        "medseg.cli",
+        "finetune",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--budget",
+        "2",
+        "--seed",
+        "0",
+        "--steps",
+        str(STEPS),
+        "--val-every",
+        "10",
+        "--channels",
+        "8,16,32",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "5",
+        "--threads",
+        "1",
+        "--accelerator",
+        "cpu",
     ]
 
 
@@ -173,8 +208,28 @@ def test_local_pretraining_interrupted_mid_run_resumes_bit_identically(prepared,
     from segcore.stages import pretrain as pretrain_stage
 
     def pretrain(out: Path, *extra: str) -> int:
-        return medseg(["pretrain", "--data", str(prepared), "--out", str(out), "--steps", "12", "--volumes-per-batch", "2",
-                       "--channels", "4,8,16,16", "--checkpoint-every", "5", "--threads", "1", "--accelerator", "cpu", *extra])
+        return medseg(
+            [
+                "pretrain",
+                "--data",
+                str(prepared),
+                "--out",
+                str(out),
+                "--steps",
+                "12",
+                "--volumes-per-batch",
+                "2",
+                "--channels",
+                "4,8,16,16",
+                "--checkpoint-every",
+                "5",
+                "--threads",
+                "1",
+                "--accelerator",
+                "cpu",
+                *extra,
+            ]
+        )
 
     assert pretrain(tmp_path / "global", "--stage", "global", "--strategy", "GD") == 0
     local = ("--stage", "local", "--strategy", "LR", "--init", str(tmp_path / "global" / "model.pt"))

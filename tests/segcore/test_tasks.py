@@ -41,8 +41,14 @@ def test_weight_average_is_validated_and_kept():
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
-    items = [{"image": torch.randn(1, 16, 16, generator=g), "label": (torch.rand(16, 16, generator=g) > 0.5).long(),
-              "meta": {"group": f"g{i}"}} for i in range(6)]
+    items = [
+        {
+            "image": torch.randn(1, 16, 16, generator=g),
+            "label": (torch.rand(16, 16, generator=g) > 0.5).long(),
+            "meta": {"group": f"g{i}"},
+        }
+        for i in range(6)
+    ]
     task = SegmentationTask(UNet2D(1, 2, channels=(4, 8)), 2, lr=1e-2, max_steps=3, val_metric="miou", weight_ema=0.5)
     seen = []  # the raw weights after each optimiser step
 
@@ -50,9 +56,20 @@ def test_weight_average_is_validated_and_kept():
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             seen.append({k: v.detach().clone() for k, v in pl_module.net.state_dict().items()})
 
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, val_check_interval=3, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-                        use_distributed_sampler=False, callbacks=[Record()])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        val_check_interval=3,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        callbacks=[Record()],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(task, step_loader(items, 2, 3, seed=0), eval_loader(items, 6))
@@ -111,5 +128,7 @@ def test_optimizer_is_multi_tensor_and_updates_exactly_as_the_per_parameter_loop
             o.zero_grad()
             model(x).square().mean().backward()
             o.step()
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loop_net.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(net.state_dict().values(), loop_net.state_dict().values(), strict=True)
+    )
     assert not torch.equal(net.state_dict()["head.weight"], start)  # it did train

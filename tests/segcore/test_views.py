@@ -22,7 +22,7 @@ def test_intensity_jitter_ranges_and_determinism():
     b = intensity_jitter(x, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 1.5
-    shift = (a.mean(dim=(1, 2, 3)) - x.mean(dim=(1, 2, 3)))
+    shift = a.mean(dim=(1, 2, 3)) - x.mean(dim=(1, 2, 3))
     assert shift.abs().max() <= 0.3 + 1e-5 and shift.std() > 0.05  # drawn per image
     # no brightness/contrast change and no noise: identity (inside the clip range)
     same = intensity_jitter(x, torch.Generator().manual_seed(2), brightness=0.0, contrast=(1.0, 1.0))

@@ -42,7 +42,9 @@ def affine(origin: tuple[float, float, float] = (-18.0, 16.0, -25.0)) -> np.ndar
     return a
 
 
-def heart(rng: np.random.Generator, contraction: float, centre: tuple[float, float], radius: float) -> tuple[np.ndarray, np.ndarray]:
+def heart(
+    rng: np.random.Generator, contraction: float, centre: tuple[float, float], radius: float
+) -> tuple[np.ndarray, np.ndarray]:
     """One frame: (image int16, labels uint8), both :data:`SHAPE`.
 
     ``contraction`` in [0, 1] scales the LV cavity from ``radius`` (0, diastole) down to 60 %
@@ -55,7 +57,9 @@ def heart(rng: np.random.Generator, contraction: float, centre: tuple[float, flo
     for z in range(SHAPE[2]):
         taper = 1.0 - z / (SHAPE[2] + 2)
         r = np.hypot(x - centre[0], y - centre[1])
-        rv = (np.hypot(x - centre[0] + outer * taper + 1.5, y - centre[1]) < 3.0 * taper * (1 - 0.3 * contraction)) & (r >= outer * taper)
+        rv = (np.hypot(x - centre[0] + outer * taper + 1.5, y - centre[1]) < 3.0 * taper * (1 - 0.3 * contraction)) & (
+            r >= outer * taper
+        )
         labels[..., z][rv & (z < SHAPE[2] - 1)] = 1
         labels[..., z][r < outer * taper] = 2
         labels[..., z][r < cavity * taper] = 3
@@ -100,10 +104,18 @@ def write_patient(pdir: Path, seed: int, with_4d: bool = True) -> dict[str, obje
         frames.append(image)
         labels.append(lab)
     name = pdir.name
-    info = {"ED": 1, "ES": es, "Group": GROUPS[int(rng.integers(len(GROUPS)))], "Height": float(rng.uniform(150, 195)),
-            "NbFrame": n_frames, "Weight": float(rng.uniform(50, 110))}
+    info = {
+        "ED": 1,
+        "ES": es,
+        "Group": GROUPS[int(rng.integers(len(GROUPS)))],
+        "Height": float(rng.uniform(150, 195)),
+        "NbFrame": n_frames,
+        "Weight": float(rng.uniform(50, 110)),
+    }
     pdir.mkdir(parents=True, exist_ok=True)
-    (pdir / "Info.cfg").write_text(info_cfg(info["ED"], es, str(info["Group"]), float(info["Height"]), n_frames, float(info["Weight"])))
+    (pdir / "Info.cfg").write_text(
+        info_cfg(info["ED"], es, str(info["Group"]), float(info["Height"]), n_frames, float(info["Weight"]))
+    )
     if with_4d:
         save(np.stack(frames, axis=-1), pdir / f"{name}_4d.nii.gz")
     for t in (1, es):
@@ -112,7 +124,9 @@ def write_patient(pdir: Path, seed: int, with_4d: bool = True) -> dict[str, obje
     return info
 
 
-def make_acdc(folder: str | Path, n_train: int = 4, n_test: int = 2, seed: int = 0, with_4d: bool = True) -> dict[str, list[str]]:
+def make_acdc(
+    folder: str | Path, n_train: int = 4, n_test: int = 2, seed: int = 0, with_4d: bool = True
+) -> dict[str, list[str]]:
     """ACDC layout: ``training/patient001..`` and ``testing/patient101..``; returns
     ``{patient: [case ids (ED, ES)]}``."""
     folder = Path(folder)
@@ -133,12 +147,18 @@ def nnunet_splits(patients: dict[str, list[str]], seed: int = 1234, folds: int =
     splits = []
     for k in range(min(folds, len(names))):
         val = set(names[k::folds].tolist())
-        splits.append({"train": [c for p in sorted(patients) if p not in val for c in patients[p]],
-                       "val": [c for p in sorted(patients) if p in val for c in patients[p]]})
+        splits.append(
+            {
+                "train": [c for p in sorted(patients) if p not in val for c in patients[p]],
+                "val": [c for p in sorted(patients) if p in val for c in patients[p]],
+            }
+        )
     return splits
 
 
-def make_acdc_nnunet(folder: str | Path, n_train: int = 6, n_test: int = 2, seed: int = 0, splits_final: bool = True) -> dict[str, list[str]]:
+def make_acdc_nnunet(
+    folder: str | Path, n_train: int = 6, n_test: int = 2, seed: int = 0, splits_final: bool = True
+) -> dict[str, list[str]]:
     """What nnU-Net's ``Dataset027_ACDC`` conversion makes of :func:`make_acdc`'s data:
     ``imagesTr/patientNNN_frameYY_0000.nii.gz``, ``labelsTr/patientNNN_frameYY.nii.gz``,
     ``imagesTs/`` (the test patients, unlabeled), ``dataset.json`` and, with ``splits_final``,
@@ -160,9 +180,17 @@ def make_acdc_nnunet(folder: str | Path, n_train: int = 6, n_test: int = 2, seed
     for path in sorted(source.rglob("*"), reverse=True):  # the ACDC copy was only the conversion's input
         path.unlink() if path.is_file() else path.rmdir()
     source.rmdir()
-    (folder / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "cineMRI"}, "labels": NNUNET_LABELS, "numTraining": sum(len(c) for c in train.values()), "file_ending": ".nii.gz"},
-        indent=4))
+    (folder / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "cineMRI"},
+                "labels": NNUNET_LABELS,
+                "numTraining": sum(len(c) for c in train.values()),
+                "file_ending": ".nii.gz",
+            },
+            indent=4,
+        )
+    )
     if splits_final:
         (folder / "splits_final.json").write_text(json.dumps(nnunet_splits(train), indent=4))
     return patients

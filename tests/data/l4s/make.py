@@ -39,12 +39,8 @@ from rs.terrain import hillshade, slope_aspect
 PIXEL_M = 10.0  # ground size of a patch pixel in metres (Sentinel-2's 10 m grid)
 # reflectance of B1..B12 (coastal, blue, green, red, red edge 1-3, NIR, water vapour, cirrus,
 # SWIR 1-2) of vegetation and of bare soil / fresh rock
-VEGETATION = np.array(
-    [0.035, 0.040, 0.070, 0.040, 0.110, 0.260, 0.310, 0.330, 0.110, 0.005, 0.180, 0.090]
-)
-BARE_SOIL = np.array(
-    [0.080, 0.100, 0.130, 0.160, 0.190, 0.210, 0.230, 0.240, 0.090, 0.005, 0.300, 0.250]
-)
+VEGETATION = np.array([0.035, 0.040, 0.070, 0.040, 0.110, 0.260, 0.310, 0.330, 0.110, 0.005, 0.180, 0.090])
+BARE_SOIL = np.array([0.080, 0.100, 0.130, 0.160, 0.190, 0.210, 0.230, 0.240, 0.090, 0.005, 0.300, 0.250])
 SCAR_MIN_SLOPE = 20.0  # degrees: no landslide on gentler slopes
 SCAR_VEGETATION = 0.1  # vegetation fraction inside a landslide scar
 SCAR_SHARE_OF_STEEP = 0.15  # share of the steep pixels of a patch with landslides that slid
@@ -73,9 +69,7 @@ def patch(rng: np.random.Generator, size: int = L4S_SIZE) -> tuple[np.ndarray, n
     mask = np.zeros((size, size), dtype=np.uint8)
     if steep.any() and rng.uniform() >= NO_SLIDE_FRACTION:
         blobs = _smooth_field(rng, size, 4.0)
-        mask = (steep & (blobs > np.quantile(blobs[steep], 1 - SCAR_SHARE_OF_STEEP))).astype(
-            np.uint8
-        )
+        mask = (steep & (blobs > np.quantile(blobs[steep], 1 - SCAR_SHARE_OF_STEEP))).astype(np.uint8)
     vegetation = np.clip(0.8 + 0.12 * _smooth_field(rng, size, 6.0), 0.3, 1.0)
     vegetation = np.where(mask == 1, SCAR_VEGETATION, vegetation)
     spectra = vegetation[..., None] * VEGETATION + (1 - vegetation[..., None]) * BARE_SOIL

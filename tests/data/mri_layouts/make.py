@@ -20,7 +20,9 @@ SHAPE = (20, 18, 5)
 SPACING = (1.5, 1.5, 8.0)
 
 
-def tiny_affine(spacing: tuple[float, float, float] = SPACING, origin: tuple[float, float, float] = (-14.0, 20.0, 5.0)) -> np.ndarray:
+def tiny_affine(
+    spacing: tuple[float, float, float] = SPACING, origin: tuple[float, float, float] = (-14.0, 20.0, 5.0)
+) -> np.ndarray:
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = origin
     return affine

@@ -105,7 +105,13 @@ def rs_overlay(seed: int, size: int = 24, n: int = 3) -> dict[str, np.ndarray]:
         pred[t][_disk(size, 11 + t, 13 + seed, 5)] = 1
         rgb[t][truth[t] == 1] = (0.7, 0.55, 0.4)
     truth[:, :4, :4] = 255
-    return {"rgb": rgb, "hillshade": hillshade, "truth": truth, "pred": pred, "tile": np.array([f"tile_{t:03d}" for t in range(n)])}
+    return {
+        "rgb": rgb,
+        "hillshade": hillshade,
+        "truth": truth,
+        "pred": pred,
+        "tile": np.array([f"tile_{t:03d}" for t in range(n)]),
+    }
 
 
 def lightning_log(path: Path, val_metric: str, seed: int, steps: int = 60, val_every: int = 20) -> Path:
@@ -126,8 +132,14 @@ def mri_run(root: Path, method: str, budget: str, seed: int, overlay: bool = Tru
     folder.mkdir(parents=True, exist_ok=True)
     per_subject = _mri_per_subject(MRI_DICE[method, budget][seed], MRI_HD95[method, budget][seed])
     record = {
-        "domain": "mri", "dataset": "phantom", "split": "test", "method": method, "budget": budget, "seed": seed,
-        "classes": MRI_CLASSES, **summarise_mri(per_subject),
+        "domain": "mri",
+        "dataset": "phantom",
+        "split": "test",
+        "method": method,
+        "budget": budget,
+        "seed": seed,
+        "classes": MRI_CLASSES,
+        **summarise_mri(per_subject),
     }
     (folder / "metrics.json").write_text(json.dumps(record, indent=2))
     if overlay:
@@ -141,8 +153,15 @@ def rs_run(root: Path, method: str, fusion: str, pct: str, seed: int, overlay: b
     tp, fp, fn = RS_CM[method, fusion, pct][seed]
     cm = np.array([[RS_TN, fp], [fn, tp]])  # rows truth, columns prediction
     record = {
-        "domain": "rs", "dataset": "synthetic", "split": "test", "method": method, "variant": fusion, "budget": pct,
-        "seed": seed, "n_tiles": 3, **summarise_segmentation(cm, class_names=["background", "landslide"], positive_class=1),
+        "domain": "rs",
+        "dataset": "synthetic",
+        "split": "test",
+        "method": method,
+        "variant": fusion,
+        "budget": pct,
+        "seed": seed,
+        "n_tiles": 3,
+        **summarise_segmentation(cm, class_names=["background", "landslide"], positive_class=1),
     }
     (folder / "metrics.json").write_text(json.dumps(record, indent=2))
     if overlay:
@@ -150,27 +169,53 @@ def rs_run(root: Path, method: str, fusion: str, pct: str, seed: int, overlay: b
     return folder / "metrics.json"
 
 
-def finetune_record(run_dir: Path, method: str, budget: str, seed: int, history: Sequence[tuple[int, float | None]], best_step: int,
-                    metric: str = "dice", domain: str = "mri", **extra: Any) -> Path:
+def finetune_record(
+    run_dir: Path,
+    method: str,
+    budget: str,
+    seed: int,
+    history: Sequence[tuple[int, float | None]],
+    best_step: int,
+    metric: str = "dice",
+    domain: str = "mri",
+    **extra: Any,
+) -> Path:
     """``train.json`` of a fine-tuning run as segcore.training writes it: the run keys, the
     validation ``history`` ([{"step", "val_<metric>"}], null for a NaN score) and ``best_step``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     scores = [v for _, v in history if v is not None and v == v]
     record = {
-        "method": method, "budget": budget, "seed": seed, "label_seed": seed, "domain": domain,
-        f"best_val_{metric}": max(scores) if scores else None, "best_step": best_step, "steps": max(s for s, _ in history),
-        "history": [{"step": s, f"val_{metric}": v} for s, v in history], **extra,
+        "method": method,
+        "budget": budget,
+        "seed": seed,
+        "label_seed": seed,
+        "domain": domain,
+        f"best_val_{metric}": max(scores) if scores else None,
+        "best_step": best_step,
+        "steps": max(s for s, _ in history),
+        "history": [{"step": s, f"val_{metric}": v} for s, v in history],
+        **extra,
     }
     (run_dir / "train.json").write_text(json.dumps(record))
     return run_dir / "train.json"
 
 
-def pretrain_record(run_dir: Path, method: str, stage: str, losses: Sequence[float], chance: float | None = None, **extra: Any) -> Path:
+def pretrain_record(
+    run_dir: Path, method: str, stage: str, losses: Sequence[float], chance: float | None = None, **extra: Any
+) -> Path:
     """``train.json`` of a pretraining stage as medseg/rs pretrain write it (``chance_loss``
     only when given: older outputs lack it)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {"stage": stage, "method": method, "steps": len(losses), "seed": 0, "loss_first": losses[0], "loss_last": losses[-1],
-              "loss_history": list(losses), **extra}
+    record = {
+        "stage": stage,
+        "method": method,
+        "steps": len(losses),
+        "seed": 0,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "loss_history": list(losses),
+        **extra,
+    }
     if chance is not None:
         record["chance_loss"] = chance
     (run_dir / "train.json").write_text(json.dumps(record))
@@ -200,7 +245,9 @@ def make_all(root: str | Path) -> dict[str, list[Path]]:
             out["mri"].append(mri_run(root, method, budget, seed))
             run_dir = root / "mri" / "finetune" / method / f"budget_{budget}" / f"seed_{seed}"
             out["logs"].append(lightning_log(run_dir / "logs" / "metrics.csv", "val/dice", seed))
-            (run_dir / "train.json").write_text(json.dumps({"method": method, "budget": budget, "seed": seed, "domain": "mri"}))
+            (run_dir / "train.json").write_text(
+                json.dumps({"method": method, "budget": budget, "seed": seed, "domain": "mri"})
+            )
     for (method, fusion, pct), seeds in RS_CM.items():
         for seed in seeds:
             out["rs"].append(rs_run(root, method, fusion, pct, seed))
@@ -208,7 +255,9 @@ def make_all(root: str | Path) -> dict[str, list[Path]]:
             out["logs"].append(lightning_log(run_dir / "logs" / "metrics.csv", "val/miou", seed))
     out["logs"].append(lightning_log(root / "mri" / "pretrain" / "GD" / "logs" / "metrics.csv", "", 0, steps=100))
     # a run that was trained but never evaluated: the report leaves its curve out
-    out["logs"].append(lightning_log(root / "mri" / "finetune" / "LR" / "budget_1" / "seed_0" / "logs" / "metrics.csv", "val/dice", 0))
+    out["logs"].append(
+        lightning_log(root / "mri" / "finetune" / "LR" / "budget_1" / "seed_0" / "logs" / "metrics.csv", "val/dice", 0)
+    )
     return out
 
 

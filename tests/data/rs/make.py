@@ -41,14 +41,10 @@ def elevation_at(east: np.ndarray, north: np.ndarray) -> np.ndarray:
 def image_grid(
     height: int = 40, width: int = 52, pixel: float = 10.0, origin: tuple[float, float] = ORIGIN
 ) -> RasterGrid:
-    return RasterGrid(
-        CRS.from_user_input(UTM), Affine(pixel, 0, origin[0], 0, -pixel, origin[1]), height, width
-    )
+    return RasterGrid(CRS.from_user_input(UTM), Affine(pixel, 0, origin[0], 0, -pixel, origin[1]), height, width)
 
 
-def dem_grid_around(
-    grid: RasterGrid, dem_crs: str, res_m: float, margin_m: float = 60.0
-) -> RasterGrid:
+def dem_grid_around(grid: RasterGrid, dem_crs: str, res_m: float, margin_m: float = 60.0) -> RasterGrid:
     """A north-up grid in ``dem_crs`` covering ``grid`` plus ``margin_m`` on each side."""
     left, bottom, right, top = grid.bounds
     l2, b2, r2, t2 = transform_bounds(
@@ -108,9 +104,7 @@ def tiny_scene(
     img = (img + np.roll(img, 1, axis=1) + np.roll(img, 1, axis=2)) / 3
     img = img.astype(np.uint16)
     img[:, :, :nodata_cols] = 0
-    names = ["B", "G", "R", "NIR", "SWIR1", "SWIR2"][:bands] + [
-        f"X{i}" for i in range(max(0, bands - 6))
-    ]
+    names = ["B", "G", "R", "NIR", "SWIR1", "SWIR2"][:bands] + [f"X{i}" for i in range(max(0, bands - 6))]
     paths: dict[str, Any] = {
         "grid": grid,
         "image": folder / f"{name}_image.tif",
@@ -120,9 +114,7 @@ def tiny_scene(
     write_dem(paths["dem"], dem_grid_around(grid, dem_crs, dem_res_m))
     if label:
         ref = img[min(3, bands - 1)].astype(float)
-        lab = (ref > np.quantile(ref[:, nodata_cols:] if nodata_cols < width else ref, 0.8)).astype(
-            np.uint8
-        )
+        lab = (ref > np.quantile(ref[:, nodata_cols:] if nodata_cols < width else ref, 0.8)).astype(np.uint8)
         paths["label"] = folder / f"{name}_label.tif"
         write_geotiff(paths["label"], lab, grid)
     else:
@@ -193,9 +185,7 @@ def far_dem(path: str | Path, res_deg: float = 0.0003) -> Path:
 
 def label_value_at(east: np.ndarray, north: np.ndarray) -> np.ndarray:
     """Reference labelling of space: 1 inside a disc, 0 elsewhere (for labels on other grids)."""
-    return (
-        (east - (ORIGIN[0] + 260.0)) ** 2 + (north - (ORIGIN[1] - 200.0)) ** 2 < 150.0**2
-    ).astype(np.uint8)
+    return ((east - (ORIGIN[0] + 260.0)) ** 2 + (north - (ORIGIN[1] - 200.0)) ** 2 < 150.0**2).astype(np.uint8)
 
 
 def label_on_other_grid(
@@ -207,9 +197,7 @@ def label_on_other_grid(
 ) -> RasterGrid:
     """Labels :func:`label_value_at` on a grid in ``crs`` covering ``grid`` (or far away)."""
     if far:
-        lgrid = RasterGrid(
-            CRS.from_user_input(crs), Affine(res_m, 0, 3_000_000.0, 0, -res_m, 2_000_000.0), 20, 20
-        )
+        lgrid = RasterGrid(CRS.from_user_input(crs), Affine(res_m, 0, 3_000_000.0, 0, -res_m, 2_000_000.0), 20, 20)
         write_geotiff(path, np.ones((20, 20), dtype=np.uint8), lgrid)
         return lgrid
     lgrid = dem_grid_around(grid, crs, res_m, margin_m=30.0)
@@ -221,9 +209,7 @@ def label_on_other_grid(
     return lgrid
 
 
-def landslide4sense(
-    folder: str | Path, n: int = 6, size: int = 32, masks: int | None = None, seed: int = 0
-) -> Path:
+def landslide4sense(folder: str | Path, n: int = 6, size: int = 32, masks: int | None = None, seed: int = 0) -> Path:
     """``img/image_N.h5`` ('img' (size, size, 14) float) for N = 1..n and ``mask/mask_N.h5``
     ('mask' 0/1) for the first ``masks`` of them (all by default)."""
     folder = Path(folder)
