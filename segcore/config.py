@@ -389,6 +389,10 @@ class RuntimeConfig:
     checkpoint_every: int = option(
         50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it"
     )
+    progress: Literal["auto", "bar", "log", "none"] = option(
+        "auto", "training progress: a bar on a terminal, a log line every --log-every steps otherwise (auto picks)"
+    )
+    log_every: int = option(50, "steps between progress lines (--progress log)")
 
 
 # options that do not change what a run computes (sync_batchnorm does: not among them)
