@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from segcore.config import ConfigTypeError, add_options, from_namespace, option_names, typed_value
+from segcore.config import ConfigTypeError, add_options, check_ranges, from_namespace, option_names, typed_value
 from segcore.errors import InputError, Terminated
 from segcore.output_guard import claim_outputs
 from segcore.provenance import StageRun
@@ -195,6 +195,11 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = parse_stage_args(parser, argv[1:], config_cls)
+        if config_cls is not None:
+            problems = check_ranges(from_namespace(config_cls, args))
+            if problems:
+                flag, problem = problems[0]
+                raise InputError(None, f"{flag} {problem}")
         stage = StageRun(
             f"{prog} {name}",
             overwrite=bool(getattr(args, "overwrite", False)),

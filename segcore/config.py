@@ -41,13 +41,18 @@ def option(
     prefix: str | None = None,
     required: bool = False,
     default_factory: Callable[[], Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
 ) -> Any:
     """A config field: its default, help text and command-line spelling.
 
     ``flag`` overrides the option name (default ``--<field-name>`` with dashes); ``parse``
     converts a command-line string (default: from the field's type); ``action`` is
     ``"store_true"``, ``"bool"`` (``--x/--no-x``) or an argparse Action class; ``prefix`` marks a
-    nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``).
+    nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``). ``ge``/``gt``/
+    ``le``/``lt`` bound a number (every element of a list): :func:`check_ranges`.
     """
     metadata = {
         "help": help,
@@ -58,6 +63,7 @@ def option(
         "parse": parse,
         "prefix": prefix,
         "required": required,
+        "bounds": {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None},
     }
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
@@ -292,6 +298,41 @@ def from_namespace(cls: type[T], args: argparse.Namespace | Mapping[str, Any], p
     return cls(**kwargs)
 
 
+_BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_BOUND_OK = {
+    "ge": lambda v, b: v >= b,
+    "gt": lambda v, b: v > b,
+    "le": lambda v, b: v <= b,
+    "lt": lambda v, b: v < b,
+}
+
+
+def range_problem(value: Any, bounds: Mapping[str, float]) -> str | None:
+    """What is wrong with ``value`` (a number, None, or a list of numbers) under ``bounds``, or None."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        for kind, bound in bounds.items():
+            if not _BOUND_OK[kind](v, bound):
+                return f"must be {_BOUND_TEXT[kind]} {bound:g}, got {v:g}"
+    return None
+
+
+def check_ranges(cfg: Any) -> list[tuple[str, str]]:
+    """Every option of ``cfg`` whose value breaks its bounds: (command-line flag, problem)."""
+    problems = []
+    for leaf in _leaves(type(cfg)):
+        obj = cfg
+        for name in leaf.path:
+            obj = getattr(obj, name)
+        problem = range_problem(obj, leaf.f.metadata.get("bounds") or {})
+        if problem:
+            flag = leaf.f.metadata.get("flag") or "--" + leaf.dest.replace("_", "-")
+            problems.append((flag, problem))
+    return problems
+
+
 def _normalise(value: Any, tp: Any) -> Any:
     """argparse gives lists for nargs options; tuple-typed fields get tuples."""
     tp, _ = _strip_optional(tp)
@@ -365,10 +406,10 @@ class RuntimeConfig:
     processes, threads and the resume checkpoint (a checkpoint made with other values of these
     is still resumed, e.g. on another node)."""
 
-    threads: int = option(1, "torch intra-op threads (0: torch default)")
+    threads: int = option(1, "torch intra-op threads (0: torch default)", ge=0)
     accelerator: str = option("auto", "Lightning accelerator: auto (a GPU when one is visible), cpu, gpu")
     devices: str = option("1", "devices per node: a count or a list of GPU ids (0,1); one process each")
-    num_nodes: int = option(1, "machines of a multi-node DDP run (SLURM: one task per device)")
+    num_nodes: int = option(1, "machines of a multi-node DDP run (SLURM: one task per device)", ge=1)
     # not --strategy: the pretraining stages use that name for the contrastive strategy
     dist_strategy: Literal["auto", "ddp"] = option(
         "auto", "Lightning strategy; auto: one process, or DDP when devices × nodes > 1; ddp: distributed data parallel"
@@ -387,12 +428,12 @@ class RuntimeConfig:
         "auto", "data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU", parse=parse_workers
     )
     checkpoint_every: int = option(
-        50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it"
+        50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it", ge=0
     )
     progress: Literal["auto", "bar", "log", "none"] = option(
         "auto", "training progress: a bar on a terminal, a log line every --log-every steps otherwise (auto picks)"
     )
-    log_every: int = option(50, "steps between progress lines (--progress log)")
+    log_every: int = option(50, "steps between progress lines (--progress log)", ge=1)
 
 
 # options that do not change what a run computes (sync_batchnorm does: not among them)
@@ -404,25 +445,29 @@ class HyperPixelConfig:
     """The class-aware hyper-pixel term of fine-tuning (the HPCL setting, docs/hpcl.md); off at
     weight 0. Command-line flags carry the prefix ``--hpcl-``."""
 
-    weight: float = option(0.0, "weight of the class-aware hyper-pixel contrastive term (0: off)")
-    warmup: int = option(0, "steps of linear warm-up of --hpcl-weight (0: none)")
-    queue: int = option(1024, "keys per class queue (every class, background included)")
-    temperature: float = option(0.1, "T of the hyper-pixel InfoNCE")
-    mochi: int = option(0, "MoCHi synthetic hard negatives per anchor (0: none)")
-    momentum: float = option(0.99, "EMA momentum of the key encoder")
-    anchors: int = option(256, "labeled hyper-pixels per step in the term")
-    boundary_fraction: float = option(0.5, "share of anchors drawn among hyper-pixels touching another class")
+    weight: float = option(0.0, "weight of the class-aware hyper-pixel contrastive term (0: off)", ge=0)
+    warmup: int = option(0, "steps of linear warm-up of --hpcl-weight (0: none)", ge=0)
+    queue: int = option(1024, "keys per class queue (every class, background included)", gt=0)
+    temperature: float = option(0.1, "T of the hyper-pixel InfoNCE", gt=0)
+    mochi: int = option(0, "MoCHi synthetic hard negatives per anchor (0: none)", ge=0)
+    momentum: float = option(0.99, "EMA momentum of the key encoder", ge=0, le=1)
+    anchors: int = option(256, "labeled hyper-pixels per step in the term", gt=0)
+    boundary_fraction: float = option(
+        0.5, "share of anchors drawn among hyper-pixels touching another class", ge=0, le=1
+    )
     unlabeled: int = option(
         0,
         "unlabeled tiles per step whose confidently pseudo-labeled hyper-pixels (momentum network) also fill the "
         "class queues (0: labeled tiles only)",
+        ge=0,
     )
-    pseudo_threshold: float = option(0.9, "min mean softmax probability of a pseudo-labeled hyper-pixel")
+    pseudo_threshold: float = option(0.9, "min mean softmax probability of a pseudo-labeled hyper-pixel", ge=0, le=1)
     unlabeled_anchors: int = option(
         0,
         "pseudo-labeled hyper-pixels of the --hpcl-unlabeled tiles per class and step that are anchors too, seen by "
         "the online network in a second view (dihedral, spectral jitter): the unlabeled pool then trains the "
         "network, not only fills the queues (0: labeled anchors only)",
+        ge=0,
     )
 
     @property
@@ -444,30 +489,35 @@ class FinetuneConfig:
         default_factory=lambda: [0],
         help="random seed(s), trained one after the other in this process (each also picks the labeled set, unless "
         "--label-seed is given)",
+        ge=0,
     )
     label_seed: int | None = option(
         None,
         "seed of the labeled-set draw alone (default: --seed); repeats of one labeled set with other training seeds",
+        ge=0,
     )
-    steps: int = option(300, "optimisation steps")
-    batch_size: int = option(8, "samples per batch")
-    lr: float = option(1e-3, "learning rate (AdamW)")
+    steps: int = option(300, "optimisation steps", ge=1)
+    batch_size: int = option(8, "samples per batch", ge=1)
+    lr: float = option(1e-3, "learning rate (AdamW)", gt=0)
     init: Path | None = option(None, "checkpoint to start from (pretrained or fine-tuned); none = random init")
     method: str | None = option(
         None, "name of the pretraining method, recorded for the report (default: from --init, or 'none')"
     )
-    val_every: int = option(50, "validate every N steps; best weights kept")
+    val_every: int = option(50, "validate every N steps; best weights kept", ge=1)
     pretrained_lr_scale: float = option(
         1.0,
         "learning rate of the weights loaded by --init, as a multiple of --lr (e.g. 0.1: the pretrained backbone "
         "moves slower than the new head)",
+        gt=0,
     )
     weight_ema: float = option(
         0.0,
         "validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up "
         "min(m, (1+t)/(10+t))) instead of the raw weights (0: off)",
+        ge=0,
+        lt=1,
     )
-    val_batch_size: int = option(32, "samples per validation batch")
+    val_batch_size: int = option(32, "samples per validation batch", ge=1)
     runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
 
 
@@ -477,11 +527,11 @@ class PretrainConfig:
 
     data: Path = option(None, "prepared data folder (from the preprocess stage)", required=True)
     out: Path = option(None, "output folder (model.pt, train.json, config.yaml, logs/)", required=True)
-    seed: int = option(0, "random seed")
+    seed: int = option(0, "random seed", ge=0)
     label_seed: int | None = option(None, "not used by pretraining (which reads no labels); accepted for compatibility")
-    steps: int = option(300, "optimisation steps")
-    batch_size: int = option(16, "samples per batch")
-    lr: float = option(1e-3, "learning rate")
+    steps: int = option(300, "optimisation steps", ge=1)
+    batch_size: int = option(16, "samples per batch", ge=1)
+    lr: float = option(1e-3, "learning rate", gt=0)
     runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
 
 
@@ -499,8 +549,8 @@ class EvaluateConfig:
         None, "output folder (metrics.json, ...); one per --model, in the same order", required=True
     )
     split: str = option("test", "which split to score: test or val")
-    batch_size: int = option(32, "samples per inference batch")
-    threads: int = option(1, "torch intra-op threads (0: torch default)")
+    batch_size: int = option(32, "samples per inference batch", ge=1)
+    threads: int = option(1, "torch intra-op threads (0: torch default)", ge=0)
 
 
 @dataclass
@@ -510,5 +560,5 @@ class PredictConfig:
     model: Path = option(None, "fine-tuned model checkpoint (model.pt)", required=True)
     data: Path = option(None, "prepared data folder the model was trained on", required=True)
     out: Path = option(None, "output folder", required=True)
-    batch_size: int = option(32, "samples per inference batch")
-    threads: int = option(1, "torch intra-op threads (0: torch default)")
+    batch_size: int = option(32, "samples per inference batch", ge=1)
+    threads: int = option(1, "torch intra-op threads (0: torch default)", ge=0)
