@@ -43,6 +43,7 @@ import numpy as np
 
 from medseg.nifti import load_label
 from segcore.errors import InputError
+from segcore.labels import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def _classes_from_mapping(path: Path, labels: Any) -> dict[int, str]:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputError(path, f"label '{name}' must map to an integer value, got {value!r}")
             classes[value] = str(name)
-    bad = [v for v in classes if not 0 <= v < 255]
+    bad = [v for v in classes if not 0 <= v < IGNORE_INDEX]
     if bad:
         raise InputError(path, f"class values {bad} outside 0..254 (255 is reserved for 'unlabeled')")
     return dict(sorted(classes.items()))

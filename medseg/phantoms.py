@@ -35,6 +35,7 @@ from scipy.ndimage import gaussian_filter
 
 from segcore.cli import resolved_args
 from segcore.outputs import atomic_dir, write_json, write_yaml
+from segcore.salts import PHANTOM_SALT
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ def _write_dataset(
     (tmp / "labelsTr").mkdir()
     variants: dict[str, str] = {}
     for i in range(n_subjects):
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), i, 0x9A47]))
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), i, PHANTOM_SALT]))
         image, labels = phantom_volume(rng, n_slices, size)
         affine = phantom_affine(rng, spacing_inplane, spacing_through)
         variant = _VARIANT_CYCLE[i % len(_VARIANT_CYCLE)] if vary_storage else "as_generated"

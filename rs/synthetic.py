@@ -1,6 +1,6 @@
 """Synthetic landslide scenes (``rs demo-data``): imagery, a DEM in another CRS, and labels.
 
-What a scene contains and why (METHODS §6; §4 on what makes it hard enough):
+What a scene contains and why (docs/methods.md, section 6; section 4 on what makes it hard enough):
 
 * Terrain: a spectral-synthesis fractal surface whose lowlands are flattened into plains, and a
   meandering river that carves a flat floodplain. Truth lives on a fine grid at the image pixel
