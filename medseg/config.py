@@ -18,6 +18,22 @@ CHANNELS_HELP = "U-Net encoder widths, comma-separated (ignored with --init: tak
 
 
 @dataclass
+class MRIDemoDataConfig:
+    """``medseg demo-data``: the built-in cardiac phantoms as an nnU-Net raw dataset."""
+
+    out: Path = option(Path("data/mri_phantoms"), "output folder (an nnU-Net raw dataset)")
+    n_subjects: int = option(60, "number of phantom subjects (volumes)", ge=1)
+    seed: int = option(0, "random seed; the same seed gives identical arrays", ge=0)
+    n_slices: int = option(12, "short-axis slices per volume (base to apex)", ge=2)
+    size: int = option(96, "in-plane size of each slice in voxels", ge=32)
+    vary_storage: bool = option(
+        True,
+        "store some subjects permuted/flipped (--no-vary-storage: every subject in the generated voxel order)",
+        action="bool",
+    )
+
+
+@dataclass
 class MRIFinetuneConfig(FinetuneConfig):
     budget: str = option("all", "labeled subjects (all volumes of each): an integer or 'all' (the whole labeled pool)")
     labeled_subjects: Any = option(

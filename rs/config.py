@@ -18,6 +18,19 @@ from segcore.config import (
 
 
 @dataclass
+class RSDemoDataConfig:
+    """``rs demo-data``: the built-in synthetic scenes (GeoTIFF image, DEM in another CRS, labels)."""
+
+    out: Path = option(None, "output folder (scenes/ and scenes.json)", required=True)
+    n_scenes: int = option(4, "number of scenes", ge=1)
+    size: int = option(512, "scene width and height in pixels", ge=32)
+    seed: int = option(0, "random seed: the scenes are a function of it", ge=0)
+    pixel_size: float = option(10.0, "image pixel size in metres", gt=0)
+    dem_resolution: float = option(25.0, "DEM pixel size in metres (coarser than the image)", gt=0)
+    landslides_per_km2: float = option(1.5, "mean landslide count per square kilometre", ge=0)
+
+
+@dataclass
 class FusionNetworkConfig:
     """The network of the remote-sensing stages: an smp U-Net on stacked channels (early) or a
     spectral and a terrain encoder fused at every scale (dual)."""

@@ -31,7 +31,6 @@ image grid; DEMs float32 metres. Everything is a function of ``seed``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from dataclasses import dataclass
@@ -45,9 +44,10 @@ from rasterio.warp import transform as transform_points
 from rasterio.warp import transform_bounds
 from scipy import ndimage
 
+from rs.config import RSDemoDataConfig
 from rs.geotiff import RasterGrid, write_geotiff
 from rs.terrain import hillshade, slope_aspect
-from segcore.cli import resolved_args
+from segcore.config import to_record
 from segcore.outputs import atomic_dir, write_json, write_yaml
 
 log = logging.getLogger(__name__)
@@ -629,36 +629,10 @@ def generate_scenes(
     return index
 
 
-def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder (scenes/ and scenes.json)")
-    parser.add_argument("--n-scenes", type=int, default=4, help="number of scenes")
-    parser.add_argument("--size", type=int, default=512, help="scene width and height in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="random seed: the scenes are a function of it")
-    parser.add_argument("--pixel-size", type=float, default=10.0, help="image pixel size in metres")
-    parser.add_argument(
-        "--dem-resolution",
-        type=float,
-        default=25.0,
-        help="DEM pixel size in metres (coarser than the image)",
-    )
-    parser.add_argument(
-        "--landslides-per-km2",
-        type=float,
-        default=1.5,
-        help="mean landslide count per square kilometre",
-    )
-
-
-def run_demo_data(args: argparse.Namespace) -> None:
-    with atomic_dir(args.out) as tmp:
+def run_demo_data(cfg: RSDemoDataConfig) -> None:
+    with atomic_dir(cfg.out) as tmp:
         generate_scenes(
-            tmp,
-            args.n_scenes,
-            args.size,
-            args.seed,
-            args.pixel_size,
-            args.dem_resolution,
-            args.landslides_per_km2,
+            tmp, cfg.n_scenes, cfg.size, cfg.seed, cfg.pixel_size, cfg.dem_resolution, cfg.landslides_per_km2
         )
-        write_yaml(tmp / "config.yaml", resolved_args(args))
-    log.info("wrote %d scenes to %s", args.n_scenes, args.out)
+        write_yaml(tmp / "config.yaml", to_record(cfg))
+    log.info("wrote %d scenes to %s", cfg.n_scenes, cfg.out)

@@ -242,7 +242,7 @@ def resolved_args(args: argparse.Namespace) -> dict[str, Any]:
 REPORT_STAGE: Stage = (
     "report",
     "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json",
-    "segcore.report.cli:add_report_options",
+    "segcore.report.config:ReportConfig",
     "segcore.report.cli:run_report",
 )
 STAGES: list[Stage] = [REPORT_STAGE]
