@@ -25,7 +25,22 @@ MAPPED: dict[str, tuple[str, str, str]] = {
     **{f"mri.demo.{k}": ("medseg", "demo-data", k) for k in ("n_subjects", "n_slices", "size", "seed")},
     **{
         f"mri.preprocess.{k}": ("medseg", "preprocess", k)
-        for k in ("target_spacing", "image_size", "partitions", "n_test", "n_val", "n_labeled", "seed")
+        for k in (
+            "target_spacing",
+            "image_size",
+            "partitions",
+            "n_test",
+            "n_val",
+            "n_labeled",
+            "seed",
+            "subject_pattern",
+            "subject_csv",
+            "test_subjects",
+            "val_subjects",
+            "splits_from",
+            "splits_fold",
+            "n4",
+        )
     },
     "mri.network.channels": ("medseg", "finetune", "channels"),
     "mri.pretrain.seed": ("medseg", "pretrain", "seed"),
