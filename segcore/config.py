@@ -475,6 +475,13 @@ class HyperPixelConfig:
         return self.weight > 0
 
 
+ENCODER_WEIGHTS_HELP = (
+    "encoder weights from elsewhere: a named source (imagenet: smp/timm; ssl4eo-s12: TorchGeo; remote "
+    "sensing only) or a weights file (a timm/smp/TorchGeo state dict, or of this pipeline's encoder); the "
+    "first convolution is adapted to the band count; nothing is downloaded offline (docs/pretrained_encoders.md)"
+)
+
+
 @dataclass
 class FinetuneConfig:
     """Options of fine-tuning shared by both domains (``medseg finetune``, ``rs finetune``)."""
@@ -500,12 +507,7 @@ class FinetuneConfig:
     batch_size: int = option(8, "samples per batch", ge=1)
     lr: float = option(1e-3, "learning rate (AdamW)", gt=0)
     init: Path | None = option(None, "checkpoint to start from (pretrained or fine-tuned); none = random init")
-    encoder_weights: str | None = option(
-        None,
-        "encoder weights from elsewhere: a named source (imagenet: smp/timm; ssl4eo-s12: TorchGeo; remote "
-        "sensing only) or a weights file (a timm/smp/TorchGeo state dict, or of this pipeline's encoder); the "
-        "first convolution is adapted to the band count; nothing is downloaded offline (docs/pretrained_encoders.md)",
-    )
+    encoder_weights: str | None = option(None, ENCODER_WEIGHTS_HELP)
     method: str | None = option(
         None, "name of the pretraining method, recorded for the report (default: from --init, or 'none')"
     )
@@ -538,12 +540,7 @@ class PretrainConfig:
     steps: int = option(300, "optimisation steps", ge=1)
     batch_size: int = option(16, "samples per batch", ge=1)
     lr: float = option(1e-3, "learning rate", gt=0)
-    encoder_weights: str | None = option(
-        None,
-        "encoder weights from elsewhere: a named source (imagenet: smp/timm; ssl4eo-s12: TorchGeo; remote "
-        "sensing only) or a weights file (a timm/smp/TorchGeo state dict, or of this pipeline's encoder); the "
-        "first convolution is adapted to the band count; nothing is downloaded offline (docs/pretrained_encoders.md)",
-    )
+    encoder_weights: str | None = option(None, ENCODER_WEIGHTS_HELP)
     runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
 
 

@@ -104,28 +104,7 @@ def test_named_sources_fail_offline_with_what_to_do(monkeypatch):
 @pytest.fixture(scope="module")
 def rs_prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("encw")
-    raw = make.scene_folder(root / "raw", n=3)
-    assert (
-        rs(
-            [
-                "preprocess",
-                "--input",
-                str(raw),
-                "--out",
-                str(root / "prep"),
-                "--tile",
-                "16",
-                "--overlap",
-                "4",
-                "--block-tiles",
-                "2",
-                "--n-segments",
-                "8",
-            ]
-        )
-        == 0
-    )
-    return root / "prep"
+    return make.prepared_scenes(root)
 
 
 @pytest.mark.slow

@@ -41,28 +41,7 @@ def mri_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def rs_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rs_err")
-    raw = make.scene_folder(root / "raw", n=3)
-    assert (
-        rs(
-            [
-                "preprocess",
-                "--input",
-                str(raw),
-                "--out",
-                str(root / "prep"),
-                "--tile",
-                "16",
-                "--overlap",
-                "4",
-                "--block-tiles",
-                "2",
-                "--n-segments",
-                "8",
-            ]
-        )
-        == 0
-    )
-    return root / "prep"
+    return make.prepared_scenes(root)
 
 
 def _checkpoint(path: Path, spec: dict, stage: str = "finetune", **extra) -> Path:
