@@ -448,10 +448,11 @@ class SemiConfig:
     warmup: int = option(0, "steps of linear warm-up of --semi-weight (0: none)")
     threshold: float = option(0.95, "tau: a pixel is pseudo-labeled where the teacher's top softmax probability >= tau")
     threshold_mode: Literal["fixed", "adaptive"] = option(
-        "fixed",
-        "fixed: tau for every class; adaptive: per-class thresholds tau x p_c / max_k p_k from a moving average "
-        "p_c of the teacher's mean class probabilities (rare classes get lower thresholds; FreeMatch's class "
-        "scaling, with tau fixed)",
+        "adaptive",
+        "adaptive: per-class thresholds tau x p_c / max_k p_k from a moving average p_c of the teacher's mean "
+        "class probabilities (FreeMatch's class scaling with tau fixed: the dominant class keeps tau, rare "
+        "classes get lower thresholds; on the MRI demo fixed tau pseudo-labeled mostly background); fixed: tau "
+        "for every class (the textbook FixMatch)",
     )
     loss: Literal["auto", "ce", "dice-ce"] = option(
         "auto",
