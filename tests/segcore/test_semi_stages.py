@@ -175,6 +175,24 @@ def test_interrupted_semi_supervised_run_resumes_bit_identically(
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_any_init_with_any_mode(prepared: Path, tmp_path: Path) -> None:
+    """G^D and G^D + L^R checkpoints start semi-supervised runs: the pretrained tensors are loaded,
+    the teacher of self-training starts from them, the method name is <init>+<mode>."""
+
+    def pretrain(out: Path, *extra: str) -> None:
+        argv = ["pretrain", "--data", str(prepared), "--out", str(out), "--steps", "2", "--volumes-per-batch", "2"]
+        assert medseg([*argv, "--channels", "4,8,16", "--threads", "1", "--accelerator", "cpu", *extra]) == 0
+
+    pretrain(tmp_path / "GD", "--stage", "global", "--strategy", "GD")
+    pretrain(tmp_path / "GD+LR", "--stage", "local", "--strategy", "LR", "--init", str(tmp_path / "GD" / "model.pt"))
+    for init, mode in (("GD", "unimatch"), ("GD+LR", "self-training")):
+        out = tmp_path / f"{init}+{mode}"
+        assert _finetune(prepared, out, "--init", str(tmp_path / init / "model.pt"), "--semi", mode, steps=4) == 0
+        record = json.loads((out / "train.json").read_text())
+        assert record["method"] == f"{init}+{mode}" and record["initialised_tensors"] > 0
+        assert record["semi"]["mode"] == mode
+
+
 def test_bad_semi_options_are_one_line_errors(prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     for bad in (("--semi-threshold", "1.5"), ("--semi-cutmix-area", "0.5", "0.1"), ("--semi-fp-dropout", "1")):
         assert _finetune(prepared, tmp_path / "bad", "--semi", "fixmatch", *bad) == 2
@@ -187,13 +205,16 @@ def test_bad_semi_options_are_one_line_errors(prepared: Path, tmp_path: Path, ca
 
 
 def test_rs_semi_supervised_beside_the_class_aware_term(tmp_path: Path) -> None:
-    """``rs finetune --semi fixmatch --hpcl-weight ...``: both terms train, the record has both."""
+    """``rs finetune --init <hpcl-ssl> --semi fixmatch --hpcl-weight ...``: both terms train from the
+    pretrained init, the record has both."""
     raw = make.scene_folder(tmp_path / "raw", n=3)
     p = argparse.ArgumentParser()
     add_preprocess_options(p)
     args = ["--input", str(raw), "--out", str(tmp_path / "prep"), "--tile", "16", "--overlap", "4"]
     run_preprocess(p.parse_args([*args, "--block-tiles", "2", "--n-segments", "8"]))
     net = ["--fusion", "dual", "--encoder", "tu-regnetx_002", "--encoder-depth", "3", "--decoder-channels", "16,8,8"]
+    pre = ["pretrain", "--method", "hpcl", "--data", str(tmp_path / "prep"), "--out", str(tmp_path / "pre"), *net]
+    assert rs([*pre, "--steps", "2", "--batch-size", "4", "--queue-size", "64", "--threads", "1"]) == 0
     out = tmp_path / "ft"
     code = rs(
         [
@@ -204,8 +225,10 @@ def test_rs_semi_supervised_beside_the_class_aware_term(tmp_path: Path) -> None:
             str(out),
             "--percent",
             "50",
+            "--init",
+            str(tmp_path / "pre" / "model.pt"),
             "--method",
-            "hpcl-sup",
+            "hpcl-ssl+sup",
             *net,
             "--steps",
             "4",
@@ -229,6 +252,7 @@ def test_rs_semi_supervised_beside_the_class_aware_term(tmp_path: Path) -> None:
     )
     assert code == 0
     record = json.loads((out / "train.json").read_text())
-    assert record["method"] == "hpcl-sup+fixmatch" and record["hpcl"]["weight"] == 0.2
+    assert record["method"] == "hpcl-ssl+sup+fixmatch" and record["hpcl"]["weight"] == 0.2
+    assert record["initialised_tensors"] > 0  # from the hpcl-ssl checkpoint
     assert record["semi"]["unlabeled_batch"] == 3
     assert len(record["history"]) == 2 and all(h["semi_coverage"] == 1.0 for h in record["history"])
