@@ -297,6 +297,8 @@ def main() -> None:
     ap.add_argument("--rs-modes", nargs="*", default=list(SEMI_MODES), help="semi modes from random init (RS)")
     ap.add_argument("--best-mode", default="fixmatch", help="the mode also run from the best pretraining init")
     ap.add_argument("--semi-args", default="", help="extra --semi-* options of every semi-supervised run")
+    ap.add_argument("--mri-semi-args", default="", help="extra --semi-* options of the MRI semi-supervised runs")
+    ap.add_argument("--rs-semi-args", default="", help="extra --semi-* options of the RS semi-supervised runs")
     ap.add_argument("--chunk", type=int, default=5, help="seeds per fine-tuning process")
     ap.add_argument("--pretrain-only", action="store_true", help="prepare the data and pretrain, nothing else")
     args = ap.parse_args()
@@ -304,8 +306,10 @@ def main() -> None:
     semi_args = shlex.split(args.semi_args)
     all_seeds = args.all_seeds or args.seeds
     t0 = time.perf_counter()
+    per_domain = {"mri": shlex.split(args.mri_semi_args), "rs": shlex.split(args.rs_semi_args)}
     domains = {
-        name: Domain(name, work, args.mri_steps if name == "mri" else args.rs_steps, semi_args) for name in args.domains
+        name: Domain(name, work, args.mri_steps if name == "mri" else args.rs_steps, semi_args + per_domain[name])
+        for name in args.domains
     }
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(lambda d: d.pretrain(), domains.values()))
@@ -331,7 +335,8 @@ def main() -> None:
 
     lines = [
         "Semi-supervised fine-tuning benchmark (bench/semi_benchmark.py)",
-        f"seeds {args.seeds} (paired), all labels: seeds {all_seeds}; semi options: {args.semi_args or 'defaults'}",
+        f"seeds {args.seeds} (paired), all labels: seeds {all_seeds}; semi options: {args.semi_args or 'defaults'}"
+        f"; MRI: {args.mri_semi_args or '-'}; RS: {args.rs_semi_args or '-'}",
         f"machine: {machine_description(1)}; {wall:.0f}s for the missing runs",
         "",
     ]
