@@ -260,9 +260,12 @@ class Domain:
         run(cmd, self.work / "logs" / f"evaluate_{tag}.log")
 
     def scores(self, method: str, budget: str, seeds: list[int]) -> dict[int, dict[str, Any]]:
+        """The finished seeds' test summaries and train records (a seed not finished is left out)."""
         out = {}
         for s in seeds:
             d = self.run_dir(method, budget, s)
+            if not (d / "eval" / "metrics.json").is_file():
+                continue
             summary = json.loads((d / "eval" / "metrics.json").read_text())["summary"]
             train = json.loads((d / "train.json").read_text())
             out[s] = {"summary": summary, "train": train}
@@ -281,6 +284,8 @@ def paired(a: dict[int, float], b: dict[int, float]) -> str:
 
 
 def mean_sd(v: list[float]) -> str:
+    if not v:
+        return "—"
     return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
@@ -301,6 +306,9 @@ def main() -> None:
     ap.add_argument("--rs-semi-args", default="", help="extra --semi-* options of the RS semi-supervised runs")
     ap.add_argument("--chunk", type=int, default=5, help="seeds per fine-tuning process")
     ap.add_argument("--pretrain-only", action="store_true", help="prepare the data and pretrain, nothing else")
+    ap.add_argument(
+        "--report-only", action="store_true", help="train nothing: the table of the runs finished so far (seeds paired)"
+    )
     args = ap.parse_args()
     work = args.work.resolve()
     semi_args = shlex.split(args.semi_args)
@@ -326,11 +334,24 @@ def main() -> None:
         for method, budget, seeds in plan:
             for i in range(0, len(seeds), args.chunk):
                 jobs.append((domains[name], method, budget, seeds[i : i + args.chunk]))
-    # longest first: semi-supervised runs of unimatch, then the other modes, then supervised ones
-    cost = {"unimatch": 4.0, "self-training": 2.6, "fixmatch": 2.3, None: 1.0}
-    jobs.sort(key=lambda j: -cost[split_semi(j[1])[1]] * (2.0 if j[0].name == "rs" else 1.0))
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(lambda j: j[0].cell(j[1], j[2], j[3]), jobs))
+
+    def priority(job: tuple[Domain, str, str, list[int]]) -> tuple[int, float]:
+        """Tiers, so that a run cut short has the headline comparisons first: (0) the smallest
+        budget's none, best init, best mode from both and all labels; (1) the larger MRI budget of
+        those; (2) the other modes at the smallest budget; (3) at the larger. Longest first within
+        a tier (fewer idle cores at its end)."""
+        d, method, budget, _ = job
+        mode = split_semi(method)[1]
+        headline = mode in (None, args.best_mode)
+        smallest = budget in (d.budgets[0], d.all_budget)
+        tier = (0 if smallest else 1) if headline else (2 if smallest else 3)
+        cost = {"unimatch": 4.0, "self-training": 2.6, "fixmatch": 2.3, None: 1.0}[mode]
+        return tier, -cost * (2.0 if d.name == "rs" else 1.0)
+
+    jobs.sort(key=priority)
+    if not args.report_only:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(lambda j: j[0].cell(j[1], j[2], j[3]), jobs))
     wall = time.perf_counter() - t0
 
     lines = [
@@ -344,62 +365,66 @@ def main() -> None:
     for name, d in domains.items():
         keys = ("dice_mean",) if name == "mri" else ("miou", "f1")
         all_scores = d.scores("none", d.all_budget, all_seeds)
-        all_mean = {k: float(np.mean([all_scores[s]["summary"][k] or 0.0 for s in all_seeds])) for k in keys}
+        all_mean = {k: float(np.mean([r["summary"][k] or 0.0 for r in all_scores.values()])) for k in keys}
         record["domains"][name] = {"steps": d.steps, "all_labels": all_mean, "budgets": {}}
         for budget in d.budgets:
             methods = [m for m, b, _ in plans[name] if b == budget]
             scores = {m: d.scores(m, budget, args.seeds) for m in methods}
-            values = {m: {k: {s: scores[m][s]["summary"][k] or 0.0 for s in args.seeds} for k in keys} for m in methods}
+            values = {m: {k: {s: r["summary"][k] or 0.0 for s, r in scores[m].items()} for k in keys} for m in methods}
             head = (
-                "| method | "
-                + " | ".join(f"test {k} | Δ none | Δ same init | gap closed" for k in keys)
+                "| method | n | "
+                + " | ".join(f"test {k} | Δ none (wins, p) | Δ same init (wins, p) | gap closed" for k in keys)
                 + " | best val | best step | steps/s |"
             )
             lines += [
                 f"### {name}: budget {budget} ({d.steps} fine-tuning steps; all labels: "
                 + ", ".join(f"{k} {all_mean[k]:.3f}" for k in keys)
-                + f" over seeds {all_seeds})",
+                + f" over {len(all_scores)} seeds)",
                 "",
                 head,
-                "|---|" + "---|---|---|---|" * len(keys) + "---|---|---|",
+                "|---|---|" + "---|---|---|---|" * len(keys) + "---|---|---|",
             ]
             for m in methods:
                 init, mode = split_semi(m)
+                if not scores[m]:
+                    lines.append(f"| {m} | 0 | not run |")
+                    continue
                 cells = []
                 for k in keys:
-                    v = values[m][k]
-                    gap = (np.mean(list(v.values())) - np.mean(list(values["none"][k].values()))) / (
-                        all_mean[k] - np.mean(list(values["none"][k].values()))
+                    v, base = values[m][k], values["none"][k]
+                    gap = (np.mean(list(v.values())) - np.mean(list(base.values()))) / (
+                        all_mean[k] - np.mean(list(base.values()))
                     )
                     cells += [
                         mean_sd(list(v.values())),
-                        "—" if m == "none" else paired(v, values["none"][k]),
+                        "—" if m == "none" else paired(v, base),
                         "—" if mode is None or init == "none" else paired(v, values[init][k]),
                         "—" if m == "none" else f"{gap:+.0%}",
                     ]
-                val = [scores[m][s]["train"][f"best_val_{d.metric}"] for s in args.seeds]
-                step = [scores[m][s]["train"]["best_step"] for s in args.seeds]
-                speed = [scores[m][s]["train"]["steps"] / scores[m][s]["train"]["wall_seconds"] for s in args.seeds]
+                runs = list(scores[m].values())
+                val = [r["train"][f"best_val_{d.metric}"] for r in runs]
+                step = [r["train"]["best_step"] for r in runs]
+                speed = [r["train"]["steps"] / r["train"]["wall_seconds"] for r in runs]
                 lines.append(
-                    f"| {m} | "
+                    f"| {m} | {len(runs)} | "
                     + " | ".join(cells)
                     + f" | {mean_sd(val)} | {np.mean(step):.0f} | {np.mean(speed):.2f} |"
                 )
             # the supervised baseline's mean validation curve: flat by the end?
-            curve = {}
-            for s in args.seeds:
-                for h in scores["none"][s]["train"]["history"]:
-                    curve.setdefault(h["step"], []).append(h[f"val_{d.metric}"])
-            lines += [
-                "",
-                f"none: mean validation {d.metric} by step: "
-                + ", ".join(f"{step}: {np.mean(v):.3f}" for step, v in sorted(curve.items())),
-            ]
             for m in methods:
-                if split_semi(m)[1] is not None:
-                    cov = {}
-                    for s in args.seeds:
-                        for h in scores[m][s]["train"]["history"]:
+                curve: dict[int, list[float]] = {}
+                for r in scores[m].values():
+                    for h in r["train"]["history"]:
+                        curve.setdefault(h["step"], []).append(h[f"val_{d.metric}"])
+                if curve and (m == "none" or split_semi(m)[1] is not None):
+                    lines.append(
+                        f"{m}: mean validation {d.metric} by step: "
+                        + ", ".join(f"{step}: {np.mean(v):.3f}" for step, v in sorted(curve.items()))
+                    )
+                if split_semi(m)[1] is not None and scores[m]:
+                    cov: dict[int, list[float]] = {}
+                    for r in scores[m].values():
+                        for h in r["train"]["history"]:
                             cov.setdefault(h["step"], []).append(h.get("semi_coverage", math.nan))
                     lines.append(
                         f"{m}: mean pseudo-label coverage by step: "
