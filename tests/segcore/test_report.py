@@ -582,6 +582,11 @@ def test_selection_history_and_best_step_from_train_json(tmp_path):
     with pytest.raises(InputError, match="'history' is not a list") as err:
         read_selection(describe_log(log))
     assert err.value.path == str(log.parents[1] / "train.json")
+    # numbers recorded beside the score (a semi-supervised run's pseudo-label coverage) are not scores
+    history = [{"step": 1, "val_dice": 0.5, "semi_coverage": 0.0}, {"step": 2, "val_dice": 0.6, "semi_coverage": 0.9}]
+    (log.parents[1] / "train.json").write_text(json.dumps({"history": history, "best_step": 2}))
+    sel = read_selection(describe_log(log))
+    assert (sel.metric, sel.steps, sel.values, sel.best_value) == ("val_dice", (1, 2), (0.5, 0.6), 0.6)
 
 
 def test_pretext_status_against_chance(tmp_path):
