@@ -335,18 +335,19 @@ def main() -> None:
             for i in range(0, len(seeds), args.chunk):
                 jobs.append((domains[name], method, budget, seeds[i : i + args.chunk]))
 
-    def priority(job: tuple[Domain, str, str, list[int]]) -> tuple[int, float]:
+    def priority(job: tuple[Domain, str, str, list[int]]) -> tuple[int, int, float]:
         """Tiers, so that a run cut short has the headline comparisons first: (0) the smallest
         budget's none, best init, best mode from both and all labels; (1) the larger MRI budget of
-        those; (2) the other modes at the smallest budget; (3) at the larger. Longest first within
-        a tier (fewer idle cores at its end)."""
-        d, method, budget, _ = job
+        those; (2) the other modes at the smallest budget; (3) at the larger. Within a tier the
+        first chunk of seeds of every cell before the second, longest first (fewer idle cores)."""
+        d, method, budget, seeds = job
         mode = split_semi(method)[1]
         headline = mode in (None, args.best_mode)
         smallest = budget in (d.budgets[0], d.all_budget)
         tier = (0 if smallest else 1) if headline else (2 if smallest else 3)
         cost = {"unimatch": 4.0, "self-training": 2.6, "fixmatch": 2.3, None: 1.0}[mode]
-        return tier, -cost * (2.0 if d.name == "rs" else 1.0)
+        chunk = args.seeds.index(seeds[0]) // args.chunk if seeds[0] in args.seeds else 0
+        return tier, chunk, -cost * (2.0 if d.name == "rs" else 1.0)
 
     jobs.sort(key=priority)
     if not args.report_only:
