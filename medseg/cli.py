@@ -10,7 +10,7 @@ STAGES: list[Stage] = [
     (
         "demo-data",
         "generate the built-in cardiac MRI phantom dataset (nnU-Net raw layout)",
-        "medseg.phantoms:add_demo_data_options",
+        "medseg.config:MRIDemoDataConfig",
         "medseg.phantoms:run_demo_data",
     ),
     (

@@ -18,6 +18,22 @@ CHANNELS_HELP = "U-Net encoder widths, comma-separated (ignored with --init: tak
 
 
 @dataclass
+class MRIDemoDataConfig:
+    """``medseg demo-data``: the built-in cardiac phantoms as an nnU-Net raw dataset."""
+
+    out: Path = option(Path("data/mri_phantoms"), "output folder (an nnU-Net raw dataset)")
+    n_subjects: int = option(60, "number of phantom subjects (volumes)", ge=1)
+    seed: int = option(0, "random seed; the same seed gives identical arrays", ge=0)
+    n_slices: int = option(12, "short-axis slices per volume (base to apex)", ge=2)
+    size: int = option(96, "in-plane size of each slice in voxels", ge=32)
+    vary_storage: bool = option(
+        True,
+        "store some subjects permuted/flipped (--no-vary-storage: every subject in the generated voxel order)",
+        action="bool",
+    )
+
+
+@dataclass
 class MRIFinetuneConfig(FinetuneConfig):
     budget: str = option("all", "labeled subjects (all volumes of each): an integer or 'all' (the whole labeled pool)")
     labeled_subjects: Any = option(
@@ -33,43 +49,45 @@ class MRIFinetuneConfig(FinetuneConfig):
 
 @dataclass
 class MRIPretrainConfig(PretrainConfig):
-    batch_size: int = option(0, "hpcl: slices per batch (0: 16); the global and local stages take --volumes-per-batch")
+    batch_size: int = option(
+        0, "hpcl: slices per batch (0: 16); the global and local stages take --volumes-per-batch", ge=0
+    )
     channels: str = option(DEFAULT_CHANNELS, CHANNELS_HELP)
     stage: Literal["global", "local"] = option(
         "global", "global: encoder + g1; local: decoder blocks + g2 (needs --init)"
     )
     strategy: str | None = option(None, "global: GR, GD- or GD (default GD); local: LR or LD (default LR)")
     init: Path | None = option(None, "checkpoint to start from (the local stage needs the global stage's)")
-    volumes_per_batch: int = option(4, "m: volumes per batch (batch = m × S partitions slices)")
-    temperature: float = option(0.1, "T of the InfoNCE similarities")
+    volumes_per_batch: int = option(4, "m: volumes per batch (batch = m × S partitions slices)", ge=1)
+    temperature: float = option(0.1, "T of the InfoNCE similarities", gt=0)
     crop_scale: tuple[float, float] = option(
-        (0.5, 0.75), "global views: crop side as a fraction of the image side (min max)"
+        (0.5, 0.75), "global views: crop side as a fraction of the image side (min max)", gt=0, le=1
     )
     local_blocks: int | None = option(
-        None, "l: decoder blocks trained by the local stage (default: those up to the H/4 map)"
+        None, "l: decoder blocks trained by the local stage (default: those up to the H/4 map)", ge=1
     )
     local_negatives: Literal["neighbours", "all", "batch"] = option(
         "all",
         "local negatives: the reference's 5 neighbouring regions, all other regions of the image, or every other "
         "region of the batch",
     )
-    noise_std: float = option(0.05, "local and hpcl views: max std of added Gaussian noise")
+    noise_std: float = option(0.05, "local and hpcl views: max std of added Gaussian noise", ge=0)
     method: Literal["stages", "hpcl"] = option(
         "stages",
         "stages: the global/local stage chosen by --stage; hpcl: hyper-pixel contrastive pretraining of encoder "
         "+ decoder (ignores --stage)",
     )
-    queue_size: int = option(4096, "hpcl: K, keys in the queue of negatives")
-    momentum: float = option(0.99, "hpcl: m, EMA momentum of the key encoder")
-    n_segments: int | None = option(None, "hpcl: SLIC superpixels per slice (default: one per 8x8 pixels)")
-    compactness: float = option(0.5, "hpcl: SLIC compactness on the standardised slice")
-    max_anchors: int = option(0, "hpcl: hyper-pixels per step in the loss (random subset; 0 = all)")
+    queue_size: int = option(4096, "hpcl: K, keys in the queue of negatives", ge=1)
+    momentum: float = option(0.99, "hpcl: m, EMA momentum of the key encoder", ge=0, le=1)
+    n_segments: int | None = option(None, "hpcl: SLIC superpixels per slice (default: one per 8x8 pixels)", ge=1)
+    compactness: float = option(0.5, "hpcl: SLIC compactness on the standardised slice", gt=0)
+    max_anchors: int = option(0, "hpcl: hyper-pixels per step in the loss (random subset; 0 = all)", ge=0)
 
 
 @dataclass
 class MRIEvaluateConfig(EvaluateConfig):
     save_predictions: bool = option(True, "write native-space NIfTI predictions", action="bool")
-    overlay_subjects: int = option(3, "subjects whose slices go into overlay.npz for the report")
+    overlay_subjects: int = option(3, "subjects whose slices go into overlay.npz for the report", ge=0)
 
 
 @dataclass

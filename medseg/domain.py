@@ -12,6 +12,7 @@ from segcore.augment import BatchSpatialAugment
 from segcore.budget import draw_labeled
 from segcore.checkpoints import checkpoint_network, read_checkpoint
 from segcore.config import EvaluateConfig, FinetuneConfig, PredictConfig, PretrainConfig
+from segcore.encoder_weights import load_encoder_weights, read_state_dict
 from segcore.errors import InputError
 from segcore.networks import SegmentationNetwork, build_network
 from segcore.prepared import PreparedData
@@ -84,6 +85,16 @@ class MRIDomain:
                 f"data has {data.in_channels} / {data.num_classes}",
             )
 
+    def load_encoder_weights(self, net: SegmentationNetwork, spec: dict[str, Any], source: str) -> list[str]:
+        if not Path(source).is_file():
+            raise InputError(
+                source,
+                "the MRI U-Net has no published weights: give a weights file of its encoder (e.g. the "
+                "encoder of a model pretrained elsewhere with the same widths)",
+            )
+        loaded = load_encoder_weights(net.encoder, read_state_dict(source), source)
+        return [f"encoder.{k}" for k in loaded]
+
     def finetune_augment(self, data: PreparedData) -> BatchSpatialAugment:
         return BatchSpatialAugment(**AUGMENT, ignore_index=data.ignore_index)
 
@@ -110,6 +121,8 @@ class MRIDomain:
                 raise InputError(None, f"--stage global takes --strategy GR, GD- or GD, got {name!r}")
             spec = network_spec(data.in_channels, data.num_classes, parse_channels(cfg.channels))
             net = build_network(spec)
+            if cfg.encoder_weights is not None:  # the global stage may start from an encoder trained elsewhere
+                self.load_encoder_weights(net, spec, cfg.encoder_weights)
             strategy = strategy_class(name)(
                 net,
                 data.manifest["image_size"],
@@ -121,6 +134,10 @@ class MRIDomain:
             return net, spec, strategy, {**record, "train": {"batch": cfg.volumes_per_batch * _partitions(data)}}
         if cfg.init is None:
             raise InputError(None, "--stage local needs --init (the global stage's checkpoint)")
+        if cfg.encoder_weights is not None:
+            raise InputError(
+                None, "--stage local starts from the global stage's checkpoint (--init), not --encoder-weights"
+            )
         name = cfg.strategy or "LR"
         if name not in ("LR", "LD"):
             raise InputError(None, f"--stage local takes --strategy LR or LD, got {name!r}")
@@ -155,6 +172,8 @@ class MRIDomain:
             raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
         spec = network_spec(data.in_channels, data.num_classes, parse_channels(cfg.channels))
         net = build_network(spec)
+        if cfg.encoder_weights is not None:
+            self.load_encoder_weights(net, spec, cfg.encoder_weights)
         batch = cfg.batch_size if cfg.batch_size > 0 else HPCL_BATCH
         h, w = data.manifest["image_size"]
         n_segments = cfg.n_segments or max(1, (h // SUPERPIXEL_SIDE) * (w // SUPERPIXEL_SIDE))

@@ -34,7 +34,7 @@ import csv
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ import numpy as np
 
 from medseg.nifti import load_label
 from segcore.errors import InputError
+from segcore.labels import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def _classes_from_mapping(path: Path, labels: Any) -> dict[int, str]:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputError(path, f"label '{name}' must map to an integer value, got {value!r}")
             classes[value] = str(name)
-    bad = [v for v in classes if not 0 <= v < 255]
+    bad = [v for v in classes if not 0 <= v < IGNORE_INDEX]
     if bad:
         raise InputError(path, f"class values {bad} outside 0..254 (255 is reserved for 'unlabeled')")
     return dict(sorted(classes.items()))
@@ -484,4 +485,29 @@ def list_cases(
         raise InputError(folder, f"case ids occur more than once: {dupes[:5]}")
     cases, info["subject_key"] = assign_subjects(cases, layout, subject_pattern, subject_csv)
     info["folder"] = str(folder)
+    info["ignored_files"] = [str(p) for p in unused_nifti_files(folder, cases)]
+    if info["ignored_files"]:
+        log.warning(
+            "%s: %d NIfTI file(s) are not part of the %s layout and are ignored, e.g. %s",
+            folder,
+            len(info["ignored_files"]),
+            layout,
+            info["ignored_files"][0],
+        )
     return sorted(cases, key=lambda c: c.name), info
+
+
+def unused_nifti_files(folder: Path, cases: Sequence[Case]) -> list[Path]:
+    """NIfTI files under ``folder`` that belong to no case: neither a case's image or label nor
+    named after a case or subject (other input channels ``<case>_0001``, ACDC's ``<patient>_4d``)."""
+    if not folder.is_dir():
+        return []
+    used = {c.image.resolve() for c in cases} | {c.label.resolve() for c in cases if c.label is not None}
+    prefixes = tuple({c.name for c in cases} | {c.subject for c in cases if c.subject})
+    unused = []
+    for path in sorted(folder.rglob("*")):
+        if not path.name.endswith((".nii", ".nii.gz")) or path.name.startswith(".") or path.resolve() in used:
+            continue
+        if not path.name.startswith(prefixes):
+            unused.append(path)
+    return unused

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from segcore.errors import InputError
 
@@ -53,7 +54,21 @@ def _open(path: Path) -> nib.Nifti1Image:
         ) from err
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
+    _check_spacing(path, img)
     return img
+
+
+def _check_spacing(path: Path, img: nib.Nifti1Image) -> None:
+    """The voxel spacing as the file stores it: nibabel silently reads a zero spacing as 1 mm
+    (with a warning that names no file), which would resample the volume wrongly."""
+    with ImageOpener(str(path)) as f:  # a single-file NIfTI: the header is at its start
+        raw = type(img.header).from_fileobj(f, check=False)
+    n = min(3, int(raw["dim"][0]))
+    spacing = np.asarray(raw["pixdim"][1 : 1 + n], dtype=np.float64)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing == 0):
+        raise InputError(
+            path, f"voxel spacing {spacing.tolist()} (header pixdim) is zero or not finite; set the true spacing in mm"
+        )
 
 
 def _spatial(path: Path, shape: tuple[int, ...], channel: int | None) -> int:

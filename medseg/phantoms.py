@@ -23,7 +23,6 @@ Everything is vectorised over (Z, X, Y); each subject has its own random stream 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from pathlib import Path
@@ -33,8 +32,10 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from segcore.cli import resolved_args
+from medseg.config import MRIDemoDataConfig
+from segcore.config import to_record
 from segcore.outputs import atomic_dir, write_json, write_yaml
+from segcore.salts import PHANTOM_SALT
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ def _write_dataset(
     (tmp / "labelsTr").mkdir()
     variants: dict[str, str] = {}
     for i in range(n_subjects):
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), i, 0x9A47]))
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), i, PHANTOM_SALT]))
         image, labels = phantom_volume(rng, n_slices, size)
         affine = phantom_affine(rng, spacing_inplane, spacing_through)
         variant = _VARIANT_CYCLE[i % len(_VARIANT_CYCLE)] if vary_storage else "as_generated"
@@ -334,31 +335,14 @@ def generate_dataset(
     log.info("wrote %d phantom subjects to %s", n_subjects, out)
 
 
-def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
-    """Options of ``medseg demo-data``."""
-    parser.add_argument(
-        "--out", type=Path, default=Path("data/mri_phantoms"), help="output folder (an nnU-Net raw dataset)"
-    )
-    parser.add_argument("--n-subjects", type=int, default=60, help="number of phantom subjects (volumes)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical arrays")
-    parser.add_argument("--n-slices", type=int, default=12, help="short-axis slices per volume (base to apex)")
-    parser.add_argument("--size", type=int, default=96, help="in-plane size of each slice in voxels")
-    parser.add_argument(
-        "--no-vary-storage",
-        dest="vary_storage",
-        action="store_false",
-        help="store every subject in the generated voxel order (default: some subjects permuted/flipped)",
-    )
-
-
-def run_demo_data(args: argparse.Namespace) -> None:
-    """Run ``medseg demo-data``: the dataset plus ``config.yaml`` of the resolved arguments."""
+def run_demo_data(cfg: MRIDemoDataConfig) -> None:
+    """Run ``medseg demo-data``: the dataset plus ``config.yaml`` of its options."""
     generate_dataset(
-        Path(args.out),
-        n_subjects=args.n_subjects,
-        seed=args.seed,
-        n_slices=args.n_slices,
-        size=args.size,
-        vary_storage=args.vary_storage,
-        config=resolved_args(args),
+        Path(cfg.out),
+        n_subjects=cfg.n_subjects,
+        seed=cfg.seed,
+        n_slices=cfg.n_slices,
+        size=cfg.size,
+        vary_storage=cfg.vary_storage,
+        config=to_record(cfg),
     )

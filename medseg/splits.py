@@ -25,6 +25,7 @@ import numpy as np
 from medseg.layouts import NIFTI_SUFFIXES, Case
 from segcore.budget import match_names
 from segcore.errors import InputError
+from segcore.salts import SPLIT_SALT
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def split_subjects(
     """
     fixed_test, fixed_val = sorted(test or []), sorted(val or [])
     rest = sorted(set(labeled) - set(fixed_test) - set(fixed_val))
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5B17]))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_SALT]))
     perm = [rest[i] for i in rng.permutation(len(rest))]
     n_t = 0 if test is not None else n_test
     n_v = 0 if val is not None else n_val

@@ -12,6 +12,7 @@ so that a tile reprojected on its own equals the same pixels of the whole scene.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 
 from rs.geotiff import Raster, RasterGrid, as_grid, read_raster
 from segcore.errors import InputError
+
+log = logging.getLogger(__name__)
 
 LABEL_NODATA = 255
 
@@ -139,4 +142,12 @@ def align_label_to_image(label_path: str | Path, grid: RasterGrid | dict[str, An
     )
     if (out == LABEL_NODATA).all():
         raise InputError(label_path, "label raster has no labeled pixel inside the image footprint")
+    covered = float((out != LABEL_NODATA).mean())
+    if covered < 1.0 and bool((src != LABEL_NODATA).all()):
+        # a label raster without nodata that still leaves image pixels unlabeled is smaller than the image
+        log.warning(
+            "%s: the label raster covers %.1f%% of the image; the rest is unknown (255, not scored)",
+            label_path,
+            100 * covered,
+        )
     return out

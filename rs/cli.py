@@ -10,7 +10,7 @@ STAGES: list[Stage] = [
     (
         "demo-data",
         "generate the built-in synthetic scenes (4-band GeoTIFF, DEM in another CRS, landslide labels)",
-        "rs.synthetic:add_demo_data_options",
+        "rs.config:RSDemoDataConfig",
         "rs.synthetic:run_demo_data",
     ),
     (

@@ -18,6 +18,19 @@ from segcore.config import (
 
 
 @dataclass
+class RSDemoDataConfig:
+    """``rs demo-data``: the built-in synthetic scenes (GeoTIFF image, DEM in another CRS, labels)."""
+
+    out: Path = option(None, "output folder (scenes/ and scenes.json)", required=True)
+    n_scenes: int = option(4, "number of scenes", ge=1)
+    size: int = option(512, "scene width and height in pixels", ge=32)
+    seed: int = option(0, "random seed: the scenes are a function of it", ge=0)
+    pixel_size: float = option(10.0, "image pixel size in metres", gt=0)
+    dem_resolution: float = option(25.0, "DEM pixel size in metres (coarser than the image)", gt=0)
+    landslides_per_km2: float = option(1.5, "mean landslide count per square kilometre", ge=0)
+
+
+@dataclass
 class FusionNetworkConfig:
     """The network of the remote-sensing stages: an smp U-Net on stacked channels (early) or a
     spectral and a terrain encoder fused at every scale (dual)."""
@@ -26,32 +39,32 @@ class FusionNetworkConfig:
         "early", "early: stacked channels, one encoder; dual: spectral + terrain encoders fused at every scale"
     )
     encoder: str = option("resnet18", "segmentation-models-pytorch encoder (no pretrained weights are downloaded)")
-    encoder_depth: int = option(4, "encoder stages")
+    encoder_depth: int = option(4, "encoder stages", ge=1, le=5)
     decoder_channels: str = option("64,32,16,8", "decoder widths, one per encoder stage")
 
 
 @dataclass
 class RSFinetuneConfig(FinetuneConfig):
-    batch_size: int = option(16, "tiles per batch")
+    batch_size: int = option(16, "tiles per batch", ge=1)
     network: FusionNetworkConfig = option(default_factory=FusionNetworkConfig, prefix="")
-    percent: float = option(100.0, "labeled tiles, in percent of the labeled pool")
+    percent: float = option(100.0, "labeled tiles, in percent of the labeled pool", gt=0, le=100)
     hpcl: HyperPixelConfig = option(default_factory=HyperPixelConfig, prefix="hpcl_")
 
 
 @dataclass
 class RSPretrainConfig(PretrainConfig):
-    batch_size: int = option(16, "tiles per batch")
-    lr: float = option(1e-3, "learning rate (AdamW)")
+    batch_size: int = option(16, "tiles per batch", ge=1)
+    lr: float = option(1e-3, "learning rate (AdamW)", gt=0)
     network: FusionNetworkConfig = option(default_factory=FusionNetworkConfig, prefix="")
     method: Literal["hpcl"] = option(
         "hpcl", "hpcl: hyper-pixel contrast with a momentum encoder and a queue (our definition, docs/hpcl.md)"
     )
-    queue_size: int = option(4096, "K: keys in the queue of negatives")
-    momentum: float = option(0.99, "m: EMA momentum of the key encoder")
-    temperature: float = option(0.1, "T of the InfoNCE similarities")
-    proj_dim: int = option(128, "projection head output (queue) dimension D")
-    proj_hidden: int = option(256, "projection head hidden width")
-    max_anchors: int = option(0, "hyper-pixels per step in the loss (random subset; 0 = all)")
+    queue_size: int = option(4096, "K: keys in the queue of negatives", ge=1)
+    momentum: float = option(0.99, "m: EMA momentum of the key encoder", ge=0, le=1)
+    temperature: float = option(0.1, "T of the InfoNCE similarities", gt=0)
+    proj_dim: int = option(128, "projection head output (queue) dimension D", ge=1)
+    proj_hidden: int = option(256, "projection head hidden width", ge=1)
+    max_anchors: int = option(0, "hyper-pixels per step in the loss (random subset; 0 = all)", ge=0)
     batch_negatives: bool = option(
         False, "the other hyper-pixels' keys of the same step are negatives too (besides the queue)", action="bool"
     )
@@ -61,7 +74,7 @@ class RSPretrainConfig(PretrainConfig):
         "statistics (train mode; use with --batch-negatives)",
     )
     crop_scale: tuple[float, float] = option(
-        (0.6, 1.0), "views: crop side as a fraction of the tile side (1 1: no crop)", metavar=("LO", "HI")
+        (0.6, 1.0), "views: crop side as a fraction of the tile side (1 1: no crop)", metavar=("LO", "HI"), gt=0, le=1
     )
     dihedral: bool = option(True, "views: random flips and quarter turns (image and superpixels alike)", action="bool")
     jitter: Literal["spectral", "elevation", "all"] = option(
@@ -71,13 +84,15 @@ class RSPretrainConfig(PretrainConfig):
         "'all' also shifts and scales every terrain channel, so that a hyper-pixel cannot find its positive "
         "by its (otherwise identical) terrain values alone",
     )
-    brightness: float = option(0.2, "views: max shift per jittered channel (standardised units)")
+    brightness: float = option(0.2, "views: max shift per jittered channel (standardised units)", ge=0)
     contrast: tuple[float, float] = option((0.8, 1.2), "views: gain range per jittered channel", metavar=("LO", "HI"))
-    noise_std: float = option(0.05, "views: max std of Gaussian noise on the jittered channels")
+    noise_std: float = option(0.05, "views: max std of Gaussian noise on the jittered channels", ge=0)
     drop_terrain: float = option(
         0.0,
         "views: probability, per view and tile, that every non-spectral (terrain) channel is set to 0, its "
         "standardised mean (modality dropout: the spectra must then find the hyper-pixel's positive; 0: off)",
+        ge=0,
+        le=1,
     )
 
 
@@ -92,7 +107,7 @@ class RSEvaluateConfig(EvaluateConfig):
 
 @dataclass
 class RSPredictConfig(PredictConfig):
-    batch_size: int = option(16, "tiles per inference batch")
+    batch_size: int = option(16, "tiles per inference batch", ge=1)
     image: list[Path] = option(None, "multispectral scene GeoTIFF(s), same bands as in training", required=True)
     dem: list[Path] = option(None, "DEM GeoTIFF per --image (any CRS/resolution overlapping it)", required=True)
-    overlap: int | None = option(None, "tile overlap in pixels (default: the training data's)")
+    overlap: int | None = option(None, "tile overlap in pixels (default: the training data's)", ge=0)

@@ -16,9 +16,11 @@ from rs.config import (
     RSPredictConfig,
     RSPretrainConfig,
 )
+from rs.encoder_sources import encoder_state
 from segcore.augment import BatchSpatialAugment
 from segcore.budget import select_percent
 from segcore.config import EvaluateConfig, FinetuneConfig, PredictConfig, PretrainConfig
+from segcore.encoder_weights import load_encoder_weights
 from segcore.errors import InputError
 from segcore.networks import SegmentationNetwork, build_network
 from segcore.prepared import PreparedData
@@ -88,6 +90,19 @@ class RSDomain:
                 path, f"checkpoint expects {spec.get('in_channels')} channels, data has {data.in_channels}"
             )
 
+    def load_encoder_weights(self, net: SegmentationNetwork, spec: dict[str, Any], source: str) -> list[str]:
+        """Early fusion: the encoder; dual fusion: both encoders (spectral bands, terrain), each
+        with its first convolution adapted to its own channels."""
+        state = encoder_state(source, spec["encoder_name"])
+        parts = (
+            {"encoder.spectral": net.encoder.spectral, "encoder.terrain": net.encoder.terrain}
+            if spec["name"] == "dual"
+            else {"encoder": net.encoder}
+        )
+        return [
+            f"{prefix}.{k}" for prefix, module in parts.items() for k in load_encoder_weights(module, state, source)
+        ]
+
     def finetune_augment(self, data: PreparedData) -> BatchSpatialAugment:
         return BatchSpatialAugment(**AUGMENT, ignore_index=data.ignore_index)
 
@@ -125,6 +140,8 @@ class RSDomain:
             )
         spec = network_spec(data, cfg.network)
         net = build_network(spec)
+        if cfg.encoder_weights is not None:  # pretraining may start from an encoder trained elsewhere
+            self.load_encoder_weights(net, spec, cfg.encoder_weights)
         crop = None if cfg.crop_scale[0] >= 1.0 else tuple(cfg.crop_scale)
         strategy = strategy_class("hpcl")(
             net,

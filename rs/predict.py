@@ -32,6 +32,12 @@ def predict_scenes(net: torch.nn.Module, cfg: RSPredictConfig, tmp: Path) -> Non
         name = image.name.removesuffix(".tiff").removesuffix(".tif")
         write_prediction_geotiff(tmp / f"{name}_prediction.tif", labels, pred.profile)
         valid = labels != NODATA_LABEL
+        if not valid.any():
+            log.warning(
+                "%s: no pixel with image and DEM data (all nodata); the prediction is all nodata (%d)",
+                image,
+                NODATA_LABEL,
+            )
         log.info(
             "%s: %.2f%% of valid pixels predicted as landslide",
             image,

@@ -32,8 +32,8 @@ from rasterio.windows import Window
 
 from rs.scene_sources import SceneSource
 from rs.tiling import assign_blocks, spatial_block_split
+from segcore.salts import SPLIT_SALT
 
-SPLIT_SALT = 0x5B17  # mixed into every split seed so that it differs from the other seeded draws
 SPLIT_BY = ("block", "scene", "folders")
 
 

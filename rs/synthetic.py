@@ -1,6 +1,6 @@
 """Synthetic landslide scenes (``rs demo-data``): imagery, a DEM in another CRS, and labels.
 
-What a scene contains and why (METHODS §6; §4 on what makes it hard enough):
+What a scene contains and why (docs/methods.md, section 6; section 4 on what makes it hard enough):
 
 * Terrain: a spectral-synthesis fractal surface whose lowlands are flattened into plains, and a
   meandering river that carves a flat floodplain. Truth lives on a fine grid at the image pixel
@@ -31,9 +31,9 @@ image grid; DEMs float32 metres. Everything is a function of ``seed``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,10 @@ from rasterio.warp import transform as transform_points
 from rasterio.warp import transform_bounds
 from scipy import ndimage
 
+from rs.config import RSDemoDataConfig
 from rs.geotiff import RasterGrid, write_geotiff
 from rs.terrain import hillshade, slope_aspect
-from segcore.cli import resolved_args
+from segcore.config import to_record
 from segcore.outputs import atomic_dir, write_json, write_yaml
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ DEM_CRS = ("EPSG:4326", "EPSG:3035")
 IMAGE_NODATA = 0
 DEM_NODATA = -9999.0
 REFLECTANCE_SCALE = 10000.0
+SCENE_SALT = 0x5CE7E  # mixed into the seed of every scene
 
 # surface reflectance (B, G, R, NIR) of the cover types
 FOREST = np.array([0.025, 0.045, 0.030, 0.30])
@@ -247,34 +249,23 @@ def _landslide(
     return box, mask, dz
 
 
-def generate_scene(
-    index: int,
-    size: int = 512,
-    seed: int = 0,
-    pixel_size: float = 10.0,
-    dem_resolution: float = 25.0,
-    landslides_per_km2: float = 1.5,
-    nodata_strip: bool = False,
-    dem_void: bool = False,
-) -> dict[str, Any]:
-    """One scene in memory.
+@dataclass
+class _Ground:
+    """The true terrain of a scene on the fine grid (image pixels plus a margin)."""
 
-    Returns a dict: ``image`` (4, S, S) uint16 reflectance x 10000, ``label`` (S, S) uint8,
-    ``dem`` (Hd, Wd) float32 metres on ``dem_grid``, ``image_grid``, ``terrain`` (S, S) the true
-    post-event elevation on the image grid, ``lookalikes`` {name: (S, S) bool} masks of the
-    landslide look-alikes (bare_field, road, river_gravel, clearcut, rock), ``n_landslides``,
-    ``sun`` (azimuth, altitude) of the acquisition.
-    """
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 0x5CE7E]))
-    margin = int(0.14 * size) + 8
-    g = size + 2 * margin
+    z: np.ndarray  # (g, g) elevation, metres
+    n: np.ndarray  # (g, g) the normalised fractal the mountains are made of
+    slope: np.ndarray  # (g, g) degrees
+    smooth_slope: np.ndarray  # (g, g) degrees, of the smoothed surface
+    smooth_aspect: np.ndarray  # (g, g) degrees from north
+    znorm: np.ndarray  # (g, g) elevation rescaled to [0, 1]
+    river: np.ndarray  # (P, 2) the river's polyline
+    d_river: np.ndarray  # (g, g) distance to the river, pixels
+
+
+def _terrain(rng: np.random.Generator, g: int, size: int, pixel_size: float) -> _Ground:
+    """Fractal mountains over flattened plains, a floodplain along a meandering river."""
     shape = (g, g)
-    x0 = 400_000.0 + 12_000.0 * index
-    y0 = 5_110_000.0 - 9_000.0 * (index % 3)
-    image_transform = Affine(pixel_size, 0, x0, 0, -pixel_size, y0)
-    fine_transform = Affine(pixel_size, 0, x0 - margin * pixel_size, 0, -pixel_size, y0 + margin * pixel_size)
-
-    # --- terrain: fractal mountains over flattened plains, a floodplain along the river
     n = fractal_noise(rng, shape, beta=3.6)
     n = (n - n.min()) / (n.max() - n.min())
     plain = rng.uniform(0.35, 0.5)
@@ -293,18 +284,14 @@ def generate_scene(
     slope, _ = slope_aspect(z, pixel_size, pixel_size)
     smooth_slope, smooth_aspect = slope_aspect(ndimage.gaussian_filter(z, 3.0), pixel_size, pixel_size)
     znorm = (z - z.min()) / (z.max() - z.min())
+    return _Ground(z, n, slope, smooth_slope, smooth_aspect, znorm, river, d_river)
 
-    paint = _Painter(rng, shape)
-    taken = np.zeros(shape, dtype=bool)  # pixels of man-made/water cover, no landslides there
 
-    # --- natural cover
-    cover = fractal_noise(rng, shape, beta=3.0)
-    forest = cover > -0.4 + 2.5 * np.clip(znorm - 0.55, 0, None)
-    paint.paint(forest, _jitter(rng, FOREST, 0.05), 0.14)
-    paint.paint(~forest, _jitter(rng, GRASS, 0.05), 0.06)
-
-    # --- agricultural parcels on flat ground: crops, meadows and bare tilled soil
-    flat = (ndimage.gaussian_filter(slope, 3.0) < rng.uniform(9.0, 13.0)) & (znorm < 0.5)
+def _paint_parcels(rng: np.random.Generator, paint: _Painter, ground: _Ground) -> tuple[np.ndarray, np.ndarray]:
+    """Agricultural parcels on flat ground (crops, meadows, bare tilled soil) with natural field
+    margins. Returns the flat-ground mask and the bare fields, (g, g) bool each."""
+    g = ground.z.shape[0]
+    flat = (ndimage.gaussian_filter(ground.slope, 3.0) < rng.uniform(9.0, 13.0)) & (ground.znorm < 0.5)
     theta = rng.uniform(0, np.pi)
     rows, cols = np.mgrid[0:g, 0:g].astype(float)
     pu = cols * math.cos(theta) + rows * math.sin(theta)
@@ -327,24 +314,32 @@ def generate_scene(
         else np.zeros((0, 4))
     )
     paint.paint_many(flat, inverse, spectra, np.where(kinds == 0, 0.04, 0.05))
-    bare_field = np.zeros(shape, dtype=bool)
+    bare_field = np.zeros((g, g), dtype=bool)
     bare_field[flat] = kinds[inverse] == 2
-    parcel_masks = np.zeros(shape, dtype=np.int64)
+    parcel_masks = np.zeros((g, g), dtype=np.int64)
     parcel_masks[flat] = inverse + 1
     # field margins (hedges/tracks) stay natural: a one-pixel ring between parcels
     edges = (ndimage.maximum_filter(parcel_masks, 3) != ndimage.minimum_filter(parcel_masks, 3)) & flat
     paint.paint(edges, _jitter(rng, GRASS), 0.08)
-    bare_field &= ~edges
-    taken |= flat
+    return flat, bare_field & ~edges
 
-    # --- bare rock and scree on high steep ground
-    rock = (znorm > rng.uniform(0.6, 0.75)) & (smooth_slope > 30) & (fractal_noise(rng, shape, 2.6) > 0.3)
-    paint.paint(rock, _jitter(rng, ROCK, 0.08), 0.10)
 
-    # --- clear-cuts: bare, partly regrowing rectangles in forest on moderate slopes
-    regrow = _rank_uniform(fractal_noise(rng, shape, 1.6))
+def _paint_clearcuts(
+    rng: np.random.Generator,
+    paint: _Painter,
+    ground: _Ground,
+    forest: np.ndarray,
+    flat: np.ndarray,
+    regrow: np.ndarray,
+    size: int,
+) -> np.ndarray:
+    """Bare, partly regrowing rectangles and patches in forest on moderate slopes: (g, g) bool of
+    the bare part."""
+    g = ground.z.shape[0]
+    shape = (g, g)
+    rows, cols = np.mgrid[0:g, 0:g].astype(float)
     n_cuts = rng.poisson(12 * (size / 512.0) ** 2)
-    cand = np.flatnonzero((forest & ~flat & (smooth_slope > 8) & (smooth_slope < 35)).ravel())
+    cand = np.flatnonzero((forest & ~flat & (ground.smooth_slope > 8) & (ground.smooth_slope < 35)).ravel())
     edge_noise = fractal_noise(rng, shape, 2.2)
     clearcut = np.zeros(shape, dtype=bool)
     for _ in range(n_cuts if cand.size else 0):
@@ -362,84 +357,168 @@ def generate_scene(
         paint.paint(m & ~veg, _soil(rng), 0.08)
         clearcut |= m & ~veg
         paint.paint(veg, _jitter(rng, SHRUB), 0.08)
+    return clearcut
 
-    # --- braided river: gravel bars around a meandering water thread
+
+def _paint_river_and_roads(
+    rng: np.random.Generator, paint: _Painter, ground: _Ground, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A braided river (gravel bars around a meandering water thread) and roads through random
+    waypoints. Returns the river bed, the water thread and the roads, (g, g) bool each."""
+    shape = ground.z.shape
+    g = shape[0]
     bed_half = rng.uniform(2.0, 5.0) * (size / 512.0) ** 0.5 + 1.0
-    bed = d_river < bed_half * (1 + 0.3 * fractal_noise(rng, shape, 2.0))
+    bed = ground.d_river < bed_half * (1 + 0.3 * fractal_noise(rng, shape, 2.0))
+    river = ground.river
     thread = _polyline_distance(river + rng.normal(0, 1.0, size=river.shape), shape) < rng.uniform(0.8, 1.8)
     paint.paint(bed, _jitter(rng, GRAVEL), 0.07)
     paint.paint(thread & bed, _jitter(rng, WATER, 0.05), 0.03)
-    taken |= bed
-
-    # --- roads: polylines through random waypoints, across plains and hills
     roads = np.zeros(shape, dtype=bool)
     for _ in range(rng.integers(2, 5)):
         pts = rng.uniform(0, g, size=(rng.integers(3, 6), 2))
         road = _polyline_distance(pts, shape) < rng.uniform(0.6, 1.1)
         paint.paint(road, _jitter(rng, ROAD), 0.05)
         roads |= road
-    taken |= roads
+    return bed, thread, roads
 
-    # --- landslides on steep slopes
+
+@dataclass
+class _Landslides:
+    label: np.ndarray  # (g, g) bool
+    dz_post: np.ndarray  # (g, g) the landslides' change of the terrain
+    dz_dem: np.ndarray  # (g, g) the part of it the (older) DEM shows
+    placed: int
+
+
+def _place_landslides(
+    rng: np.random.Generator,
+    paint: _Painter,
+    ground: _Ground,
+    taken: np.ndarray,
+    regrow: np.ndarray,
+    margin: int,
+    area_km2: float,
+    landslides_per_km2: float,
+) -> _Landslides:
+    """Landslides where the slope is steep, away from man-made and water cover, each with its
+    scarp and deposit in the terrain, fresh ones partly missing from the DEM, older ones partly
+    revegetated."""
+    shape = ground.z.shape
+    g = shape[0]
     boundary = fractal_noise(rng, shape, 2.2)
     inner = np.zeros(shape, dtype=bool)
     inner[margin:-margin, margin:-margin] = True
-    weight = np.clip((smooth_slope - 12.0) / 20.0, 0, 1) ** 1.5 * inner * ~ndimage.binary_dilation(taken, iterations=3)
-    label = np.zeros(shape, dtype=bool)
-    dz_post = np.zeros(shape)
-    dz_dem = np.zeros(shape)
-    area_km2 = (size * pixel_size / 1000.0) ** 2
+    steep = np.clip((ground.smooth_slope - 12.0) / 20.0, 0, 1) ** 1.5
+    weight = steep * inner * ~ndimage.binary_dilation(taken, iterations=3)
+    slides = _Landslides(np.zeros(shape, dtype=bool), np.zeros(shape), np.zeros(shape), 0)
     target = rng.poisson(landslides_per_km2 * area_km2)
     cdf = np.cumsum(weight.ravel())
-    placed, tries = 0, 0
-    while cdf[-1] > 0 and placed < target and tries < 20 * target:
+    tries = 0
+    while cdf[-1] > 0 and slides.placed < target and tries < 20 * target:
         tries += 1
         r, c = divmod(int(np.searchsorted(cdf, rng.uniform(0, cdf[-1]), side="right")), g)
-        made = _landslide(rng, (r, c), float(smooth_aspect[r, c]), shape, boundary)
+        made = _landslide(rng, (r, c), float(ground.smooth_aspect[r, c]), shape, boundary)
         if made is None:
             continue
         box, m, dz = made
-        if (label[box] & ndimage.binary_dilation(m, iterations=2)).any() or (taken[box] & m).any():
+        if (slides.label[box] & ndimage.binary_dilation(m, iterations=2)).any() or (taken[box] & m).any():
             continue
-        placed += 1
+        slides.placed += 1
         full = np.zeros(shape, dtype=bool)
         full[box] = m
-        label |= full
-        dz_post[box] += dz
+        slides.label |= full
+        slides.dz_post[box] += dz
         fresh = rng.uniform() < 0.5
         if not fresh or rng.uniform() < 0.3:  # the DEM predates most fresh landslides
-            dz_dem[box] += dz
+            slides.dz_dem[box] += dz
         bare = _soil(rng) * (1 - (f := rng.uniform(0, 0.5))) + _jitter(rng, ROCK) * f
         r_veg = rng.uniform(0.0, 0.15) if fresh else rng.uniform(0.3, 0.75)
         veg = full & (regrow < r_veg)
         paint.paint(full & ~veg, bare, 0.11)
         paint.paint(veg, _jitter(rng, SHRUB if rng.uniform() < 0.5 else GRASS), 0.08)
+    return slides
 
-    # --- observation: shading under the acquisition sun, atmosphere, sensor blur and noise
-    z_post = z + dz_post
+
+def _observe(
+    rng: np.random.Generator, paint: _Painter, z_post: np.ndarray, pixel_size: float, crop: tuple[slice, slice]
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """The image: shading under the acquisition sun, atmosphere, sensor blur and noise; (4, S, S)
+    uint16 reflectance × 10000 of the cropped area, and the sun (azimuth, altitude)."""
     sun_az, sun_alt = rng.uniform(130, 170), rng.uniform(35, 55)
     illum = hillshade(z_post, pixel_size, pixel_size, sun_az, sun_alt) / math.sin(math.radians(sun_alt))
     refl = paint.render() * (0.3 + 0.7 * np.clip(illum, 0, 1.6))[None]
     refl = refl * rng.uniform(0.9, 1.1) + (HAZE * rng.uniform(0.3, 1.5))[:, None, None]
     refl = ndimage.gaussian_filter(refl, (0, 0.6, 0.6))
     refl += rng.normal(0, 0.004, size=refl.shape)
-    crop = (slice(margin, margin + size), slice(margin, margin + size))
     dn = np.clip(np.round(refl[:, crop[0], crop[1]] * REFLECTANCE_SCALE), 1, 65535).astype(np.uint16)
-    lab = label[crop].astype(np.uint8)
+    return dn, (sun_az, sun_alt)
+
+
+def generate_scene(
+    index: int,
+    size: int = 512,
+    seed: int = 0,
+    pixel_size: float = 10.0,
+    dem_resolution: float = 25.0,
+    landslides_per_km2: float = 1.5,
+    nodata_strip: bool = False,
+    dem_void: bool = False,
+) -> dict[str, Any]:
+    """One scene in memory.
+
+    Returns a dict: ``image`` (4, S, S) uint16 reflectance x 10000, ``label`` (S, S) uint8,
+    ``dem`` (Hd, Wd) float32 metres on ``dem_grid``, ``image_grid``, ``terrain`` (S, S) the true
+    post-event elevation on the image grid, ``lookalikes`` {name: (S, S) bool} masks of the
+    landslide look-alikes (bare_field, road, river_gravel, clearcut, rock), ``n_landslides``,
+    ``sun`` (azimuth, altitude) of the acquisition. Every random draw comes from one generator
+    seeded by (seed, index), in a fixed order.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), SCENE_SALT]))
+    margin = int(0.14 * size) + 8
+    g = size + 2 * margin
+    shape = (g, g)
+    x0 = 400_000.0 + 12_000.0 * index
+    y0 = 5_110_000.0 - 9_000.0 * (index % 3)
+    image_transform = Affine(pixel_size, 0, x0, 0, -pixel_size, y0)
+    fine_transform = Affine(pixel_size, 0, x0 - margin * pixel_size, 0, -pixel_size, y0 + margin * pixel_size)
+
+    ground = _terrain(rng, g, size, pixel_size)
+    paint = _Painter(rng, shape)
+    # natural cover: forest and meadows
+    cover = fractal_noise(rng, shape, beta=3.0)
+    forest = cover > -0.4 + 2.5 * np.clip(ground.znorm - 0.55, 0, None)
+    paint.paint(forest, _jitter(rng, FOREST, 0.05), 0.14)
+    paint.paint(~forest, _jitter(rng, GRASS, 0.05), 0.06)
+    flat, bare_field = _paint_parcels(rng, paint, ground)
+    # bare rock and scree on high steep ground
+    high = (ground.znorm > rng.uniform(0.6, 0.75)) & (ground.smooth_slope > 30)
+    rock = high & (fractal_noise(rng, shape, 2.6) > 0.3)
+    paint.paint(rock, _jitter(rng, ROCK, 0.08), 0.10)
+    regrow = _rank_uniform(fractal_noise(rng, shape, 1.6))
+    clearcut = _paint_clearcuts(rng, paint, ground, forest, flat, regrow, size)
+    bed, thread, roads = _paint_river_and_roads(rng, paint, ground, size)
+    taken = flat | bed | roads  # man-made and water cover: no landslides there
+    slides = _place_landslides(
+        rng, paint, ground, taken, regrow, margin, (size * pixel_size / 1000.0) ** 2, landslides_per_km2
+    )
+
+    z_post = ground.z + slides.dz_post
+    crop = (slice(margin, margin + size), slice(margin, margin + size))
+    dn, sun = _observe(rng, paint, z_post, pixel_size, crop)
     if nodata_strip:
         rr, cc = np.mgrid[0:size, 0:size]
         edge = 0.14 * size + 0.1 * rr + 4 * np.sin(rr / 17.0)
         dn[:, cc < edge] = IMAGE_NODATA
 
     image_grid = RasterGrid(CRS.from_user_input(IMAGE_CRS), image_transform, size, size)
-    dem_crs = DEM_CRS[index % 2]
-    dem_grid = _dem_grid(image_grid, dem_crs, dem_resolution, margin_fraction=0.06)
-    dem = _sample_dem(z + dz_dem, fine_transform, IMAGE_CRS, dem_grid, pixel_size, dem_resolution)
+    dem_grid = _dem_grid(image_grid, DEM_CRS[index % 2], dem_resolution, margin_fraction=0.06)
+    dem = _sample_dem(ground.z + slides.dz_dem, fine_transform, IMAGE_CRS, dem_grid, pixel_size, dem_resolution)
     dem += 1.5 * fractal_noise(rng, dem.shape, 2.4) + rng.normal(0, 0.5, size=dem.shape)
     dem = dem.astype(np.float32)
     if dem_void:
         vr, vc = dem_grid.height // 2, dem_grid.width // 3
         dem[vr - 3 : vr + 4, vc - 4 : vc + 5] = DEM_NODATA
+    label = slides.label
     lookalikes = {
         "bare_field": bare_field & ~bed & ~roads,
         "road": roads,
@@ -449,14 +528,14 @@ def generate_scene(
     }
     return {
         "image": dn,
-        "label": lab,
+        "label": label[crop].astype(np.uint8),
         "lookalikes": {k: v[crop] for k, v in lookalikes.items()},
         "terrain": z_post[crop],
         "dem": dem,
         "image_grid": image_grid,
         "dem_grid": dem_grid,
-        "n_landslides": placed,
-        "sun": (sun_az, sun_alt),
+        "n_landslides": slides.placed,
+        "sun": sun,
     }
 
 
@@ -550,36 +629,10 @@ def generate_scenes(
     return index
 
 
-def add_demo_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder (scenes/ and scenes.json)")
-    parser.add_argument("--n-scenes", type=int, default=4, help="number of scenes")
-    parser.add_argument("--size", type=int, default=512, help="scene width and height in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="random seed: the scenes are a function of it")
-    parser.add_argument("--pixel-size", type=float, default=10.0, help="image pixel size in metres")
-    parser.add_argument(
-        "--dem-resolution",
-        type=float,
-        default=25.0,
-        help="DEM pixel size in metres (coarser than the image)",
-    )
-    parser.add_argument(
-        "--landslides-per-km2",
-        type=float,
-        default=1.5,
-        help="mean landslide count per square kilometre",
-    )
-
-
-def run_demo_data(args: argparse.Namespace) -> None:
-    with atomic_dir(args.out) as tmp:
+def run_demo_data(cfg: RSDemoDataConfig) -> None:
+    with atomic_dir(cfg.out) as tmp:
         generate_scenes(
-            tmp,
-            args.n_scenes,
-            args.size,
-            args.seed,
-            args.pixel_size,
-            args.dem_resolution,
-            args.landslides_per_km2,
+            tmp, cfg.n_scenes, cfg.size, cfg.seed, cfg.pixel_size, cfg.dem_resolution, cfg.landslides_per_km2
         )
-        write_yaml(tmp / "config.yaml", resolved_args(args))
-    log.info("wrote %d scenes to %s", args.n_scenes, args.out)
+        write_yaml(tmp / "config.yaml", to_record(cfg))
+    log.info("wrote %d scenes to %s", cfg.n_scenes, cfg.out)

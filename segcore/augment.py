@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from segcore.labels import IGNORE_INDEX
+
 
 class BatchSpatialAugment:
     """Random rotation (±``rotate_deg``), isotropic scale (1 ± ``scale``), flips along each axis
@@ -29,7 +31,7 @@ class BatchSpatialAugment:
         elastic_magnitude: float = 2.0,
         elastic_grid: int = 5,
         rot90: bool = False,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
         self.rotate = math.radians(rotate_deg)
         self.scale = scale

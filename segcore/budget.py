@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 
-_PERMUTATION_SEED = 0x5EED  # one fixed permutation: the seed index picks a set, not a shuffle
+from segcore.salts import PERMUTATION_SALT
 
 
 def _permutation(candidates: Sequence[str]) -> list[str]:
     ordered = sorted(candidates)
-    rng = np.random.default_rng(np.random.SeedSequence([_PERMUTATION_SEED, len(ordered)]))
+    rng = np.random.default_rng(np.random.SeedSequence([PERMUTATION_SALT, len(ordered)]))
     return [ordered[i] for i in rng.permutation(len(ordered))]
 
 

@@ -84,6 +84,7 @@ def checkpoint_network(ckpt: dict[str, Any], path: str | Path, domain: Any) -> d
         raise InputError(path, "checkpoint holds no network description ('network'); was it written by this pipeline?")
     saved = ckpt.get("domain") or (ckpt.get("data") or {}).get("domain")
     if (saved and saved != domain.name) or spec["name"] not in domain.network_names:
-        other = saved or f"network {spec['name']!r}"
-        raise InputError(path, f"is not a {domain.title} model ({other}); use the stages of its own domain")
+        article = "an" if domain.title[:1] in "AEFHILMNORSX" and domain.title.isupper() else "a"
+        found = f"domain {saved!r}, network {spec['name']!r}" if saved else f"network {spec['name']!r}"
+        raise InputError(path, f"is not {article} {domain.title} model ({found}); use the stages of its own domain")
     return spec

@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
-from segcore.config import ConfigTypeError, add_options, from_namespace, option_names, typed_value
+from segcore.config import ConfigTypeError, add_options, check_ranges, from_namespace, option_names, typed_value
 from segcore.errors import InputError, Terminated
-from segcore.outputs import StageRun, claim_outputs
+from segcore.output_guard import claim_outputs
+from segcore.provenance import StageRun
 
 # (stage name, one-line help, options, "module:run_function"[, "module:DomainClass"]). With a
 # domain, the run function is a shared stage of segcore.stages, called as run(config, domain).
@@ -39,6 +40,15 @@ from segcore.outputs import StageRun, claim_outputs
 # module is imported before the arguments are checked; the run function's module (torch, ...)
 # after, so that a mistake is reported in well under two seconds.
 Stage = tuple[str, ...]
+
+
+def version_text() -> str:
+    """The package version, and the git commit when run from a checkout (``+dirty`` with changes)."""
+    from segcore.provenance import git_commit, package_versions
+
+    version = package_versions().get("segpretrain", "unknown")
+    commit = git_commit()
+    return f"{version} (commit {commit})" if commit else version
 
 
 def _resolve(ref: str) -> Callable[..., None]:
@@ -162,6 +172,9 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 1
+    if argv[0] in ("-V", "--version"):
+        print(f"{prog} {version_text()}")
+        return 0
     name = argv[0]
     if name not in names:
         print(usage, file=sys.stderr)
@@ -182,6 +195,11 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = parse_stage_args(parser, argv[1:], config_cls)
+        if config_cls is not None:
+            problems = check_ranges(from_namespace(config_cls, args))
+            if problems:
+                flag, problem = problems[0]
+                raise InputError(None, f"{flag} {problem}")
         stage = StageRun(
             f"{prog} {name}",
             overwrite=bool(getattr(args, "overwrite", False)),
@@ -224,7 +242,7 @@ def resolved_args(args: argparse.Namespace) -> dict[str, Any]:
 REPORT_STAGE: Stage = (
     "report",
     "tidy metrics, tables (CSV, Markdown, HTML), plots and the HTML report over all metrics.json",
-    "segcore.report.cli:add_report_options",
+    "segcore.report.config:ReportConfig",
     "segcore.report.cli:run_report",
 )
 STAGES: list[Stage] = [REPORT_STAGE]

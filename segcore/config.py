@@ -41,13 +41,18 @@ def option(
     prefix: str | None = None,
     required: bool = False,
     default_factory: Callable[[], Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
 ) -> Any:
     """A config field: its default, help text and command-line spelling.
 
     ``flag`` overrides the option name (default ``--<field-name>`` with dashes); ``parse``
     converts a command-line string (default: from the field's type); ``action`` is
     ``"store_true"``, ``"bool"`` (``--x/--no-x``) or an argparse Action class; ``prefix`` marks a
-    nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``).
+    nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``). ``ge``/``gt``/
+    ``le``/``lt`` bound a number (every element of a list): :func:`check_ranges`.
     """
     metadata = {
         "help": help,
@@ -58,6 +63,7 @@ def option(
         "parse": parse,
         "prefix": prefix,
         "required": required,
+        "bounds": {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None},
     }
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
@@ -292,6 +298,41 @@ def from_namespace(cls: type[T], args: argparse.Namespace | Mapping[str, Any], p
     return cls(**kwargs)
 
 
+_BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_BOUND_OK = {
+    "ge": lambda v, b: v >= b,
+    "gt": lambda v, b: v > b,
+    "le": lambda v, b: v <= b,
+    "lt": lambda v, b: v < b,
+}
+
+
+def range_problem(value: Any, bounds: Mapping[str, float]) -> str | None:
+    """What is wrong with ``value`` (a number, None, or a list of numbers) under ``bounds``, or None."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        for kind, bound in bounds.items():
+            if not _BOUND_OK[kind](v, bound):
+                return f"must be {_BOUND_TEXT[kind]} {bound:g}, got {v:g}"
+    return None
+
+
+def check_ranges(cfg: Any) -> list[tuple[str, str]]:
+    """Every option of ``cfg`` whose value breaks its bounds: (command-line flag, problem)."""
+    problems = []
+    for leaf in _leaves(type(cfg)):
+        obj = cfg
+        for name in leaf.path:
+            obj = getattr(obj, name)
+        problem = range_problem(obj, leaf.f.metadata.get("bounds") or {})
+        if problem:
+            flag = leaf.f.metadata.get("flag") or "--" + leaf.dest.replace("_", "-")
+            problems.append((flag, problem))
+    return problems
+
+
 def _normalise(value: Any, tp: Any) -> Any:
     """argparse gives lists for nargs options; tuple-typed fields get tuples."""
     tp, _ = _strip_optional(tp)
@@ -365,10 +406,10 @@ class RuntimeConfig:
     processes, threads and the resume checkpoint (a checkpoint made with other values of these
     is still resumed, e.g. on another node)."""
 
-    threads: int = option(1, "torch intra-op threads (0: torch default)")
+    threads: int = option(1, "torch intra-op threads (0: torch default)", ge=0)
     accelerator: str = option("auto", "Lightning accelerator: auto (a GPU when one is visible), cpu, gpu")
     devices: str = option("1", "devices per node: a count or a list of GPU ids (0,1); one process each")
-    num_nodes: int = option(1, "machines of a multi-node DDP run (SLURM: one task per device)")
+    num_nodes: int = option(1, "machines of a multi-node DDP run (SLURM: one task per device)", ge=1)
     # not --strategy: the pretraining stages use that name for the contrastive strategy
     dist_strategy: Literal["auto", "ddp"] = option(
         "auto", "Lightning strategy; auto: one process, or DDP when devices × nodes > 1; ddp: distributed data parallel"
@@ -387,8 +428,12 @@ class RuntimeConfig:
         "auto", "data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU", parse=parse_workers
     )
     checkpoint_every: int = option(
-        50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it"
+        50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it", ge=0
     )
+    progress: Literal["auto", "bar", "log", "none"] = option(
+        "auto", "training progress: a bar on a terminal, a log line every --log-every steps otherwise (auto picks)"
+    )
+    log_every: int = option(50, "steps between progress lines (--progress log)", ge=1)
 
 
 # options that do not change what a run computes (sync_batchnorm does: not among them)
@@ -400,25 +445,29 @@ class HyperPixelConfig:
     """The class-aware hyper-pixel term of fine-tuning (the HPCL setting, docs/hpcl.md); off at
     weight 0. Command-line flags carry the prefix ``--hpcl-``."""
 
-    weight: float = option(0.0, "weight of the class-aware hyper-pixel contrastive term (0: off)")
-    warmup: int = option(0, "steps of linear warm-up of --hpcl-weight (0: none)")
-    queue: int = option(1024, "keys per class queue (every class, background included)")
-    temperature: float = option(0.1, "T of the hyper-pixel InfoNCE")
-    mochi: int = option(0, "MoCHi synthetic hard negatives per anchor (0: none)")
-    momentum: float = option(0.99, "EMA momentum of the key encoder")
-    anchors: int = option(256, "labeled hyper-pixels per step in the term")
-    boundary_fraction: float = option(0.5, "share of anchors drawn among hyper-pixels touching another class")
+    weight: float = option(0.0, "weight of the class-aware hyper-pixel contrastive term (0: off)", ge=0)
+    warmup: int = option(0, "steps of linear warm-up of --hpcl-weight (0: none)", ge=0)
+    queue: int = option(1024, "keys per class queue (every class, background included)", gt=0)
+    temperature: float = option(0.1, "T of the hyper-pixel InfoNCE", gt=0)
+    mochi: int = option(0, "MoCHi synthetic hard negatives per anchor (0: none)", ge=0)
+    momentum: float = option(0.99, "EMA momentum of the key encoder", ge=0, le=1)
+    anchors: int = option(256, "labeled hyper-pixels per step in the term", gt=0)
+    boundary_fraction: float = option(
+        0.5, "share of anchors drawn among hyper-pixels touching another class", ge=0, le=1
+    )
     unlabeled: int = option(
         0,
         "unlabeled tiles per step whose confidently pseudo-labeled hyper-pixels (momentum network) also fill the "
         "class queues (0: labeled tiles only)",
+        ge=0,
     )
-    pseudo_threshold: float = option(0.9, "min mean softmax probability of a pseudo-labeled hyper-pixel")
+    pseudo_threshold: float = option(0.9, "min mean softmax probability of a pseudo-labeled hyper-pixel", ge=0, le=1)
     unlabeled_anchors: int = option(
         0,
         "pseudo-labeled hyper-pixels of the --hpcl-unlabeled tiles per class and step that are anchors too, seen by "
         "the online network in a second view (dihedral, spectral jitter): the unlabeled pool then trains the "
         "network, not only fills the queues (0: labeled anchors only)",
+        ge=0,
     )
 
     @property
@@ -443,10 +492,12 @@ class SemiConfig:
         "strong view); unimatch (fixmatch with two strong views and a feature-perturbed view)",
         flag="--semi",
     )
-    batch_size: int = option(0, "unlabeled samples per step (0: the labeled --batch-size)")
-    weight: float = option(1.0, "lambda: weight of the unlabeled loss")
-    warmup: int = option(0, "steps of linear warm-up of --semi-weight (0: none)")
-    threshold: float = option(0.95, "tau: a pixel is pseudo-labeled where the teacher's top softmax probability >= tau")
+    batch_size: int = option(0, "unlabeled samples per step (0: the labeled --batch-size)", ge=0)
+    weight: float = option(1.0, "lambda: weight of the unlabeled loss", ge=0)
+    warmup: int = option(0, "steps of linear warm-up of --semi-weight (0: none)", ge=0)
+    threshold: float = option(
+        0.95, "tau: a pixel is pseudo-labeled where the teacher's top softmax probability >= tau", ge=0, le=1
+    )
     threshold_mode: Literal["fixed", "adaptive"] = option(
         "adaptive",
         "adaptive: per-class thresholds tau x p_c / max_k p_k from a moving average p_c of the teacher's mean "
@@ -467,34 +518,43 @@ class SemiConfig:
         "labeled forward does",
     )
     jitter_shift: float = option(
-        0.3, "strong view: max intensity shift per jittered channel, in units of the channel's std in the sample"
+        0.3, "strong view: max intensity shift per jittered channel, in units of the channel's std in the sample", ge=0
     )
-    jitter_gain: float = option(0.3, "strong view: contrast gain per jittered channel drawn from 1 - g .. 1 + g")
-    jitter_prob: float = option(0.8, "strong view: probability of the intensity jitter per sample")
-    blur_prob: float = option(0.5, "strong view: probability of a Gaussian blur per sample")
+    jitter_gain: float = option(
+        0.3, "strong view: contrast gain per jittered channel drawn from 1 - g .. 1 + g", ge=0, lt=1
+    )
+    jitter_prob: float = option(0.8, "strong view: probability of the intensity jitter per sample", ge=0, le=1)
+    blur_prob: float = option(0.5, "strong view: probability of a Gaussian blur per sample", ge=0, le=1)
     blur_sigma: tuple[float, float] = option(
-        (0.1, 1.5), "strong view: blur sigma range in pixels", metavar=("LO", "HI")
+        (0.1, 1.5), "strong view: blur sigma range in pixels", metavar=("LO", "HI"), gt=0
     )
-    cutmix_prob: float = option(0.5, "strong view: probability, per sample, of pasting a box of another sample")
+    cutmix_prob: float = option(
+        0.5, "strong view: probability, per sample, of pasting a box of another sample", ge=0, le=1
+    )
     cutmix_area: tuple[float, float] = option(
-        (0.02, 0.4), "strong view: area of the CutMix box as a fraction of the image", metavar=("LO", "HI")
+        (0.02, 0.4), "strong view: area of the CutMix box as a fraction of the image", metavar=("LO", "HI"), gt=0, le=1
     )
-    fp_dropout: float = option(0.5, "unimatch: channel dropout on every encoder feature map of the perturbed view")
+    fp_dropout: float = option(
+        0.5, "unimatch: channel dropout on every encoder feature map of the perturbed view", ge=0, lt=1
+    )
     teacher: Literal["ema", "round"] = option(
         "ema",
         "self-training teacher: ema (an exponential moving average of the student) or round (a copy of the "
         "student taken every --semi-round-steps steps; no unlabeled loss before the first copy)",
     )
-    teacher_momentum: float = option(0.99, "self-training: EMA momentum of the teacher (warm-up min(m, (1+t)/(10+t)))")
-    round_steps: int = option(100, "self-training with --semi-teacher round: steps per round")
+    teacher_momentum: float = option(
+        0.99, "self-training: EMA momentum of the teacher (warm-up min(m, (1+t)/(10+t)))", ge=0, le=1
+    )
+    round_steps: int = option(100, "self-training with --semi-teacher round: steps per round", ge=1)
     contrast_weight: float | None = option(
         None,
         "weight of the label-guided local contrastive term on decoder pixel embeddings (positives: same "
         "(pseudo-)class, negatives: other classes); default 0.1 for self-training, 0 (off) for the others",
+        ge=0,
     )
-    contrast_temperature: float = option(0.1, "temperature of the local contrastive term")
-    contrast_pixels: int = option(64, "pixels sampled per class and step for the local contrastive term")
-    contrast_dim: int = option(64, "output width of the projection head of the local contrastive term")
+    contrast_temperature: float = option(0.1, "temperature of the local contrastive term", gt=0)
+    contrast_pixels: int = option(64, "pixels sampled per class and step for the local contrastive term", ge=2)
+    contrast_dim: int = option(64, "output width of the projection head of the local contrastive term", ge=1)
 
     @property
     def enabled(self) -> bool:
@@ -515,6 +575,13 @@ class SemiConfig:
         return 0.1 if self.mode == "self-training" else 0.0
 
 
+ENCODER_WEIGHTS_HELP = (
+    "encoder weights from elsewhere: a named source (imagenet: smp/timm; ssl4eo-s12: TorchGeo; remote "
+    "sensing only) or a weights file (a timm/smp/TorchGeo state dict, or of this pipeline's encoder); the "
+    "first convolution is adapted to the band count; nothing is downloaded offline (docs/pretrained_encoders.md)"
+)
+
+
 @dataclass
 class FinetuneConfig:
     """Options of fine-tuning shared by both domains (``medseg finetune``, ``rs finetune``)."""
@@ -529,30 +596,36 @@ class FinetuneConfig:
         default_factory=lambda: [0],
         help="random seed(s), trained one after the other in this process (each also picks the labeled set, unless "
         "--label-seed is given)",
+        ge=0,
     )
     label_seed: int | None = option(
         None,
         "seed of the labeled-set draw alone (default: --seed); repeats of one labeled set with other training seeds",
+        ge=0,
     )
-    steps: int = option(300, "optimisation steps")
-    batch_size: int = option(8, "samples per batch")
-    lr: float = option(1e-3, "learning rate (AdamW)")
+    steps: int = option(300, "optimisation steps", ge=1)
+    batch_size: int = option(8, "samples per batch", ge=1)
+    lr: float = option(1e-3, "learning rate (AdamW)", gt=0)
     init: Path | None = option(None, "checkpoint to start from (pretrained or fine-tuned); none = random init")
+    encoder_weights: str | None = option(None, ENCODER_WEIGHTS_HELP)
     method: str | None = option(
         None, "name of the pretraining method, recorded for the report (default: from --init, or 'none')"
     )
-    val_every: int = option(50, "validate every N steps; best weights kept")
+    val_every: int = option(50, "validate every N steps; best weights kept", ge=1)
     pretrained_lr_scale: float = option(
         1.0,
         "learning rate of the weights loaded by --init, as a multiple of --lr (e.g. 0.1: the pretrained backbone "
         "moves slower than the new head)",
+        gt=0,
     )
     weight_ema: float = option(
         0.0,
         "validate and keep an exponential moving average of the weights with this momentum (e.g. 0.99; warm-up "
         "min(m, (1+t)/(10+t))) instead of the raw weights (0: off)",
+        ge=0,
+        lt=1,
     )
-    val_batch_size: int = option(32, "samples per validation batch")
+    val_batch_size: int = option(32, "samples per validation batch", ge=1)
     semi: SemiConfig = option(default_factory=SemiConfig, prefix="semi_")
     runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
 
@@ -563,11 +636,12 @@ class PretrainConfig:
 
     data: Path = option(None, "prepared data folder (from the preprocess stage)", required=True)
     out: Path = option(None, "output folder (model.pt, train.json, config.yaml, logs/)", required=True)
-    seed: int = option(0, "random seed")
+    seed: int = option(0, "random seed", ge=0)
     label_seed: int | None = option(None, "not used by pretraining (which reads no labels); accepted for compatibility")
-    steps: int = option(300, "optimisation steps")
-    batch_size: int = option(16, "samples per batch")
-    lr: float = option(1e-3, "learning rate")
+    steps: int = option(300, "optimisation steps", ge=1)
+    batch_size: int = option(16, "samples per batch", ge=1)
+    lr: float = option(1e-3, "learning rate", gt=0)
+    encoder_weights: str | None = option(None, ENCODER_WEIGHTS_HELP)
     runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
 
 
@@ -585,8 +659,8 @@ class EvaluateConfig:
         None, "output folder (metrics.json, ...); one per --model, in the same order", required=True
     )
     split: str = option("test", "which split to score: test or val")
-    batch_size: int = option(32, "samples per inference batch")
-    threads: int = option(1, "torch intra-op threads (0: torch default)")
+    batch_size: int = option(32, "samples per inference batch", ge=1)
+    threads: int = option(1, "torch intra-op threads (0: torch default)", ge=0)
 
 
 @dataclass
@@ -596,5 +670,5 @@ class PredictConfig:
     model: Path = option(None, "fine-tuned model checkpoint (model.pt)", required=True)
     data: Path = option(None, "prepared data folder the model was trained on", required=True)
     out: Path = option(None, "output folder", required=True)
-    batch_size: int = option(32, "samples per inference batch")
-    threads: int = option(1, "torch intra-op threads (0: torch default)")
+    batch_size: int = option(32, "samples per inference batch", ge=1)
+    threads: int = option(1, "torch intra-op threads (0: torch default)", ge=0)

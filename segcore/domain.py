@@ -49,6 +49,11 @@ class Domain(Protocol):
 
     def finetune_augment(self, data: PreparedData) -> BatchSpatialAugment: ...
 
+    def load_encoder_weights(self, net: SegmentationNetwork, spec: dict[str, Any], source: str) -> list[str]:
+        """Load encoder weights from ``source`` (a named source or a file) into ``net``; returns the
+        loaded tensors' names in ``net``."""
+        ...
+
     def run_record(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Extra entries of a fine-tuned model's run record (e.g. the fusion ``variant``)."""
         ...

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from segcore.labels import IGNORE_INDEX
+
 ArrayLike = np.ndarray | torch.Tensor
 
 
@@ -41,7 +43,7 @@ def confusion_matrix(
     pred: ArrayLike,
     target: ArrayLike,
     num_classes: int,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
     valid: ArrayLike | None = None,
 ) -> ArrayLike:
     """``(K, K)`` int64 counts, rows = true class, columns = predicted class.

@@ -35,9 +35,9 @@ import torch
 from torch.utils.data import Dataset
 
 from segcore.errors import InputError
+from segcore.labels import IGNORE_INDEX
 from segcore.outputs import write_json
 
-IGNORE_INDEX = 255
 SPLITS = ("unlabeled", "labeled", "val", "test")
 
 

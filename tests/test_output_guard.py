@@ -17,7 +17,8 @@ import pytest
 
 from medseg.cli import main as medseg_main
 from rs.cli import main as rs_main
-from segcore.outputs import PROVENANCE_FILE, lock_path
+from segcore.output_guard import lock_path
+from segcore.provenance import PROVENANCE_FILE
 
 
 def _inputs(tmp: Path) -> dict[str, Path]:

@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
-def _snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def _snakemake(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _job_counts(stdout: str) -> dict[str, int]:
@@ -475,3 +475,88 @@ def test_landslide4sense_preset_end_to_end(tmp_path):
     for md in (results / "tables/tables.md", results / "report/tables.md"):
         text = md.read_text()
         assert all(f"landslide {k} by label budget" in text for k in ("precision", "recall", "F1"))
+
+
+@pytest.mark.slow
+def test_acdc_preset_end_to_end(tmp_path):
+    """The ACDC preset on a generated 100-patient ACDC folder, step counts, batches and seeds
+    scaled down by a second config file; its splits, spacing, size, N4, methods and budgets are
+    the preset's own."""
+    from tests.data.acdc.make import make_acdc
+
+    make_acdc(tmp_path / "ACDC", n_train=100, n_test=0, with_4d=False)
+    results = tmp_path / "results"
+    scaled = tmp_path / "scaled_down.yaml"
+    steps = {"steps": 2, "volumes_per_batch": 2}
+    scaled.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(results),
+                "threads": 1,
+                "finetune_jobs": "cell",
+                "mri": {
+                    "input": str(tmp_path / "ACDC" / "training"),
+                    "pretrain": {"global": steps, "local": steps},
+                    "finetune": {"steps": 2, "batch_size": 2, "val_every": 2, "seeds": [0], "all_labels_seeds": [0]},
+                    # one of the preset's semi-supervised cells (every mode x init x budget would add 54)
+                    "semi": {
+                        "modes": ["fixmatch"],
+                        "methods": ["none"],
+                        "budgets": ["1"],
+                        "options": {"batch_size": 2},
+                    },
+                },
+            }
+        )
+    )
+    preset = ROOT / "workflows/config/acdc.yaml"
+    res = _snakemake("--cores", "2", "--configfile", str(preset), str(scaled), timeout=3600)
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
+    manifest = json.loads((results / "mri/prepared/manifest.json").read_text())
+    subjects = manifest["subject_splits"]
+    assert sorted(subjects["test"]) == sorted(yaml.safe_load(preset.read_text())["mri"]["preprocess"]["test_subjects"])
+    assert sorted(subjects["val"]) == ["patient011", "patient071"] and len(subjects["labeled"]) == 78
+    assert manifest["target_spacing"] == [1.36719, 1.36719] and manifest["image_size"] == [192, 192]
+    tidy = pd.read_csv(results / "report/metrics_tidy.csv")
+    cells = set(zip(tidy["method"], tidy["budget"].astype(str), strict=True))
+    methods = ["none", "GR", "GD-", "GD", "GD+LR", "GD+LD"]
+    assert {(m, b) for m in methods for b in ("1", "2", "8")} | {("none", "all"), ("none+fixmatch", "1")} == cells
+    # the paper's table: methods x budgets, Dice mean ± sd
+    summary = pd.read_csv(results / "report/mri_summary.csv")
+    assert "Dice" in set(summary["metric"]) and {"1", "2", "8"} <= set(summary.columns)
+
+
+def _own_data_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("## Your own data", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_own_data_commands_plan_their_runs(tmp_path):
+    """Every command of the README's own-data section, dry-run in a folder holding the data where
+    the README says: the presets and the config files it shows build their whole DAG."""
+    from tests.data.acdc.make import make_acdc
+    from tests.data.l4s.make import release
+
+    section = _own_data_section()
+    (tmp_path / "workflows").symlink_to(ROOT / "workflows")
+    make_acdc(tmp_path / "data" / "ACDC", n_train=100, n_test=0, with_4d=False)
+    release(tmp_path / "data" / "Landslide4Sense", n_train=4, n_val=2, n_test=2)
+    make_acdc(tmp_path / "data" / "my_scans_src", n_train=5, n_test=0, with_4d=False)
+    shutil.move(str(tmp_path / "data" / "my_scans_src" / "training"), str(tmp_path / "data" / "my_scans"))
+    scenes = tmp_path / "data" / "my_scenes"
+    scenes.mkdir(parents=True)
+    (scenes / "scenes.json").write_text(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    for block in re.findall(r"```yaml\n(.*?)```", section, re.S):
+        name = block.splitlines()[0].lstrip("# ").strip()
+        (tmp_path / name).write_text(block)
+    commands = [
+        line.split("snakemake", 1)[1].split()
+        for block in re.findall(r"```bash\n(.*?)```", section, re.S)
+        for line in block.splitlines()
+        if "snakemake" in line
+    ]
+    assert len(commands) == 5
+    for words in commands:
+        res = _snakemake("-n", "--snakefile", str(ROOT / "Snakefile"), *words, cwd=tmp_path)
+        assert res.returncode == 0, " ".join(words) + "\n" + res.stderr[-2000:] + res.stdout[-2000:]
+        assert "Job stats:" in res.stdout, " ".join(words)

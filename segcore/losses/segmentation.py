@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segcore.labels import IGNORE_INDEX
+
 
 class SoftDiceCELoss(nn.Module):
     """``dice_weight`` * (1 - mean soft Dice) + ``ce_weight`` * cross-entropy.
@@ -19,7 +21,7 @@ class SoftDiceCELoss(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         ce_weight: float = 1.0,
         dice_weight: float = 1.0,
         include_background: bool = False,

@@ -14,27 +14,20 @@ What each shows: docs/report.md.
 
 from __future__ import annotations
 
-import argparse
 import html
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from segcore.cli import resolved_args
-from segcore.errors import InputError
+from segcore.config import to_record
 from segcore.outputs import atomic_dir, write_yaml
+from segcore.report.config import ReportConfig
 from segcore.report.domains import DOMAIN_TITLE
 from segcore.report.figures import domain_figures
 from segcore.report.logs import describe_log, expand_paths
 from segcore.report.overlays import find_overlays
 from segcore.report.page import page_html, tidy_html
-from segcore.report.pretext import (
-    COLLAPSE_FRACTION,
-    COLLAPSE_WINDOW,
-    pretext_table,
-    read_pretrain_record,
-)
+from segcore.report.pretext import pretext_table, read_pretrain_record
 from segcore.report.resources import resource_summary, resources_table
 from segcore.report.statistics import paired_comparison, seed_summary
 from segcore.report.tables import build_domain_tables, combined_frame
@@ -43,88 +36,7 @@ from segcore.report.tidy import read_runs
 log = logging.getLogger(__name__)
 
 
-def add_report_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--input", type=Path, nargs="+", required=True, help="metrics.json files of the evaluate stages (any domain)"
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="output folder: index.html, tables (CSV, Markdown, HTML, Parquet), plots/",
-    )
-    p.add_argument(
-        "--logs",
-        nargs="*",
-        default=[],
-        help="Lightning metrics.csv files or quoted glob patterns (** allowed) of finetune and pretrain runs",
-    )
-    p.add_argument(
-        "--pretrain",
-        nargs="*",
-        default=[],
-        help="train.json files or quoted glob patterns of the pretraining stages: pretext loss against chance",
-    )
-    p.add_argument(
-        "--collapse-fraction",
-        type=float,
-        default=COLLAPSE_FRACTION,
-        help="a pretraining stage whose loss falls below this fraction of chance ...",
-    )
-    p.add_argument(
-        "--collapse-window",
-        type=float,
-        default=COLLAPSE_WINDOW,
-        help="... within this fraction of its first steps has collapsed (a trivially solved pretext task)",
-    )
-    p.add_argument(
-        "--benchmarks",
-        nargs="*",
-        default=[],
-        help=(
-            "Snakemake benchmark TSV files or quoted glob patterns (<dir>/benchmarks/<rule>/*.tsv): time "
-            "and memory per rule"
-        ),
-    )
-    p.add_argument(
-        "--overlays",
-        type=Path,
-        nargs="*",
-        default=None,
-        help="overlay.npz files; when not given, those beside the --input files",
-    )
-    p.add_argument(
-        "--overlay-budgets",
-        nargs="*",
-        default=None,
-        help="label budgets shown in the overlay figures; when not given, the smallest and the largest",
-    )
-    p.add_argument(
-        "--domains",
-        nargs="*",
-        default=None,
-        help="domains that get the full set of tables and plots even without results; when not given, those in --input",
-    )
-    p.add_argument("--baseline", default="none", help="the from-scratch method that gains are measured against")
-    p.add_argument(
-        "--plots", action=argparse.BooleanOptionalAction, default=True, help="draw the plots (--no-plots: tables only)"
-    )
-    p.add_argument("--title", default="Few-label segmentation: results", help="page title")
-    p.add_argument(
-        "--html-max-rows",
-        type=int,
-        default=50000,
-        help="rows of the tidy table shown in index.html (all are in the CSV)",
-    )
-
-
-def run_report(args: argparse.Namespace) -> None:
-    if not 0 < args.collapse_fraction < 1 or not 0 < args.collapse_window <= 1:
-        raise InputError(
-            None,
-            f"need 0 < --collapse-fraction < 1 and 0 < --collapse-window <= 1, got {args.collapse_fraction} "
-            f"and {args.collapse_window}",
-        )
+def run_report(args: ReportConfig) -> None:
     runs, tidy = read_runs(list(args.input))
     stats = seed_summary(tidy)
     domains = list(dict.fromkeys([*(args.domains or []), *(r.domain for r in runs)]))
@@ -197,7 +109,7 @@ def run_report(args: argparse.Namespace) -> None:
             f"(n = seeds); gains are paired by seed against '{args.baseline}'. Tables as CSV beside this page."
         )
         (tmp / "index.html").write_text(page_html(args.title, intro, sections, tidy_html(tidy, args.html_max_rows)))
-        write_yaml(tmp / "config.yaml", resolved_args(args))
+        write_yaml(tmp / "config.yaml", to_record(args))
         # a report is for reading: the temporary folder is private (0700) until renamed
         tmp.chmod(0o755)
     log.info("report of %d runs (%d numbers) in %s", len(runs), len(tidy), args.out)

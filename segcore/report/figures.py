@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from segcore.report.config import ReportConfig
 from segcore.report.domains import BUDGET_AXIS, DOMAIN_TITLE, method_order, row_label
 from segcore.report.logs import LogRun, read_lightning_log, read_selection, select_finetune_logs
 from segcore.report.overlays import pick_overlays, read_overlay
@@ -25,7 +25,7 @@ def domain_figures(
     runs: Sequence[RunRecord],
     overlays: Mapping[RunRecord, Path],
     logs: Sequence[LogRun],
-    args: argparse.Namespace,
+    cfg: ReportConfig,
 ) -> list[str]:
     """Draw the domain's figures into ``tmp/plots`` (PNG + SVG); return their HTML.
 
@@ -40,7 +40,7 @@ def domain_figures(
     blocks: list[str] = []
     headlines = domain_headlines(domain, stats)
     sub = stats[stats["domain"] == domain]
-    order = method_order(sub["method"], args.baseline)
+    order = method_order(sub["method"], cfg.baseline)
 
     def emit(name: str, fig: Any, caption: str, has_data: bool) -> None:
         plots.save_figure(fig, out / name)
@@ -67,7 +67,7 @@ def domain_figures(
         has,
     )
 
-    picked = pick_overlays(overlays, domain, args.overlay_budgets, args.baseline)
+    picked = pick_overlays(overlays, domain, cfg.overlay_budgets, cfg.baseline)
     rows = [
         plots.OverlayRow(f"{row_label(r.method, r.variant)}\nbudget {r.budget}, seed {r.seed}", read_overlay(p, domain))
         for r, p in picked
@@ -87,7 +87,7 @@ def domain_figures(
         bool(rows),
     )
 
-    finetune = select_finetune_logs(logs, runs, domain, args.baseline)
+    finetune = select_finetune_logs(logs, runs, domain, cfg.baseline)
     curves = [
         plots.Curve(f"budget {lg.budget}", row_label(lg.method, lg.variant), read_lightning_log(lg.path))
         for lg in finetune

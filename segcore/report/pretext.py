@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segcore.errors import InputError
+from segcore.report.config import COLLAPSE_FRACTION, COLLAPSE_WINDOW
 from segcore.report.domains import DOMAIN_TITLE
 from segcore.report.tables import TextTable
 
-COLLAPSE_FRACTION = 0.05
-COLLAPSE_WINDOW = 0.25
 COLLAPSED = "collapsed: the pretext task is trivially solved"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from segcore.config import RuntimeConfig
+from segcore.runtime.progress import progress_mode
 
 
 def parse_devices(text: str | int) -> int | str | list[int]:
@@ -74,6 +75,8 @@ class Runtime:
     workers: int
     pin_memory: bool
     checkpoint_every: int
+    progress: str
+    log_every: int
 
 
 def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
@@ -90,4 +93,6 @@ def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
         workers=default_workers(accelerator, devices) if cfg.workers == "auto" else int(cfg.workers),
         pin_memory=accelerator in ("gpu", "cuda"),
         checkpoint_every=int(cfg.checkpoint_every),
+        progress=progress_mode(cfg.progress),
+        log_every=int(cfg.log_every),
     )

@@ -65,6 +65,20 @@ class ChannelsLast(Callback):
         self._convert(batch)
 
 
+def loggers(out: Path) -> list[Any]:
+    """CSV logs in ``out/logs`` (the report reads them), and TensorBoard's beside them where the
+    ``tensorboard`` package is installed."""
+    found: list[Any] = [CSVLogger(str(out), name="logs", version="")]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return found
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    found.append(TensorBoardLogger(str(out), name="logs", version=""))
+    return found
+
+
 def make_trainer(
     out: Path,
     max_steps: int,
@@ -78,6 +92,7 @@ def make_trainer(
     sync_batchnorm: bool = False,
     find_unused_parameters: bool = False,
     callbacks: list[Callback] | None = None,
+    progress_bar: bool = False,
 ) -> L.Trainer:
     """The Lightning trainer of a stage: step-based, CSV logs under ``out/logs``, no Lightning
     checkpointing (stages write their own model files; :class:`ResumeCheckpoint` the resume state),
@@ -103,10 +118,10 @@ def make_trainer(
         sync_batchnorm=sync_batchnorm,
         precision=precision,
         plugins=_cluster_plugins(world) or None,
-        logger=CSVLogger(str(out), name="logs", version=""),
+        logger=loggers(out),
         callbacks=callbacks or [],
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=10,

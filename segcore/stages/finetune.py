@@ -78,6 +78,8 @@ def seed_arguments(cfg: FinetuneConfig, run: SeedRun) -> dict[str, Any]:
 
 def run_finetune(cfg: FinetuneConfig, domain: Domain) -> None:
     """Fine-tune once per ``--seed`` (each into its ``--out``), one after the other."""
+    if cfg.init is not None and cfg.encoder_weights is not None:
+        raise InputError(None, "give --init (a checkpoint of this pipeline) or --encoder-weights, not both")
     runs = seed_runs(cfg)
     for i, run in enumerate(runs):
         if len(runs) > 1:
@@ -92,7 +94,11 @@ def initial_network(
     new from the stage's network options. Returns network, spec, loaded tensor names, method."""
     if cfg.init is None:
         spec = domain.network_spec(data, cfg)
-        return build_network(spec), spec, [], cfg.method or "none"
+        net = build_network(spec)
+        if cfg.encoder_weights is None:
+            return net, spec, [], cfg.method or "none"
+        loaded = domain.load_encoder_weights(net, spec, cfg.encoder_weights)
+        return net, spec, loaded, cfg.method or "pretrained"
     init = read_checkpoint(cfg.init)
     spec = checkpoint_network(init, cfg.init, domain)
     domain.check_init(spec, data, cfg.init)

@@ -19,17 +19,16 @@ import torch
 from torch import nn
 
 from segcore.runtime.seeds import step_seed
+from segcore.salts import SEMI_SALT
 from segcore.semi.base import SemiMode
 from segcore.tasks.hyperpixel_segmentation import HyperPixelSegmentationTask
 from segcore.tasks.segmentation import SegmentationTask
 
-# tags the generator of the unlabeled part of a step: step_seed(seed, rank, step, SEMI_STREAM)
-SEMI_STREAM = 0x5E41
-
 
 def semi_generator(seed: int, rank: int, step: int) -> torch.Generator:
-    """The CPU generator of the unlabeled part of one training step of one process."""
-    return torch.Generator().manual_seed(step_seed(seed, rank, step, SEMI_STREAM))
+    """The CPU generator of the unlabeled part of one training step of one process:
+    step_seed(seed, rank, step, SEMI_SALT), a stream unrelated to the supervised augmentation's."""
+    return torch.Generator().manual_seed(step_seed(seed, rank, step, SEMI_SALT))
 
 
 class SemiSupervisedMixin:

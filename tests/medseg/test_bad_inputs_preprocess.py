@@ -110,7 +110,20 @@ def _missing_label(folder, mri_make):
     return path
 
 
+def _zero_spacing(folder, mri_make):
+    # nibabel reads a zero pixdim as 1 mm (a warning naming no file): the header must be rejected
+    path = folder / IMAGE
+    img = nib.load(path)
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    offset = 76 + 4 * 2  # pixdim[2], float32, in the 348-byte NIfTI-1 header
+    raw[offset : offset + 4] = np.float32(0).tobytes()
+    path.write_bytes(gzip.compress(bytes(raw)))
+    assert img.header.get_zooms()[1] > 0  # it was a valid file
+    return path
+
+
 BAD_INPUTS: dict[str, tuple[Callable, str]] = {
+    "zero voxel spacing": (_zero_spacing, r"voxel spacing \[.*0\.0.*\] \(header pixdim\) is zero"),
     "truncated image": (_truncated_image, "truncated or corrupt|cannot read"),
     "truncated label": (_truncated_label, "truncated or corrupt|cannot read"),
     "truncated .nii": (_truncated_uncompressed_image, "truncated or corrupt|cannot read"),
@@ -211,3 +224,15 @@ def test_msd_channel_beyond_4d_image(tmp_path, mri_make):
         preprocess(tmp_path / "raw", tmp_path / "out", n_test=0, n_val=0, n_labeled="all", channel=2)
     assert err.value.path.endswith("la_003.nii.gz")
     assert nib.load(tmp_path / "raw" / "imagesTr" / "la_003.nii.gz").shape[-1] == 2
+
+
+def test_extra_nifti_files_beside_a_layout_are_named_in_a_warning(tmp_path, mri_make, caplog):
+    import logging
+
+    mri_make.make_nnunet(tmp_path / "raw", n_train=3, n_test=1)
+    stray = tmp_path / "raw" / "scratch_copy.nii.gz"  # beside the layout's folders
+    shutil.copy(tmp_path / "raw" / IMAGE, stray)
+    with caplog.at_level(logging.WARNING, logger="medseg.layouts"):
+        preprocess(tmp_path / "raw", tmp_path / "out", image_size=(32, 32), n_test=1, n_val=0, n_labeled=1)
+    messages = [r.getMessage() for r in caplog.records if "not part of the" in r.getMessage()]
+    assert len(messages) == 1 and "1 NIfTI file(s)" in messages[0] and str(stray) in messages[0]

@@ -126,3 +126,24 @@ def test_a_rasterio_profile_works_as_the_grid(tmp_path: Path) -> None:
     a, _ = align_dem_to_image(paths["dem"], profile)
     b, _ = align_dem_to_image(paths["dem"], paths["grid"])
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_label_raster_smaller_than_the_image_is_named_in_a_warning(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from rs.geotiff import write_geotiff
+
+    paths = make.tiny_scene(tmp_path, label=False)
+    grid = paths["grid"]
+    half = RasterGrid(grid.crs, grid.transform, grid.height // 2, grid.width)  # the upper half of the image
+    write_geotiff(tmp_path / "half.tif", np.zeros(half.shape, dtype=np.uint8), half)
+    with caplog.at_level(logging.WARNING, logger="rs.align"):
+        lab = align_label_to_image(tmp_path / "half.tif", grid)
+    assert (lab[: grid.height // 2] == 0).all() and (lab[grid.height // 2 :] == 255).all()
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert str(tmp_path / "half.tif") in message and "covers 50.0% of the image" in message
+    caplog.clear()
+    make.label_on_other_grid(tmp_path / "lab.tif", grid, crs="EPSG:3035", res_m=7.0)  # covers it all
+    with caplog.at_level(logging.WARNING, logger="rs.align"):
+        align_label_to_image(tmp_path / "lab.tif", grid)
+    assert not caplog.records

@@ -14,17 +14,20 @@ from rasterio.warp import transform_bounds
 from scipy import ndimage
 
 from rs.align import align_dem_to_image
+from rs.config import RSDemoDataConfig
 from rs.geotiff import pixel_size_metres, read_raster
-from rs.synthetic import add_demo_data_options, generate_scene, run_demo_data
+from rs.synthetic import generate_scene, run_demo_data
 from rs.terrain import slope_aspect
+from segcore.config import add_options, from_namespace
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "raw"
     p = argparse.ArgumentParser()
-    add_demo_data_options(p)
-    run_demo_data(p.parse_args(["--out", str(out), "--n-scenes", "3", "--size", "160", "--seed", "5"]))
+    add_options(p, RSDemoDataConfig)
+    args = p.parse_args(["--out", str(out), "--n-scenes", "3", "--size", "160", "--seed", "5"])
+    run_demo_data(from_namespace(RSDemoDataConfig, args))
     return out
 
 

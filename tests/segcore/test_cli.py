@@ -98,3 +98,25 @@ def test_per_seed_args_pairs_seeds_with_outputs_and_checks_them_up_front(tmp_pat
             )
         )
     assert len(per_seed_args(p.parse_args([*base, "--seed", "0", "--out", str(tmp_path / "a"), "--devices", "2"]))) == 1
+
+
+def test_version_names_the_package_version(capsys):
+    from importlib import metadata
+
+    assert run_cli("prog", "d", STAGES, ["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"prog {metadata.version('segpretrain')}")
+
+
+def test_license_and_citation_files():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = { text = "MIT" }' in (root / "pyproject.toml").read_text()
+    cff = yaml.safe_load((root / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    titles = " ".join(ref["title"] for ref in cff["references"])
+    assert "global and local features for medical image segmentation" in titles
+    assert "Hyper-pixel-wise Contrastive Learning" in titles

@@ -139,6 +139,8 @@ def test_device_options_resolve_to_cpu_defaults_and_refuse_cpu_syncbatchnorm(tmp
         "workers": 0,
         "pin_memory": False,
         "checkpoint_every": 50,
+        "progress": "log",  # not a terminal
+        "log_every": 50,
     }
     rt = runtime_settings(
         p.parse_args(

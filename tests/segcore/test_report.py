@@ -43,7 +43,7 @@ from segcore.report.tables import gains_table, headline_table, per_class_table
 from segcore.report.tidy import TIDY_COLUMNS, load_metrics, read_runs
 from tests.data.report import make
 
-STAGE = [("report", "the report", "segcore.report.cli:add_report_options", "segcore.report.cli:run_report")]
+STAGE = [("report", "the report", "segcore.report.config:ReportConfig", "segcore.report.cli:run_report")]
 
 
 def run_stage(*argv: str) -> int:

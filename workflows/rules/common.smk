@@ -20,6 +20,30 @@ def mri_raw_input():
     return f"{RESULTS}/mri/raw"
 
 
+def mri_preprocess_extra_args():
+    """The optional `medseg preprocess` options the config sets, as shell words: subject keys,
+    fixed or file-given splits, N4."""
+    p = mri_cfg()["preprocess"]
+    words = []
+    for key in ("subject_pattern", "subject_csv", "splits_from"):
+        if p.get(key) is not None:
+            words += [f"--{key.replace('_', '-')}", str(p[key])]
+    if p.get("splits_from") is not None:
+        words += ["--splits-fold", str(p.get("splits_fold", 0))]
+    for key in ("test_subjects", "val_subjects"):
+        if p.get(key):
+            words += [f"--{key.replace('_', '-')}", *[str(s) for s in p[key]]]
+    if p.get("n4"):
+        words.append("--n4")
+    return words
+
+
+def mri_labeled_subjects_args(wildcards):
+    """--labeled-subjects per fixed combination of this cell's budget (finetune.labeled_subjects)."""
+    combos = mri_cfg()["finetune"].get("labeled_subjects", {}).get(str(wildcards.budget), [])
+    return [word for combo in combos for word in ("--labeled-subjects", *[str(s) for s in combo])]
+
+
 # the semi-supervised modes of fine-tuning (segcore.config.SEMI_MODES; docs/semi_supervised.md)
 SEMI_MODES = ("self-training", "fixmatch", "unimatch")
 # option value types of the semi section's `options` (the --semi-<key> options of the stages)

@@ -32,6 +32,7 @@ rule mri_preprocess:
         spacing=str_list(mri_cfg()["preprocess"]["target_spacing"]),
         size=str_list(mri_cfg()["preprocess"]["image_size"]),
         p=mri_cfg()["preprocess"],
+        extra=mri_preprocess_extra_args(),
     log:
         f"{RESULTS}/logs/mri_preprocess.log",
     benchmark:
@@ -40,7 +41,7 @@ rule mri_preprocess:
         "medseg preprocess --input {input:q} --out {output:q} --layout {params.layout:q} "
         "--target-spacing {params.spacing:q} --image-size {params.size:q} "
         "--partitions {params.p[partitions]:q} --n-test {params.p[n_test]:q} --n-val {params.p[n_val]:q} "
-        "--n-labeled {params.p[n_labeled]:q} --seed {params.p[seed]:q} > {log:q} 2>&1"
+        "--n-labeled {params.p[n_labeled]:q} --seed {params.p[seed]:q} {params.extra:q} > {log:q} 2>&1"
 
 
 rule mri_pretrain_global:
@@ -153,6 +154,7 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
             init_method=init_method,
             steps=finetune_steps,
             semi=semi_args,
+            fixed=mri_labeled_subjects_args,
         threads: config["threads"]
         priority: finetune_priority("mri", _all_labels)
         resources:
@@ -165,7 +167,7 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
             "medseg finetune --data {input.data:q} --out {params.outs:q} --budget {wildcards.budget:q} "
             "--seed {params.seeds:q} --method {params.init_method:q} {params.init:q} --channels {params.channels:q} "
             "--steps {params.steps:q} --batch-size {params.ft[batch_size]:q} --lr {params.ft[lr]:q} "
-            "--val-every {params.ft[val_every]:q} {params.semi:q} --threads {threads} > {log:q} 2>&1"
+            "--val-every {params.ft[val_every]:q} {params.fixed:q} {params.semi:q} --threads {threads} > {log:q} 2>&1"
 
 
 # One job scores every seed of a cell (method, budget): the stage's imports cost more than

@@ -245,3 +245,16 @@ if __name__ == "__main__":
     landslide4sense(out / "l4s")
     corrupt_h5(out / "l4s_corrupt" / "img" / "image_1.h5")
     print(f"wrote fixtures under {out}")
+
+
+def prepared_scenes(root: str | Path, n: int = 3) -> Path:
+    """``rs preprocess`` of :func:`scene_folder` in ``root``: small tiles (16 px, overlap 4, 2x2-tile
+    split blocks) so that every split has tiles; returns the prepared folder."""
+    from rs.cli import main as rs
+
+    root = Path(root)
+    raw = scene_folder(root / "raw", n=n)
+    argv = ["preprocess", "--input", str(raw), "--out", str(root / "prep"), "--tile", "16", "--overlap", "4"]
+    if rs([*argv, "--block-tiles", "2", "--n-segments", "8"]) != 0:
+        raise RuntimeError("rs preprocess of the test scenes failed")
+    return root / "prep"
