@@ -61,10 +61,10 @@ def semi_cfg(section):
 
 
 def semi_methods(section):
-    """The semi-supervised cells' method names: every semi.modes entry crossed with semi.methods
-    (null: every method), `<method>+<mode>`."""
+    """The semi-supervised cells' method names: every semi.modes entry crossed with the init
+    methods of semi.methods that are among `methods` (null: every method), `<method>+<mode>`."""
     s = semi_cfg(section)
-    inits = s.get("methods") or section["methods"]
+    inits = [m for m in (s.get("methods") or section["methods"]) if m in section["methods"]]
     return [f"{m}+{mode}" for m in inits for mode in s.get("modes", [])]
 
 
