@@ -475,6 +475,106 @@ class HyperPixelConfig:
         return self.weight > 0
 
 
+# the semi-supervised modes of fine-tuning (segcore/semi/, docs/semi_supervised.md); "none": supervised only.
+# A run with a mode records its method as "<init method>+<mode>" (none+fixmatch, GD+LR+unimatch).
+SEMI_MODES = ("self-training", "fixmatch", "unimatch")
+
+
+@dataclass
+class SemiConfig:
+    """Semi-supervised fine-tuning with the unlabeled pool (docs/semi_supervised.md): the mode is
+    ``--semi``, its options carry the prefix ``--semi-``; off with ``--semi none``."""
+
+    mode: Literal["none", "self-training", "fixmatch", "unimatch"] = option(
+        "none",
+        "semi-supervised mode: none (labeled set only); self-training (a teacher's confident pseudo-labels on "
+        "unlabeled samples + the label-guided local contrastive term); fixmatch (weak-view pseudo-labels train a "
+        "strong view); unimatch (fixmatch with two strong views and a feature-perturbed view)",
+        flag="--semi",
+    )
+    batch_size: int = option(0, "unlabeled samples per step (0: the labeled --batch-size)", ge=0)
+    weight: float = option(1.0, "lambda: weight of the unlabeled loss", ge=0)
+    warmup: int = option(0, "steps of linear warm-up of --semi-weight (0: none)", ge=0)
+    threshold: float = option(
+        0.95, "tau: a pixel is pseudo-labeled where the teacher's top softmax probability >= tau", ge=0, le=1
+    )
+    threshold_mode: Literal["fixed", "adaptive"] = option(
+        "adaptive",
+        "adaptive: per-class thresholds tau x p_c / max_k p_k from a moving average p_c of the teacher's mean "
+        "class probabilities (FreeMatch's class scaling with tau fixed: the dominant class keeps tau, rare "
+        "classes get lower thresholds; on the MRI demo fixed tau pseudo-labeled mostly background); fixed: tau "
+        "for every class (the textbook FixMatch)",
+    )
+    loss: Literal["auto", "ce", "dice-ce"] = option(
+        "auto",
+        "unlabeled loss: ce (cross-entropy summed over confident pixels / all in-image pixels, as UniMatch); "
+        "dice-ce (soft Dice of the foreground classes that have confident pixels + CE over the confident "
+        "pixels); auto: dice-ce for self-training, ce for fixmatch and unimatch",
+    )
+    strong_bn: Literal["batch", "running"] = option(
+        "batch",
+        "BatchNorm in the forward passes of unlabeled views: batch (normalised by their own batch statistics) or "
+        "running (the running statistics, eval-mode BN); never updating the running statistics, which only the "
+        "labeled forward does",
+    )
+    jitter_shift: float = option(
+        0.3, "strong view: max intensity shift per jittered channel, in units of the channel's std in the sample", ge=0
+    )
+    jitter_gain: float = option(
+        0.3, "strong view: contrast gain per jittered channel drawn from 1 - g .. 1 + g", ge=0, lt=1
+    )
+    jitter_prob: float = option(0.8, "strong view: probability of the intensity jitter per sample", ge=0, le=1)
+    blur_prob: float = option(0.5, "strong view: probability of a Gaussian blur per sample", ge=0, le=1)
+    blur_sigma: tuple[float, float] = option(
+        (0.1, 1.5), "strong view: blur sigma range in pixels", metavar=("LO", "HI"), gt=0
+    )
+    cutmix_prob: float = option(
+        0.5, "strong view: probability, per sample, of pasting a box of another sample", ge=0, le=1
+    )
+    cutmix_area: tuple[float, float] = option(
+        (0.02, 0.4), "strong view: area of the CutMix box as a fraction of the image", metavar=("LO", "HI"), gt=0, le=1
+    )
+    fp_dropout: float = option(
+        0.5, "unimatch: channel dropout on every encoder feature map of the perturbed view", ge=0, lt=1
+    )
+    teacher: Literal["ema", "round"] = option(
+        "ema",
+        "self-training teacher: ema (an exponential moving average of the student) or round (a copy of the "
+        "student taken every --semi-round-steps steps; no unlabeled loss before the first copy)",
+    )
+    teacher_momentum: float = option(
+        0.99, "self-training: EMA momentum of the teacher (warm-up min(m, (1+t)/(10+t)))", ge=0, le=1
+    )
+    round_steps: int = option(100, "self-training with --semi-teacher round: steps per round", ge=1)
+    contrast_weight: float | None = option(
+        None,
+        "weight of the label-guided local contrastive term on decoder pixel embeddings (positives: same "
+        "(pseudo-)class, negatives: other classes); default 0.1 for self-training, 0 (off) for the others",
+        ge=0,
+    )
+    contrast_temperature: float = option(0.1, "temperature of the local contrastive term", gt=0)
+    contrast_pixels: int = option(64, "pixels sampled per class and step for the local contrastive term", ge=2)
+    contrast_dim: int = option(64, "output width of the projection head of the local contrastive term", ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def unlabeled_loss(self) -> str:
+        """The loss ``--semi-loss`` resolves to for this mode."""
+        if self.loss != "auto":
+            return self.loss
+        return "dice-ce" if self.mode == "self-training" else "ce"
+
+    @property
+    def contrast(self) -> float:
+        """The weight ``--semi-contrast-weight`` resolves to for this mode."""
+        if self.contrast_weight is not None:
+            return float(self.contrast_weight)
+        return 0.1 if self.mode == "self-training" else 0.0
+
+
 ENCODER_WEIGHTS_HELP = (
     "encoder weights from elsewhere: a named source (imagenet: smp/timm; ssl4eo-s12: TorchGeo; remote "
     "sensing only) or a weights file (a timm/smp/TorchGeo state dict, or of this pipeline's encoder); the "
@@ -526,6 +626,7 @@ class FinetuneConfig:
         lt=1,
     )
     val_batch_size: int = option(32, "samples per validation batch", ge=1)
+    semi: SemiConfig = option(default_factory=SemiConfig, prefix="semi_")
     runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
 
 

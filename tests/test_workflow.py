@@ -82,6 +82,12 @@ def test_default_dag_dry_run_lists_every_stage(tmp_path):
         len(ft["budgets"]) * len(ft["seeds"]) + (m in ft["all_labels_methods"]) * n_all for m in cfg["mri"]["methods"]
     )
     n_cells = sum(len(ft["budgets"]) + (m in ft["all_labels_methods"]) for m in cfg["mri"]["methods"])
+    # the semi-supervised cells: every mode from every init method (semi.methods) at semi.budgets
+    semi = cfg["mri"]["semi"]
+    n_semi = len(semi["modes"]) * len(semi.get("methods") or cfg["mri"]["methods"]) * len(semi["budgets"])
+    assert n_semi >= 1  # the demo: fixmatch from the best pretraining init
+    n_cells += n_semi
+    n_runs += n_semi * len(ft["seeds"])
     counts = _job_counts(out)
     # one fine-tuning job per cell trains every seed of it (finetune_jobs: cell, the default); one
     # evaluation job per cell scores them
@@ -332,9 +338,54 @@ def test_benchmarks_and_the_default_profile(tmp_path):
             if rule in BENCHMARKED:
                 assert found[0].startswith(f"{tmp_path}/r/benchmarks/{rule}/") and found[0].endswith(".tsv")
         assert len({f for _, f in files}) == len(files)  # one file per job
-    assert (
-        sum(rule == "mri_finetune" for rule, _ in files) == 3 * 2 * 3
-    )  # finetune_jobs=seed: methods × budgets × seeds
+    # finetune_jobs=seed: methods × budgets × seeds, and the demo's semi cell (GD+LR+fixmatch, budget 1)
+    assert sum(rule == "mri_finetune" for rule, _ in files) == 3 * 2 * 3 + 1 * 1 * 3
+
+
+def test_semi_axis_cells_arguments_and_steps(tmp_path):
+    """semi.modes × init methods at semi.budgets: cells <init>+<mode>, the stage gets the init
+    method, its checkpoint, --semi and the options as words, and semi.steps."""
+    cfg = _write_config(
+        tmp_path / "cfg.yaml",
+        {
+            "rs": {"enabled": False},
+            "mri": {
+                "methods": ["none", "GD+LR"],
+                "semi": {
+                    "modes": ["fixmatch", "self-training"],
+                    "methods": ["GD+LR"],
+                    "budgets": ["1"],
+                    "steps": 77,
+                    "options": {"threshold": 0.9, "cutmix_area": [0.1, 0.3]},
+                },
+                "finetune": {"budgets": ["1", "2"], "all_labels_methods": [], "seeds": [0, 1]},
+            },
+        },
+    )
+    res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(cfg), "--config", f"results={tmp_path}/r")
+    assert res.returncode == 0, res.stderr + res.stdout
+    shells = _shell_commands(res.stdout, "medseg finetune")
+    semi = [s for s in shells if "--semi " in s]
+    assert len(shells) == 6 and len(semi) == 2  # 2 methods x 2 budgets + 2 modes x 1 init x 1 budget
+    for mode in ("fixmatch", "self-training"):
+        (one,) = [s for s in semi if f"GD+LR+{mode}/budget_1/seed_0" in s]
+        words = shlex.split(one.split(" > ")[0])
+        assert words[words.index("--method") + 1] == "GD+LR" and words[words.index("--semi") + 1] == mode
+        assert words[words.index("--init") + 1].endswith("/mri/pretrain/GD+LR/model.pt")
+        assert words[words.index("--steps") + 1] == "77" and words[words.index("--semi-threshold") + 1] == "0.9"
+        i = words.index("--semi-cutmix-area")
+        assert words[i + 1 : i + 3] == ["0.1", "0.3"]
+    plain = [s for s in shells if "--semi" not in s]
+    assert all(
+        shlex.split(s.split(" > ")[0])[shlex.split(s.split(" > ")[0]).index("--steps") + 1] != "77" for s in plain
+    )
+    assert len(_shell_commands(res.stdout, "medseg evaluate")) == 6
+    bad = _write_config(tmp_path / "bad.yaml", {"mri": {"semi": {"modes": ["mean-teacher"]}}})
+    res = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    assert res.returncode != 0 and "mean-teacher" in (res.stderr + res.stdout)
+    bad = _write_config(tmp_path / "bad.yaml", {"mri": {"semi": {"options": {"treshold": 0.9}}}})
+    res = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    assert res.returncode != 0 and "treshold" in (res.stderr + res.stdout)
 
 
 def test_schema_rejects_unknown_keys_and_bad_values(tmp_path):
@@ -377,6 +428,7 @@ def test_landslide4sense_preset_end_to_end(tmp_path):
                     "input": str(raw),
                     "network": {"encoder": "tu-regnetx_002", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
                     "pretrain": {"steps": 2, "batch_size": 4, "queue_size": 64},
+                    "semi": {"modes": ["fixmatch"], "options": {"batch_size": 2}},  # one of the preset's modes
                     "finetune": {
                         "budgets": ["5"],
                         "all_labels_methods": [],
@@ -399,7 +451,12 @@ def test_landslide4sense_preset_end_to_end(tmp_path):
     assert not (results / "mri").exists() and not (results / "rs/predict").exists()
     evaluated = results / "rs/evaluate"
     cells = sorted(p.relative_to(evaluated).parts[:3] for p in evaluated.rglob("metrics.json"))
-    assert cells == [("hpcl-ssl", "early", "pct_5"), ("none", "early", "pct_5")]
+    assert cells == [
+        ("hpcl-ssl", "early", "pct_5"),
+        ("hpcl-ssl+fixmatch", "early", "pct_5"),
+        ("none", "early", "pct_5"),
+        ("none+fixmatch", "early", "pct_5"),
+    ]
     for path in evaluated.rglob("metrics.json"):
         m = json.loads(path.read_text())
         assert set(m["per_split"]) == {"val", "test"} and m["per_split"]["test"]["summary"] == m["summary"]
@@ -408,7 +465,11 @@ def test_landslide4sense_preset_end_to_end(tmp_path):
     runs = tidy[(tidy["class"].isna()) & tidy["metric"].isin(["precision", "recall", "f1"])]
     assert set(runs["dataset"]) == {"landslide4sense"} and set(runs["split"]) == {"test"}
     by_method = runs.groupby("method")["metric"].apply(sorted).to_dict()
-    assert by_method == {m: ["f1", "precision", "recall"] for m in ("hpcl-ssl", "none")}
+    assert by_method == {
+        m: ["f1", "precision", "recall"] for m in ("hpcl-ssl", "none", "hpcl-ssl+fixmatch", "none+fixmatch")
+    }
+    semi = pd.read_csv(results / "report/rs_semi_gains.csv")  # each semi cell against its init
+    assert set(semi["method"]) == {"hpcl-ssl+fixmatch", "none+fixmatch"}
     summary = pd.read_csv(results / "report/rs_summary.csv")
     assert {"landslide precision", "landslide recall", "landslide F1"} <= set(summary["metric"])
     for md in (results / "tables/tables.md", results / "report/tables.md"):
@@ -437,6 +498,13 @@ def test_acdc_preset_end_to_end(tmp_path):
                     "input": str(tmp_path / "ACDC" / "training"),
                     "pretrain": {"global": steps, "local": steps},
                     "finetune": {"steps": 2, "batch_size": 2, "val_every": 2, "seeds": [0], "all_labels_seeds": [0]},
+                    # one of the preset's semi-supervised cells (every mode x init x budget would add 54)
+                    "semi": {
+                        "modes": ["fixmatch"],
+                        "methods": ["none"],
+                        "budgets": ["1"],
+                        "options": {"batch_size": 2},
+                    },
                 },
             }
         )
@@ -452,7 +520,7 @@ def test_acdc_preset_end_to_end(tmp_path):
     tidy = pd.read_csv(results / "report/metrics_tidy.csv")
     cells = set(zip(tidy["method"], tidy["budget"].astype(str), strict=True))
     methods = ["none", "GR", "GD-", "GD", "GD+LR", "GD+LD"]
-    assert {(m, b) for m in methods for b in ("1", "2", "8")} | {("none", "all")} == cells
+    assert {(m, b) for m in methods for b in ("1", "2", "8")} | {("none", "all"), ("none+fixmatch", "1")} == cells
     # the paper's table: methods x budgets, Dice mean ± sd
     summary = pd.read_csv(results / "report/mri_summary.csv")
     assert "Dice" in set(summary["metric"]) and {"1", "2", "8"} <= set(summary.columns)

@@ -5,6 +5,7 @@ folder, atomically: ``index.html`` (tables, plots embedded as PNG, every number;
 resources), ``tables.md``, ``tables.html``, ``metrics_tidy.csv`` / ``.parquet``,
 ``seed_stats.csv``, ``paired_stats.csv``, ``resources.csv`` (time and memory per workflow
 rule), per domain ``<domain>_summary.csv``, ``_per_class.csv``, ``_gains.csv``,
+``_semi_gains.csv`` (semi-supervised runs against the same init without the mode),
 ``_pretrain.csv`` (pretext loss against chance), and
 ``plots/<domain>_{budget,overlays,finetune_curves,selection,pretrain_curves}.{png,svg}`` (fixed
 names a workflow can declare; a table or figure without data says so), plus ``config.yaml``.
@@ -59,11 +60,18 @@ def run_report(args: ReportConfig) -> None:
             )
             combined_frame(list(tables.per_class)).to_csv(tmp / f"{domain}_per_class.csv", index=False)
             combined_frame([(h.label, t) for h, t in tables.gains]).to_csv(tmp / f"{domain}_gains.csv", index=False)
+            combined_frame([(h.label, t) for h, t in tables.semi_gains]).to_csv(
+                tmp / f"{domain}_semi_gains.csv", index=False
+            )
+            if tables.semi_pairs is not None:
+                all_pairs.append(tables.semi_pairs)
             pretrain = pretext_table(pretext, domain, args.collapse_fraction, args.collapse_window)
             pretrain.to_frame().to_csv(tmp / f"{domain}_pretrain.csv", index=False)
+            semi_gains = [t for _, t in tables.semi_gains if not t.empty]  # only where semi-supervised runs are
             ordered = (
                 [t for _, t in tables.headline]
                 + [t for _, t in tables.gains]
+                + semi_gains
                 + [t for _, t in tables.per_class]
                 + [pretrain]
             )
@@ -75,6 +83,7 @@ def run_report(args: ReportConfig) -> None:
                 inner += domain_figures(tmp, domain, stats, runs, overlays, logs, args)
             inner += (
                 [t.to_html() for _, t in tables.gains]
+                + [t.to_html() for t in semi_gains]
                 + [t.to_html() for _, t in tables.per_class]
                 + [pretrain.to_html()]
             )

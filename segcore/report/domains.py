@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from segcore.config import SEMI_MODES
+
 
 @dataclass(frozen=True)
 class Headline:
@@ -73,3 +75,17 @@ def method_order(methods: Iterable[str], baseline: str = "none") -> list[str]:
 def row_label(method: str, variant: str = "", dataset: str = "") -> str:
     text = method if not variant else f"{method} [{variant}]"
     return text if not dataset else f"{dataset}: {text}"
+
+
+def semi_parts(method: str) -> tuple[str, str | None]:
+    """``"GD+LR+fixmatch"`` → ``("GD+LR", "fixmatch")``: the init method and the semi-supervised
+    mode of a fine-tuned run (segcore.config.SEMI_MODES), ``(method, None)`` without one."""
+    init, _, last = method.rpartition("+")
+    return (init, last) if init and last in SEMI_MODES else (method, None)
+
+
+def semi_baseline(method: str) -> str | None:
+    """The run a semi-supervised method is paired with: the same init without the mode
+    (``none+fixmatch`` → ``none``, ``GD+LR+unimatch`` → ``GD+LR``); None for other methods."""
+    init, mode = semi_parts(method)
+    return init if mode is not None else None

@@ -94,7 +94,7 @@ def select_finetune_logs(
 @dataclass(frozen=True)
 class Selection:
     """How a fine-tuning run chose its weights: the validation score at each validation
-    (``train.json`` ``history``: ``[{"step": s, "val_<metric>": score}, ...]``) and the step
+    (``train.json`` ``history``: ``[{"step": s, "val_<metric>": score, ...}, ...]``) and the step
     whose weights were kept (``best_step``: the first best score)."""
 
     run: LogRun
@@ -121,15 +121,17 @@ def read_selection(lg: LogRun) -> Selection | None:
     history = record.get("history") if isinstance(record, dict) else None
     if history is None:
         return None
+    # the score is the one val_<metric> key; other keys are numbers a run records beside it
+    # (semi-supervised runs: semi_coverage, docs/semi_supervised.md)
     keys = (
-        {k for entry in history if isinstance(entry, dict) for k in entry if k != "step"}
+        {k for entry in history if isinstance(entry, dict) for k in entry if k.startswith("val_")}
         if isinstance(history, list)
         else set()
     )
     if (
         not history
         or len(keys) != 1
-        or not all(isinstance(e, dict) and "step" in e and set(e) == {"step", *keys} for e in history)
+        or not all(isinstance(e, dict) and "step" in e and keys <= set(e) for e in history)
     ):
         raise InputError(lg.train, "'history' is not a list of {step, val_<metric>} records of one metric")
     (metric,) = keys

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -151,9 +151,18 @@ def paired_stats(
     }
 
 
-def paired_comparison(tidy: pd.DataFrame, metric: str, cls: str = "", baseline: str = "none") -> pd.DataFrame:
+def paired_comparison(
+    tidy: pd.DataFrame,
+    metric: str,
+    cls: str = "",
+    baseline: str = "none",
+    baseline_of: Callable[[str], str | None] | None = None,
+) -> pd.DataFrame:
     """Every method against ``baseline`` in the same (domain, dataset, variant, budget), paired
-    by seed (:func:`paired_stats`). Cells without a baseline run are left out.
+    by seed (:func:`paired_stats`). Cells without a baseline run are left out. With
+    ``baseline_of``, each method is paired with ``baseline_of(method)`` instead (methods it
+    maps to None are left out): the semi-supervised runs against the same init without the mode
+    (:func:`~segcore.report.domains.semi_baseline`).
 
     A pair's labeled set is the ``label_seed`` of its two runs; where the method's and the
     baseline's differ (a method trained on another set than its baseline), the pair's set is
@@ -194,13 +203,12 @@ def paired_comparison(tidy: pd.DataFrame, metric: str, cls: str = "", baseline: 
             m: dict(zip(gm["seed"].astype(int), gm["label_seed"].astype(int), strict=True))
             for m, gm in g.groupby("method")
         }
-        if baseline not in by_method:
-            continue
-        base = by_method[baseline]
         for method in method_order(by_method, baseline):
-            if method == baseline:
+            other = baseline if baseline_of is None else baseline_of(method)
+            if method == other or other is None or other not in by_method:
                 continue
-            ours, theirs = label_seeds[method], label_seeds[baseline]
+            base = by_method[other]
+            ours, theirs = label_seeds[method], label_seeds[other]
             sets = {s: ours[s] if ours[s] == theirs.get(s) else (ours[s], theirs.get(s)) for s in ours}
             stats = paired_stats(by_method[method], base, higher_is_better(metric), sets)
             paired = stats["seeds"].split()
@@ -213,7 +221,7 @@ def paired_comparison(tidy: pd.DataFrame, metric: str, cls: str = "", baseline: 
                     "metric": metric,
                     "class": cls,
                     "method": method,
-                    "baseline": baseline,
+                    "baseline": other,
                     "mean_method": float(np.mean([by_method[method][int(s)] for s in paired])) if paired else math.nan,
                     "mean_baseline": float(np.mean([base[int(s)] for s in paired])) if paired else math.nan,
                     **stats,

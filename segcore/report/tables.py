@@ -21,6 +21,7 @@ from segcore.report.domains import (
     higher_is_better,
     method_order,
     row_label,
+    semi_baseline,
 )
 from segcore.report.statistics import paired_comparison
 from segcore.report.tidy import COUNT_FIELDS
@@ -202,17 +203,29 @@ def per_class_table(stats: pd.DataFrame, domain: str, metric: str, baseline: str
     return table
 
 
-def gains_table(pairs: pd.DataFrame, domain: str, headline: Headline, baseline: str = "none") -> TextTable:
-    """Rows method (× variant), columns label budget, cells the paired gain over ``baseline``."""
+def gains_table(
+    pairs: pd.DataFrame, domain: str, headline: Headline, baseline: str = "none", semi: bool = False
+) -> TextTable:
+    """Rows method (× variant), columns label budget, cells the paired gain over ``baseline``;
+    with ``semi``, each semi-supervised method's gain over the same init without the mode (the
+    pairs of :func:`~segcore.report.statistics.paired_comparison` with ``baseline_of``)."""
     sub = pairs[(pairs["domain"] == domain) & (pairs["metric"] == headline.metric) & (pairs["class"] == headline.cls)]
     budgets = sorted(set(sub["budget"]), key=budget_order)
     direction = "higher" if higher_is_better(headline.metric) else "lower"
+    title = f"{DOMAIN_TITLE.get(domain, domain)}: {headline.label} gain over '{baseline}' (paired by seed)"
+    against = f"'{baseline}'"
+    if semi:
+        title = (
+            f"{DOMAIN_TITLE.get(domain, domain)}: {headline.label} gain of semi-supervised fine-tuning over the same "
+            "init without it (paired by seed)"
+        )
+        against = "the same init without the semi-supervised mode (none+fixmatch − none, GD+LR+fixmatch − GD+LR)"
     table = TextTable(
-        title=f"{DOMAIN_TITLE.get(domain, domain)}: {headline.label} gain over '{baseline}' (paired by seed)",
+        title=title,
         index_names=["method"],
         columns=budgets,
         note=(
-            f"Method minus '{baseline}' (same variant, same budget, same seed): mean ± sd of the differences, "
+            f"Method minus {against} (same variant, same budget, same seed): mean ± sd of the differences, "
             "n pairs, paired t-test p (– with fewer than two pairs or identical differences), seeds where "
             "the method is better "
             f"({direction} is better). Where runs repeat a labeled set (same label_seed, other seed): sd of "
@@ -250,6 +263,8 @@ class DomainTables:
     per_class: list[tuple[str, TextTable]]
     gains: list[tuple[Headline, TextTable]]
     pairs: pd.DataFrame
+    semi_gains: list[tuple[Headline, TextTable]] = field(default_factory=list)
+    semi_pairs: pd.DataFrame | None = None
 
 
 def domain_headlines(domain: str, stats: pd.DataFrame) -> list[Headline]:
@@ -265,11 +280,16 @@ def domain_headlines(domain: str, stats: pd.DataFrame) -> list[Headline]:
 
 def build_domain_tables(tidy: pd.DataFrame, stats: pd.DataFrame, domain: str, baseline: str = "none") -> DomainTables:
     headlines = domain_headlines(domain, stats)
-    pairs = [paired_comparison(tidy[tidy["domain"] == domain], h.metric, h.cls, baseline) for h in headlines]
+    own = tidy[tidy["domain"] == domain]
+    pairs = [paired_comparison(own, h.metric, h.cls, baseline) for h in headlines]
     pairs_frame = pd.concat(pairs, ignore_index=True) if pairs else paired_comparison(tidy.iloc[:0], "", "", baseline)
+    semi = [paired_comparison(own, h.metric, h.cls, baseline, baseline_of=semi_baseline) for h in headlines]
+    semi_frame = pd.concat(semi, ignore_index=True) if semi else pairs_frame.iloc[:0]
     return DomainTables(
         headline=[(h, headline_table(stats, domain, h, baseline)) for h in headlines],
         per_class=[(m, per_class_table(stats, domain, m, baseline)) for m in PER_CLASS.get(domain, [])],
         gains=[(h, gains_table(pairs_frame, domain, h, baseline)) for h in headlines],
         pairs=pairs_frame,
+        semi_gains=[(h, gains_table(semi_frame, domain, h, baseline, semi=True)) for h in headlines],
+        semi_pairs=semi_frame,
     )

@@ -136,6 +136,9 @@ def finetune_one(cfg: FinetuneConfig, run: SeedRun, domain: Domain) -> dict[str,
     if hpcl is not None and hpcl.enabled:
         task_cls, task_kwargs = hyperpixel_task(hpcl, data, cfg)
         record["hpcl"] = dataclasses.asdict(hpcl)
+    if cfg.semi.enabled:
+        task_cls, task_kwargs, record["semi"] = semi_task(cfg, data, chosen, net, task_cls, task_kwargs)
+        record["method"] = semi_method_name(method, cfg.semi.mode)
     return fit_segmentation(
         cfg,
         run,
@@ -152,6 +155,37 @@ def finetune_one(cfg: FinetuneConfig, run: SeedRun, domain: Domain) -> dict[str,
         task_kwargs=task_kwargs,
         domain=domain.name,
     )
+
+
+def semi_method_name(method: str, mode: str) -> str:
+    """The method name of a run with a semi-supervised mode: ``<init method>+<mode>`` (none+fixmatch,
+    GD+LR+unimatch), as the report names and pairs it (docs/semi_supervised.md)."""
+    return method if method.endswith(f"+{mode}") else f"{method}+{mode}"
+
+
+def semi_task(
+    cfg: FinetuneConfig,
+    data: PreparedData,
+    chosen: list[str],
+    net: SegmentationNetwork,
+    task_cls: type,
+    task_kwargs: dict[str, Any],
+) -> tuple[type, dict[str, Any], dict[str, Any]]:
+    """The semi-supervised variant of the task (``--semi``), its keyword arguments and the run
+    record's ``semi`` entry (every option, the resolved loss and contrastive weight, the size of
+    the unlabeled stream)."""
+    from segcore.semi import build_semi_mode
+    from segcore.tasks.semi_segmentation import semi_task_class
+
+    mode = build_semi_mode(cfg.semi, data, chosen, net, cfg.batch_size)
+    record = {
+        **dataclasses.asdict(cfg.semi),
+        "loss": cfg.semi.unlabeled_loss,
+        "contrast_weight": cfg.semi.contrast,
+        "unlabeled_batch": mode.batch_size,
+        "unlabeled_samples": len(mode.unlabeled),
+    }
+    return semi_task_class(task_cls), {**task_kwargs, "semi": mode}, record
 
 
 def hyperpixel_task(hpcl: HyperPixelConfig, data: PreparedData, cfg: FinetuneConfig) -> tuple[type, dict[str, Any]]:

@@ -24,7 +24,7 @@ from segcore.queue import ClassQueues
 from segcore.runtime.sampling import collate_samples
 from segcore.runtime.seeds import step_generator
 from segcore.tasks.optim import adamw_cosine
-from segcore.tasks.segmentation import SegmentationTask
+from segcore.tasks.segmentation import SegmentationTask, SupervisedStep
 from segcore.views import correspondence_view
 
 
@@ -167,7 +167,7 @@ class HyperPixelSegmentationTask(SegmentationTask):
         pick = self._per_class_selection(labels, g, self.hpcl_unlabeled_anchors)
         return self.hpcl_head(hp_u.emb[i_view[pick]]), labels[pick]
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def supervised_step(self, batch: dict[str, Any]) -> SupervisedStep:
         x, y, sp = batch["image"], batch["label"], batch["superpixels"]
         g = step_generator(self.seed, self.global_rank, self.global_step)
         x, y, sp = self._augment(x, y, sp, g)
@@ -202,13 +202,12 @@ class HyperPixelSegmentationTask(SegmentationTask):
         self.class_queues.enqueue(keys, k_labels[chosen])  # after the loss; a collective under DDP
         loss = seg_loss + weight * aux
         n = len(logits)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         self.log("train/seg_loss", seg_loss, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/hpcl_loss", aux, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/hpcl_weight", weight, on_step=True, on_epoch=False, batch_size=n)
         if self.hpcl_unlabeled > 0:
             self.log("train/pseudo_enqueued", float(self.pseudo_enqueued), on_step=True, on_epoch=False, batch_size=n)
-        return loss
+        return SupervisedStep(loss, feats, y)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -61,6 +62,17 @@ def score_from_counts(counts: dict[str, torch.Tensor], metric: str) -> float:
         present = denom > 0
         return float((c[present, 0] / denom[present]).mean()) if present.any() else float("nan")
     raise ValueError(f"unknown validation metric {metric!r}")
+
+
+@dataclass
+class SupervisedStep:
+    """The labeled part of a training step: its loss (every supervised term), the decoder maps
+    of the network on the augmented batch (coarse to fine; the last is what the head reads) and
+    the augmented labels (B, H, W)."""
+
+    loss: torch.Tensor
+    features: list[torch.Tensor]
+    labels: torch.Tensor
 
 
 class SegmentationTask(L.LightningModule):
@@ -113,13 +125,19 @@ class SegmentationTask(L.LightningModule):
         return self.net(x)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        sup = self.supervised_step(batch)
+        self.log("train/loss", sup.loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(sup.labels))
+        return sup.loss
+
+    def supervised_step(self, batch: dict[str, Any]) -> SupervisedStep:
+        """The labeled part of a training step: augmentation (drawn from the step's generator),
+        the forward pass, the loss. Subclasses add terms here (and log their parts); a
+        semi-supervised task adds the unlabeled part after it."""
         x, y = batch["image"], batch["label"]
         if self.augment is not None:
             x, y = self.augment(x, y, step_generator(self.seed, self.global_rank, self.global_step))
-        logits = self.net(x)  # (B, K, H, W)
-        loss = self.loss(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(logits))
-        return loss
+        logits, features = self.net.forward_with_features(x)  # (B, K, H, W), decoder maps
+        return SupervisedStep(self.loss(logits, y), features, y)
 
     @property
     def eval_net(self) -> nn.Module:

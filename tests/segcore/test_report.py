@@ -22,7 +22,7 @@ from scipy import stats as scipy_stats
 
 from segcore.cli import run_cli
 from segcore.errors import InputError
-from segcore.report.domains import HEADLINE
+from segcore.report.domains import HEADLINE, semi_baseline, semi_parts
 from segcore.report.logs import describe_log, expand_paths, read_selection, select_finetune_logs
 from segcore.report.overlays import find_overlays, pick_overlays, read_overlay
 from segcore.report.pretext import (
@@ -401,6 +401,50 @@ def test_gains_split_the_spread_by_labeled_set(tmp_path):
     assert row.n_sets == 2 and row.sd_within == pytest.approx(math.sqrt(0.02))
 
 
+def test_semi_supervised_runs_are_paired_with_the_same_init(tmp_path):
+    """none+fixmatch against none, GD+LR+fixmatch against GD+LR (and, in the usual gains table,
+    every method against none); the report writes the semi gains table where such runs are."""
+    dice = {"none": 0.50, "GD+LR": 0.55, "none+fixmatch": 0.60, "GD+LR+fixmatch": 0.70, "GD": 0.52}
+    offsets = {0: 0.0, 1: 0.02, 2: -0.01}
+    files = []
+    for method, base in dice.items():
+        for seed, off in offsets.items():
+            # the semi runs gain 0.1 / 0.15 plus a seed-dependent part, so the differences vary
+            value = base + off + (0.01 * seed if "+fixmatch" in method else 0.0)
+            path = tmp_path / method / f"seed_{seed}" / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(
+                json.dumps(
+                    {"domain": "mri", "method": method, "budget": "1", "seed": seed, "summary": {"dice_mean": value}}
+                )
+            )
+            files.append(path)
+    assert semi_parts("GD+LR+fixmatch") == ("GD+LR", "fixmatch") and semi_parts("GD+LR") == ("GD+LR", None)
+    assert semi_parts("hpcl-ssl+sup+self-training") == ("hpcl-ssl+sup", "self-training")
+    assert semi_baseline("none+unimatch") == "none" and semi_baseline("hpcl-ssl+sup") is None
+    tidy = load_metrics(files)
+    semi = paired_comparison(tidy, "dice_mean", baseline_of=semi_baseline)
+    assert sorted(zip(semi["method"], semi["baseline"], strict=True)) == [
+        ("GD+LR+fixmatch", "GD+LR"),
+        ("none+fixmatch", "none"),
+    ]
+    row = semi.set_index("method").loc["GD+LR+fixmatch"]
+    assert row.mean_diff == pytest.approx(0.16) and row.n_pairs == 3 and row.wins == 3
+    assert row.sd_diff == pytest.approx(0.01)
+    plain = paired_comparison(tidy, "dice_mean")
+    assert set(plain["baseline"]) == {"none"} and len(plain) == 4
+    table = gains_table(semi, "mri", HEADLINE["mri"][0], semi=True)
+    assert "semi-supervised" in table.title and [r[0][0] for r in table.rows] == ["GD+LR+fixmatch", "none+fixmatch"]
+    assert table.rows[1][1][0].startswith("+0.110 ± 0.010 (n=3")
+    out = tmp_path / "report"
+    assert run_stage("--input", *map(str, files), "--out", str(out), "--no-plots") == 0
+    frame = pd.read_csv(out / "mri_semi_gains.csv")
+    assert frame["method"].tolist() == ["GD+LR+fixmatch", "none+fixmatch"]
+    pairs = pd.read_csv(out / "paired_stats.csv")
+    assert ("GD+LR+fixmatch", "GD+LR") in set(zip(pairs["method"], pairs["baseline"], strict=True))
+    assert "gain of semi-supervised fine-tuning over the same init" in (out / "tables.md").read_text()
+
+
 def test_headline_table_cells_and_best_per_column(seed_stats):
     dice = headline_table(seed_stats, "mri", HEADLINE["mri"][0])
     assert dice.columns == ["1", "all"]
@@ -538,6 +582,11 @@ def test_selection_history_and_best_step_from_train_json(tmp_path):
     with pytest.raises(InputError, match="'history' is not a list") as err:
         read_selection(describe_log(log))
     assert err.value.path == str(log.parents[1] / "train.json")
+    # numbers recorded beside the score (a semi-supervised run's pseudo-label coverage) are not scores
+    history = [{"step": 1, "val_dice": 0.5, "semi_coverage": 0.0}, {"step": 2, "val_dice": 0.6, "semi_coverage": 0.9}]
+    (log.parents[1] / "train.json").write_text(json.dumps({"history": history, "best_step": 2}))
+    sel = read_selection(describe_log(log))
+    assert (sel.metric, sel.steps, sel.values, sel.best_value) == ("val_dice", (1, 2), (0.5, 0.6), 0.6)
 
 
 def test_pretext_status_against_chance(tmp_path):

@@ -44,11 +44,67 @@ def mri_labeled_subjects_args(wildcards):
     return [word for combo in combos for word in ("--labeled-subjects", *[str(s) for s in combo])]
 
 
+# the semi-supervised modes of fine-tuning (segcore.config.SEMI_MODES; docs/semi_supervised.md)
+SEMI_MODES = ("self-training", "fixmatch", "unimatch")
+# option value types of the semi section's `options` (the --semi-<key> options of the stages)
+SEMI_PAIR_OPTIONS = ("blur_sigma", "cutmix_area")
+
+
+def split_semi(method):
+    """A cell's method name → (init method, semi mode or None): GD+LR+fixmatch → (GD+LR, fixmatch)."""
+    init, _, last = method.rpartition("+")
+    return (init, last) if init and last in SEMI_MODES else (method, None)
+
+
+def semi_cfg(section):
+    return section.get("semi") or {}
+
+
+def semi_methods(section):
+    """The semi-supervised cells' method names: every semi.modes entry crossed with the init
+    methods of semi.methods that are among `methods` (null: every method), `<method>+<mode>`."""
+    s = semi_cfg(section)
+    inits = [m for m in (s.get("methods") or section["methods"]) if m in section["methods"]]
+    return [f"{m}+{mode}" for m in inits for mode in s.get("modes", [])]
+
+
+def all_methods(section):
+    """Every method name of a domain's fine-tuning cells: the methods, then the semi-supervised ones."""
+    return list(section["methods"]) + semi_methods(section)
+
+
+def semi_args(wildcards):
+    """--semi and its options (config semi.options) for a semi-supervised cell, as shell words; [] otherwise."""
+    section = rs_cfg() if "pct" in wildcards.keys() else mri_cfg()
+    mode = split_semi(wildcards.method)[1]
+    if mode is None:
+        return []
+    words = ["--semi", mode]
+    for key, value in (semi_cfg(section).get("options") or {}).items():
+        values = value if key in SEMI_PAIR_OPTIONS else [value]
+        words += [f"--semi-{key.replace('_', '-')}", *[str(v) for v in values]]
+    return words
+
+
+def init_method(wildcards):
+    """--method of a fine-tuning cell: its init method (the stage appends the semi mode)."""
+    return split_semi(wildcards.method)[0]
+
+
+def finetune_steps(wildcards):
+    """--steps of a fine-tuning cell: semi.steps for semi-supervised cells when set, else finetune.steps."""
+    section = rs_cfg() if "pct" in wildcards.keys() else mri_cfg()
+    if split_semi(wildcards.method)[1] is not None and semi_cfg(section).get("steps"):
+        return semi_cfg(section)["steps"]
+    return section["finetune"]["steps"]
+
+
 def mri_init_checkpoint(wildcards):
     """The pretrained checkpoint a fine-tuning cell starts from (none: random init)."""
-    if wildcards.method == "none":
+    method = split_semi(wildcards.method)[0]
+    if method == "none":
         return []
-    return f"{RESULTS}/mri/pretrain/{wildcards.method}/model.pt"
+    return f"{RESULTS}/mri/pretrain/{method}/model.pt"
 
 
 def init_args(wildcards, input):
@@ -57,8 +113,11 @@ def init_args(wildcards, input):
 
 
 def budgets_for(method, section):
-    """Label budgets of one method; the all-labels upper bound only where configured."""
+    """Label budgets of one method; the all-labels upper bound only where configured; a
+    semi-supervised method at semi.budgets (null: every budget of finetune.budgets)."""
     ft = section["finetune"]
+    if split_semi(method)[1] is not None:
+        return [str(b) for b in (semi_cfg(section).get("budgets") or ft["budgets"])]
     budgets = [str(b) for b in ft["budgets"]]
     if method in ft.get("all_labels_methods", []):
         budgets.append(str(ft.get("all_budget", "all")))
@@ -83,9 +142,11 @@ def cell_seeds(section, all_labels):
 
 
 def budget_regex(section, all_labels):
-    """Wildcard constraint of the evaluation rules: the all-labels budget, or every other one."""
+    """Wildcard constraint of the evaluation rules: the all-labels budget, or every other one
+    (the semi-supervised cells' budgets included)."""
     ab = all_budget(section)
-    values = [ab] if all_labels else [str(b) for b in section["finetune"]["budgets"] if str(b) != ab]
+    others = [str(b) for b in section["finetune"]["budgets"]] + [str(b) for b in semi_cfg(section).get("budgets") or []]
+    values = [ab] if all_labels else [b for b in dict.fromkeys(others) if b != ab]
     return "|".join(re.escape(v) for v in values) or "(?!)"
 
 
@@ -170,7 +231,7 @@ def mri_cell_metrics(all_labels):
 def mri_metrics_files():
     c = mri_cfg()
     files = []
-    for method in c["methods"]:
+    for method in all_methods(c):
         for budget in budgets_for(method, c):
             files += expand(
                 f"{RESULTS}/mri/evaluate/{method}/budget_{budget}/seed_{{seed}}/metrics.json",
@@ -195,7 +256,7 @@ def rs_raw_input():
 
 def rs_init_checkpoint(wildcards):
     """Self-supervised pretrained checkpoint of an rs fine-tuning cell (none: random init)."""
-    pre = rs_pretrain_method(wildcards.method)
+    pre = rs_pretrain_method(split_semi(wildcards.method)[0])
     if pre is None:
         return []
     return f"{RESULTS}/rs/pretrain/{pre}/{wildcards.fusion}/model.pt"
@@ -209,7 +270,7 @@ def rs_pretrain_method(method):
 def rs_finetune_extra_args(wildcards):
     """The class-aware hyper-pixel term of the 'sup' methods (hpcl-sup, hpcl-ssl+sup), every
     option from config rs.hpcl (defaults from the schema), as shell words."""
-    if not wildcards.method.endswith("sup"):
+    if not split_semi(wildcards.method)[0].endswith("sup"):
         return []
     h = rs_cfg()["hpcl"]
     options = {"weight": "weight", "warmup": "warmup", "queue": "queue", "temperature": "temperature", "mochi": "mochi",
@@ -218,8 +279,12 @@ def rs_finetune_extra_args(wildcards):
 
 
 def rs_fusions_for(method):
-    """Fusion variants of one rs method: rs.hpcl.fusions for the HPCL methods when set."""
+    """Fusion variants of one rs method: rs.hpcl.fusions for the HPCL methods when set; a
+    semi-supervised method: rs.semi.fusions when set, else those of its init method."""
     c = rs_cfg()
+    init, mode = split_semi(method)
+    if mode is not None:
+        return semi_cfg(c).get("fusions") or rs_fusions_for(init)
     hpcl_fusions = c.get("hpcl", {}).get("fusions")
     return hpcl_fusions if method.startswith("hpcl") and hpcl_fusions else c["fusions"]
 
@@ -244,7 +309,7 @@ def rs_cell_metrics(all_labels):
 def rs_metrics_files():
     c = rs_cfg()
     files = []
-    for method in c["methods"]:
+    for method in all_methods(c):
         for pct in budgets_for(method, c):
             files += expand(
                 f"{RESULTS}/rs/evaluate/{method}/{{fusion}}/pct_{pct}/seed_{{seed}}/metrics.json",

@@ -151,6 +151,9 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
             channels=comma_list(mri_cfg()["network"]["channels"]),
             seeds=job_seeds,
             outs=model_dirs,
+            init_method=init_method,
+            steps=finetune_steps,
+            semi=semi_args,
             fixed=mri_labeled_subjects_args,
         threads: config["threads"]
         priority: finetune_priority("mri", _all_labels)
@@ -162,9 +165,9 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
             finetune_benchmark_file(_rule, "{method}_budget_{budget}")
         shell:
             "medseg finetune --data {input.data:q} --out {params.outs:q} --budget {wildcards.budget:q} "
-            "--seed {params.seeds:q} --method {wildcards.method:q} {params.init:q} --channels {params.channels:q} "
-            "--steps {params.ft[steps]:q} --batch-size {params.ft[batch_size]:q} --lr {params.ft[lr]:q} "
-            "--val-every {params.ft[val_every]:q} {params.fixed:q} --threads {threads} > {log:q} 2>&1"
+            "--seed {params.seeds:q} --method {params.init_method:q} {params.init:q} --channels {params.channels:q} "
+            "--steps {params.steps:q} --batch-size {params.ft[batch_size]:q} --lr {params.ft[lr]:q} "
+            "--val-every {params.ft[val_every]:q} {params.fixed:q} {params.semi:q} --threads {threads} > {log:q} 2>&1"
 
 
 # One job scores every seed of a cell (method, budget): the stage's imports cost more than

@@ -86,6 +86,9 @@ for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", Tr
             extra=rs_finetune_extra_args,
             seeds=job_seeds,
             outs=model_dirs,
+            init_method=init_method,
+            steps=finetune_steps,
+            semi=semi_args,
         threads: config["threads"]
         priority: finetune_priority("rs", _all_labels)
         resources:
@@ -96,10 +99,11 @@ for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", Tr
             finetune_benchmark_file(_rule, "{method}_{fusion}_pct_{pct}")
         shell:
             "rs finetune --data {input.data:q} --out {params.outs:q} --percent {wildcards.pct:q} "
-            "--seed {params.seeds:q} --method {wildcards.method:q} --fusion {wildcards.fusion:q} {params.init:q} "
+            "--seed {params.seeds:q} --method {params.init_method:q} --fusion {wildcards.fusion:q} {params.init:q} "
             "--encoder {params.net[encoder]:q} --encoder-depth {params.net[encoder_depth]:q} "
-            "--decoder-channels {params.decoder:q} --steps {params.ft[steps]:q} --batch-size {params.ft[batch_size]:q} "
-            "--lr {params.ft[lr]:q} --val-every {params.ft[val_every]:q} {params.extra:q} --threads {threads} > {log:q} 2>&1"
+            "--decoder-channels {params.decoder:q} --steps {params.steps:q} --batch-size {params.ft[batch_size]:q} "
+            "--lr {params.ft[lr]:q} --val-every {params.ft[val_every]:q} {params.extra:q} {params.semi:q} "
+            "--threads {threads} > {log:q} 2>&1"
 
 
 # One job scores every seed of a cell (method, fusion, percentage), as mri_evaluate.

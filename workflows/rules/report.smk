@@ -3,7 +3,7 @@
 # for `snakemake --report report.html`.
 from snakemake.io import report as registered
 
-REPORT_TABLES = ["summary", "per_class", "gains", "pretrain"]
+REPORT_TABLES = ["summary", "per_class", "gains", "semi_gains", "pretrain"]
 REPORT_PLOTS = ["budget", "overlays", "finetune_curves", "selection", "pretrain_curves"]
 REPORT_DOMAIN_TITLES = {"mri": "MRI", "rs": "Remote sensing"}
 # the domains this experiment evaluates: the same switches as all_metrics_files()

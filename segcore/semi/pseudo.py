@@ -1,0 +1,109 @@
+"""Pseudo-labels from a teacher's prediction: the confidence threshold (fixed, or per class from
+the teacher's class probabilities), the loss on confident pixels, the eval-mode teacher forward."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# momentum of the moving average of the teacher's mean class probabilities (adaptive thresholds):
+# a few tens of steps, where a fine-tuning run has hundreds
+CLASS_PROB_MOMENTUM = 0.99
+
+
+@torch.no_grad()
+def teacher_probabilities(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Softmax (B, K, H, W) float32 of ``net`` on ``x`` in eval mode (BatchNorm by its running
+    statistics, which this forward does not change), without gradients; ``net``'s mode restored."""
+    was_training = net.training
+    net.eval()
+    try:
+        return net(x).float().softmax(dim=1)
+    finally:
+        net.train(was_training)
+
+
+def pseudo_labels(
+    probs: torch.Tensor, threshold: float | torch.Tensor, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo-labels (B, H, W) int64 = argmax of ``probs`` (B, K, H, W), and the confidence mask
+    (B, H, W) bool: the top probability reaches the threshold of the predicted class
+    (``threshold``: one number, or (K,) per class) and the pixel is in ``valid`` (when given)."""
+    conf, labels = probs.max(dim=1)
+    thr = threshold[labels] if isinstance(threshold, torch.Tensor) else threshold
+    confident = conf >= thr
+    if valid is not None:
+        confident = confident & valid
+    return labels, confident
+
+
+class ClassThresholds(nn.Module):
+    """Per-class thresholds ``tau * p_c / max_k p_k``, with ``p`` a moving average (momentum
+    :data:`CLASS_PROB_MOMENTUM`) of the teacher's mean probability of each class over in-image
+    unlabeled pixels; ``p`` starts at 1/K (every threshold = tau). The scaling of FreeMatch's
+    self-adaptive class thresholds (Wang et al., ICLR 2023) with tau fixed: a class the teacher
+    predicts rarely (a small structure against background) gets a lower threshold than the
+    dominant class. The average is module state (a buffer): it is in every resume checkpoint."""
+
+    def __init__(self, num_classes: int, tau: float, momentum: float = CLASS_PROB_MOMENTUM) -> None:
+        super().__init__()
+        self.tau, self.momentum = tau, momentum
+        self.register_buffer("class_prob", torch.full((num_classes,), 1.0 / num_classes))
+
+    @torch.no_grad()
+    def update(self, probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Fold this step's mean class probabilities (``probs`` (B, K, H, W) over ``valid`` (B, H, W)
+        pixels) into the average; return the thresholds (K,) to use now."""
+        w = valid.unsqueeze(1).to(probs.dtype)
+        n = w.sum()
+        if n > 0:
+            mean = (probs * w).sum(dim=(0, 2, 3)) / n
+            self.class_prob.mul_(self.momentum).add_(mean.to(self.class_prob), alpha=1 - self.momentum)
+        return self.thresholds()
+
+    def thresholds(self) -> torch.Tensor:
+        return self.tau * self.class_prob / self.class_prob.max()
+
+
+def present_class_dice_ce(
+    logits: torch.Tensor, labels: torch.Tensor, confident: torch.Tensor, smooth: float = 1e-5
+) -> torch.Tensor:
+    """Soft Dice + cross-entropy of ``logits`` (B, K, H, W) against ``labels`` (B, H, W) over the
+    ``confident`` pixels: CE = mean over confident pixels; Dice = batch-wise soft Dice of each
+    foreground class (1..K-1) that has a confident pixel, averaged over those classes (0 terms:
+    no Dice). The supervised loss (:class:`~segcore.losses.segmentation.SoftDiceCELoss`) counts
+    a class absent from the target with Dice ~0, which on pseudo-labels, where a class is often
+    absent only because none of its pixels is confident yet, would push its probability to 0."""
+    k = logits.shape[1]
+    w = confident.unsqueeze(1).to(logits.dtype)  # (B, 1, H, W)
+    n = confident.sum()
+    if n == 0:
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits.float(), labels, reduction="none")
+    ce = torch.where(confident, ce, 0.0).sum() / n
+    probs = logits.float().softmax(dim=1) * w
+    onehot = F.one_hot(labels, k).movedim(-1, 1).to(probs.dtype) * w
+    inter = (probs * onehot).sum(dim=(0, 2, 3))[1:]  # (K-1,)
+    denom = (probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3)))[1:]
+    present = onehot.sum(dim=(0, 2, 3))[1:] > 0
+    if not bool(present.any()):
+        return ce
+    dice = (2 * inter[present] + smooth) / (denom[present] + smooth)
+    return ce + (1 - dice.mean())
+
+
+def unlabeled_loss(
+    kind: str, logits: torch.Tensor, labels: torch.Tensor, confident: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """The loss of ``logits`` (B, K, H, W) against pseudo-``labels`` (B, H, W) on ``confident``
+    pixels. ``ce``: cross-entropy summed over confident pixels, divided by the number of
+    ``valid`` (in-image) pixels, so the term grows with the share of confident pixels (UniMatch's
+    normalisation); ``dice-ce``: :func:`present_class_dice_ce` (soft Dice of the foreground classes
+    that have confident pixels + CE over the confident pixels)."""
+    if kind == "ce":
+        ce = F.cross_entropy(logits.float(), labels, reduction="none")  # (B, H, W)
+        return torch.where(confident, ce, 0.0).sum() / valid.sum().clamp(min=1)
+    if kind == "dice-ce":
+        return present_class_dice_ce(logits, labels, confident)
+    raise ValueError(f"unknown unlabeled loss {kind!r} (ce or dice-ce)")
