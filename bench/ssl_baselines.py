@@ -202,7 +202,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="working folder (data, runs, table)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    ap.add_argument("--budget-seconds", type=float, default=120.0, help="pretraining time per method (s)")
+    ap.add_argument("--budget-seconds", type=float, default=60.0, help="pretraining time per method (s)")
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
     ap.add_argument("--domains", nargs="+", default=["mri", "rs"], choices=["mri", "rs"])
     ap.add_argument("--mri-methods", nargs="+", default=MRI_METHODS)
@@ -242,20 +242,22 @@ def main() -> None:
         domain, method = job
         if method != "none":
             pretrain(domain, method)
-        ft = [work / domain / "finetune" / method / f"seed_{s}" for s in args.seeds]
-        ev = [work / domain / "evaluate" / method / f"seed_{s}" for s in args.seeds]
-        if not all((f / "model.pt").is_file() for f in ft):
-            cmd = [*CLI[domain], "finetune", "--data", str(data[domain]), "--out", *map(str, ft)]
-            cmd += ["--seed", *map(str, args.seeds), "--method", method, "--threads", "1", "--overwrite"]
+        ft = {s: work / domain / "finetune" / method / f"seed_{s}" for s in args.seeds}
+        ev = {s: work / domain / "evaluate" / method / f"seed_{s}" for s in args.seeds}
+        todo = [s for s in args.seeds if not (ft[s] / "train.json").is_file()]  # seeds of an earlier call are kept
+        if todo:
+            cmd = [*CLI[domain], "finetune", "--data", str(data[domain]), "--out", *(str(ft[s]) for s in todo)]
+            cmd += ["--seed", *map(str, todo), "--method", method, "--threads", "1", "--overwrite"]
             cmd += [*mri_network(), *MRI_FINETUNE] if domain == "mri" else [*rs_network(), *RS_FINETUNE]
             if method != "none":
                 cmd += ["--init", str(pretrained(domain, method))]
-            run(cmd, work / domain / "finetune" / f"{method}.log")
-        if not all((e / "metrics.json").is_file() for e in ev):
-            cmd = [*CLI[domain], "evaluate", "--data", str(data[domain]), "--model", *(str(f / "model.pt") for f in ft)]
-            cmd += ["--out", *map(str, ev), "--threads", "1", "--overwrite"]
-            cmd += ["--no-save-predictions"] if domain == "mri" else []
-            run(cmd, work / domain / "evaluate" / f"{method}.log")
+            run(cmd, work / domain / "finetune" / f"{method}_{'_'.join(map(str, todo))}.log")
+        todo = [s for s in args.seeds if not (ev[s] / "metrics.json").is_file()]
+        if todo:
+            cmd = [*CLI[domain], "evaluate", "--data", str(data[domain])]
+            cmd += ["--model", *(str(ft[s] / "model.pt") for s in todo), "--out", *(str(ev[s]) for s in todo)]
+            cmd += ["--threads", "1", "--overwrite"] + (["--no-save-predictions"] if domain == "mri" else [])
+            run(cmd, work / domain / "evaluate" / f"{method}_{'_'.join(map(str, todo))}.log")
 
     # in order of importance, so that a run cut short has the baselines' comparison first
     order = ["none", *GENERIC, "hpcl", "hpcl-ssl", "GD+LR", "GD", "GR", "GD-", "GD+LD"]
