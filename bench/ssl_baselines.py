@@ -281,13 +281,14 @@ def _ms(v: list[float]) -> str:
     return f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
-def _paired(a: list[float], b: list[float]) -> str:
-    """a − b per seed (seeds where both are finite): mean ± sd (wins/n, paired t, two-sided p)."""
+def _paired(a: list[float], b: list[float], higher_better: bool = True) -> str:
+    """a − b per seed (seeds where both are finite): mean ± sd (wins/n, paired t, two-sided p); a
+    win is a seed where a is better (greater, or smaller with ``higher_better`` False)."""
     pairs = [(x, y) for x, y in zip(a, b, strict=True) if np.isfinite(x) and np.isfinite(y)]
     if len(pairs) < 2:
         return "–"
     d = [x - y for x, y in pairs]
-    wins = sum(x > 0 for x in d)
+    wins = sum((x > 0) if higher_better else (x < 0) for x in d)
     t = stats.ttest_rel([x for x, _ in pairs], [y for _, y in pairs])
     if not np.isfinite(t.statistic):
         return f"{np.mean(d):+.3f} ± {np.std(d, ddof=1):.3f} ({wins}/{len(d)})"
@@ -342,7 +343,7 @@ def report(work: Path, domains: dict[str, list[str]], seeds: list[int], cal: dic
                 pretext = f"{tail:.3f} / {rec['chance_loss']:.3f}" if rec.get("chance_loss") else f"{tail:.3f} / –"
             p, s = scores[m][primary], scores[m][secondary]
             vs_none = "—" if m == "none" else _paired(p, scores["none"][primary])
-            vs_none_s = "—" if m == "none" else _paired(s, scores["none"][secondary])
+            vs_none_s = "—" if m == "none" else _paired(s, scores["none"][secondary], domain != "mri")
             vs_best = "—" if best is None or m == best else _paired(p, scores[best][primary])
             lines.append(f"| {m} | {plan} | {pretext} | {_ms(p)} | {_ms(s)} | {vs_none} | {vs_none_s} | {vs_best} |")
         table["domains"][domain] = {"best_generic": best, "scores": scores}
