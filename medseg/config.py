@@ -50,7 +50,8 @@ class MRIFinetuneConfig(FinetuneConfig):
 @dataclass
 class MRIPretrainConfig(PretrainConfig):
     batch_size: int = option(
-        0, "hpcl: slices per batch (0: 16); the global and local stages take --volumes-per-batch", ge=0
+        0,
+        "hpcl and the baselines: slices per batch (0: 16); the global and local stages take --volumes-per-batch",
     )
     channels: str = option(DEFAULT_CHANNELS, CHANNELS_HELP)
     stage: Literal["global", "local"] = option(
@@ -59,29 +60,63 @@ class MRIPretrainConfig(PretrainConfig):
     strategy: str | None = option(None, "global: GR, GD- or GD (default GD); local: LR or LD (default LR)")
     init: Path | None = option(None, "checkpoint to start from (the local stage needs the global stage's)")
     volumes_per_batch: int = option(4, "m: volumes per batch (batch = m × S partitions slices)", ge=1)
-    temperature: float = option(0.1, "T of the InfoNCE similarities", gt=0)
+    temperature: float | None = option(
+        None,
+        "T of the InfoNCE similarities (default: the method's: 0.1 for the global and local stages, hpcl and "
+        "detcon; 0.2 for mocov2 and densecl; byol has none)",
+        gt=0,
+    )
     crop_scale: tuple[float, float] = option(
-        (0.5, 0.75), "global views: crop side as a fraction of the image side (min max)", gt=0, le=1
+        (0.5, 0.75),
+        "global, hpcl and baseline views: crop side as a fraction of the image side (min max)",
+        gt=0,
+        le=1,
     )
     local_blocks: int | None = option(
         None, "l: decoder blocks trained by the local stage (default: those up to the H/4 map)", ge=1
     )
     local_negatives: Literal["neighbours", "all", "batch"] = option(
-        "all",
-        "local negatives: the reference's 5 neighbouring regions, all other regions of the image, or every other "
-        "region of the batch",
+        "neighbours",
+        "local negatives: the reference's 5 neighbouring regions (as the paper), all other regions of the image, "
+        "or every other region of the batch (an extension: negatives from other images)",
     )
-    noise_std: float = option(0.05, "local and hpcl views: max std of added Gaussian noise", ge=0)
-    method: Literal["stages", "hpcl"] = option(
+    noise_std: float = option(0.05, "local, hpcl and baseline views: max std of added Gaussian noise", ge=0)
+    method: Literal["stages", "hpcl", "mocov2", "byol", "densecl", "detcon"] = option(
         "stages",
         "stages: the global/local stage chosen by --stage; hpcl: hyper-pixel contrastive pretraining of encoder "
-        "+ decoder (ignores --stage)",
+        "+ decoder; mocov2, byol, densecl, detcon: the generic baselines (docs/ssl_baselines.md); all but stages "
+        "ignore --stage",
     )
-    queue_size: int = option(4096, "hpcl: K, keys in the queue of negatives", ge=1)
-    momentum: float = option(0.99, "hpcl: m, EMA momentum of the key encoder", ge=0, le=1)
-    n_segments: int | None = option(None, "hpcl: SLIC superpixels per slice (default: one per 8x8 pixels)", ge=1)
-    compactness: float = option(0.5, "hpcl: SLIC compactness on the standardised slice", gt=0)
+    queue_size: int | None = option(
+        None,
+        "hpcl, mocov2, densecl: K, keys in the queue of negatives (default: hpcl 4096, mocov2/densecl 65536)",
+        ge=1,
+    )
+    momentum: float | None = option(
+        None,
+        "hpcl, mocov2, densecl: m, EMA momentum of the key encoder (default: hpcl 0.99, mocov2/densecl 0.999); "
+        "byol: base τ of the target network, rising to 1 by a cosine (default 0.99)",
+        ge=0,
+        le=1,
+    )
+    n_segments: int | None = option(
+        None, "hpcl, detcon --masks slic: SLIC superpixels per slice (default: one per 8x8 pixels)", ge=1
+    )
+    compactness: float = option(0.5, "hpcl, detcon --masks slic: SLIC compactness on the standardised slice", gt=0)
     max_anchors: int = option(0, "hpcl: hyper-pixels per step in the loss (random subset; 0 = all)", ge=0)
+    proj_hidden: int = option(256, "hpcl and the baselines: projection (and BYOL predictor) hidden width", ge=1)
+    proj_dim: int = option(128, "hpcl and the baselines: projection output dimension D", ge=1)
+    dense_weight: float = option(0.5, "densecl: λ, weight of the dense loss ((1 − λ)·global + λ·dense)", ge=0, le=1)
+    dense_grid: int | None = option(
+        None, "densecl: S, the dense grid (S×S cells of the last encoder map; default its own size)", ge=1
+    )
+    masks: Literal["auto", "stored", "slic", "felzenszwalb"] = option(
+        "auto",
+        "detcon: the masks; auto: SLIC superpixels computed at the start of the run (--n-segments, --compactness); "
+        "stored: the prepared data's superpixels.npy; felzenszwalb: Felzenszwalb-Huttenlocher segments (--fh-scale)",
+    )
+    n_masks: int = option(16, "detcon: masks sampled per image and step", ge=1)
+    fh_scale: float = option(100.0, "detcon --masks felzenszwalb: scale (larger: fewer, larger segments)", gt=0)
 
 
 @dataclass

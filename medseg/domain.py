@@ -18,6 +18,9 @@ from segcore.networks import SegmentationNetwork, build_network
 from segcore.prepared import PreparedData
 from segcore.strategies import strategy_class
 from segcore.strategies.base import PretrainStrategy
+from segcore.strategies.baselines import BASELINES, BaselineSettings, build_baseline
+from segcore.strategies.masks import MaskSource
+from segcore.strategies.ssl_views import ViewOptions
 
 # the fine-tuning augmentation of the MRI slices: small rotations, scaling, flips, elastic
 AUGMENT = {"rotate_deg": 15, "scale": 0.1, "flip_axes": (0, 1), "elastic_prob": 0.3}
@@ -25,8 +28,15 @@ AUGMENT = {"rotate_deg": 15, "scale": 0.1, "flip_axes": (0, 1), "elastic_prob": 
 FINE_DECODER_LEVELS = 3
 HPCL_BATCH = 16  # hpcl slices per batch when --batch-size is 0
 SUPERPIXEL_SIDE = 8  # hpcl: one SLIC superpixel per 8x8 pixels when --n-segments is not given
-# the hpcl views' photometric jitter on MRI slices (intensities roughly in [0, 1])
+# the hpcl views' photometric jitter on MRI slices (intensities roughly in [0, 1]); also the baselines'
 HPCL_BRIGHTNESS, HPCL_CONTRAST = 0.2, (0.8, 1.2)
+# hpcl's K, m and T when the options are not given (the other methods' defaults live in their strategies)
+HPCL_QUEUE, HPCL_MOMENTUM, HPCL_TEMPERATURE = 4096, 0.99, 0.1
+
+
+def _given(**kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments whose value was given (not None): the others keep the strategy's default."""
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -115,6 +125,8 @@ class MRIDomain:
         assert isinstance(cfg, MRIPretrainConfig)
         if cfg.method == "hpcl":
             return self._hyperpixel_setup(data, cfg)
+        if cfg.method in BASELINES:
+            return self._baseline_setup(data, cfg)
         if cfg.stage == "global":
             name = cfg.strategy or "GD"
             if name not in ("GR", "GD-", "GD"):
@@ -127,8 +139,8 @@ class MRIDomain:
                 net,
                 data.manifest["image_size"],
                 volumes_per_batch=cfg.volumes_per_batch,
-                temperature=cfg.temperature,
                 crop_scale=cfg.crop_scale,
+                **_given(temperature=cfg.temperature),
             )
             record = {"stage": "pretrain-global", "method": name, "pretrained": ["encoder."]}
             return net, spec, strategy, {**record, "train": {"batch": cfg.volumes_per_batch * _partitions(data)}}
@@ -152,9 +164,9 @@ class MRIDomain:
             net,
             n_blocks,
             volumes_per_batch=cfg.volumes_per_batch,
-            temperature=cfg.temperature,
             negatives=cfg.local_negatives,
             noise_std=cfg.noise_std,
+            **_given(temperature=cfg.temperature),
         )
         record = {
             "stage": "pretrain-local",
@@ -168,7 +180,10 @@ class MRIDomain:
     def _hyperpixel_setup(
         self, data: PreparedData, cfg: MRIPretrainConfig
     ) -> tuple[SegmentationNetwork, dict[str, Any], PretrainStrategy, dict[str, Any]]:
-        if cfg.queue_size <= 0 or not 0.0 <= cfg.momentum <= 1.0 or cfg.temperature <= 0:
+        K = HPCL_QUEUE if cfg.queue_size is None else cfg.queue_size
+        m = HPCL_MOMENTUM if cfg.momentum is None else cfg.momentum
+        T = HPCL_TEMPERATURE if cfg.temperature is None else cfg.temperature
+        if K <= 0 or not 0.0 <= m <= 1.0 or T <= 0:
             raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
         spec = network_spec(data.in_channels, data.num_classes, parse_channels(cfg.channels))
         net = build_network(spec)
@@ -180,9 +195,11 @@ class MRIDomain:
         strategy = strategy_class("hpcl")(
             net,
             batch_size=batch,
-            K=cfg.queue_size,
-            m=cfg.momentum,
-            T=cfg.temperature,
+            K=K,
+            m=m,
+            T=T,
+            proj_hidden=cfg.proj_hidden,
+            proj_dim=cfg.proj_dim,
             max_anchors=cfg.max_anchors,
             slic=(n_segments, cfg.compactness),
             crop_scale=cfg.crop_scale,
@@ -194,11 +211,52 @@ class MRIDomain:
             "batch": batch,
             "slices": len(data.sample_indices(self.pretrain_groups(data))),
             "n_segments": n_segments,
-            "queue_size": cfg.queue_size,
-            "momentum": cfg.momentum,
-            "temperature": cfg.temperature,
+            "queue_size": K,
+            "momentum": m,
+            "temperature": T,
         }
         record = {"stage": "pretrain-hpcl", "method": "hpcl", "pretrained": ["encoder.", "decoder."], "train": train}
+        return net, spec, strategy, record
+
+    def _baseline_setup(
+        self, data: PreparedData, cfg: MRIPretrainConfig
+    ) -> tuple[SegmentationNetwork, dict[str, Any], PretrainStrategy, dict[str, Any]]:
+        """A generic baseline (docs/ssl_baselines.md) on slices: the hpcl views (crop, flips and
+        quarter turns, intensity gain/shift/noise), DetCon's masks SLIC computed at the start of
+        the run unless --masks says otherwise."""
+        spec = network_spec(data.in_channels, data.num_classes, parse_channels(cfg.channels))
+        net = build_network(spec)
+        batch = cfg.batch_size if cfg.batch_size > 0 else HPCL_BATCH
+        views = ViewOptions(
+            crop_scale=tuple(cfg.crop_scale),
+            brightness=HPCL_BRIGHTNESS,
+            contrast=HPCL_CONTRAST,
+            noise_std=cfg.noise_std,
+        )
+        masks = MaskSource(
+            kind="slic" if cfg.masks == "auto" else cfg.masks,
+            n_segments=cfg.n_segments,
+            compactness=cfg.compactness,
+            fh_scale=cfg.fh_scale,
+        )
+        settings = BaselineSettings(
+            method=cfg.method,
+            steps=cfg.steps,
+            batch_size=batch,
+            views=views,
+            queue_size=cfg.queue_size,
+            momentum=cfg.momentum,
+            temperature=cfg.temperature,
+            proj_hidden=cfg.proj_hidden,
+            proj_dim=cfg.proj_dim,
+            dense_weight=cfg.dense_weight,
+            dense_grid=cfg.dense_grid,
+            n_masks=cfg.n_masks,
+            masks=masks,
+        )
+        strategy, train, pretrained = build_baseline(net, data.manifest["image_size"], settings)
+        train["slices"] = len(data.sample_indices(self.pretrain_groups(data)))
+        record = {"stage": f"pretrain-{cfg.method}", "method": cfg.method, "pretrained": pretrained, "train": train}
         return net, spec, strategy, record
 
     # --------------------------------------------------------------------------- evaluation, prediction

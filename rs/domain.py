@@ -26,9 +26,14 @@ from segcore.networks import SegmentationNetwork, build_network
 from segcore.prepared import PreparedData
 from segcore.strategies import strategy_class
 from segcore.strategies.base import PretrainStrategy
+from segcore.strategies.baselines import BASELINES, BaselineSettings, build_baseline
+from segcore.strategies.masks import MaskSource
+from segcore.strategies.ssl_views import ViewOptions
 
 # fine-tuning augmentation of tiles: flips and quarter turns only (north-up imagery, no resampling)
 AUGMENT = {"rotate_deg": 0, "scale": 0, "flip_axes": (0, 1), "elastic_prob": 0, "rot90": True}
+# hpcl's K, m and T when the options are not given (the baselines' defaults live in their strategies)
+HPCL_QUEUE, HPCL_MOMENTUM, HPCL_TEMPERATURE = 4096, 0.99, 0.1
 
 
 def parse_widths(text: str | None) -> list[int] | None:
@@ -117,13 +122,9 @@ class RSDomain:
             raise InputError(data.folder, "no training tiles in the 'unlabeled' split to pretrain on")
         return tiles
 
-    def pretrain_setup(
-        self, data: PreparedData, cfg: PretrainConfig
-    ) -> tuple[SegmentationNetwork, dict[str, Any], PretrainStrategy, dict[str, Any]]:
-        assert isinstance(cfg, RSPretrainConfig)
-        data.extra("superpixels")  # InputError when preprocessing did not write it
-        if cfg.queue_size <= 0 or not 0.0 <= cfg.momentum <= 1.0 or cfg.temperature <= 0:
-            raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
+    def view_channels(self, data: PreparedData, cfg: RSPretrainConfig) -> tuple[list[int], list[int]]:
+        """The channels the views jitter (``--jitter``) and the terrain channels ``--drop-terrain``
+        may drop (every channel that is not a spectral band)."""
         names = list(data.manifest.get("channels") or [])
         spectral = data.spectral_channels
         jittered = list(range(data.in_channels)) if cfg.jitter == "all" else list(spectral)
@@ -138,6 +139,22 @@ class RSDomain:
             raise InputError(
                 cfg.data, "--drop-terrain needs terrain channels besides the spectral bands; the data has none"
             )
+        return jittered, terrain
+
+    def pretrain_setup(
+        self, data: PreparedData, cfg: PretrainConfig
+    ) -> tuple[SegmentationNetwork, dict[str, Any], PretrainStrategy, dict[str, Any]]:
+        assert isinstance(cfg, RSPretrainConfig)
+        if cfg.method in BASELINES:
+            return self._baseline_setup(data, cfg)
+        data.extra("superpixels")  # InputError when preprocessing did not write it
+        K = HPCL_QUEUE if cfg.queue_size is None else cfg.queue_size
+        m = HPCL_MOMENTUM if cfg.momentum is None else cfg.momentum
+        T = HPCL_TEMPERATURE if cfg.temperature is None else cfg.temperature
+        if K <= 0 or not 0.0 <= m <= 1.0 or T <= 0:
+            raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
+        names = list(data.manifest.get("channels") or [])
+        jittered, terrain = self.view_channels(data, cfg)
         spec = network_spec(data, cfg.network)
         net = build_network(spec)
         if cfg.encoder_weights is not None:  # pretraining may start from an encoder trained elsewhere
@@ -146,9 +163,9 @@ class RSDomain:
         strategy = strategy_class("hpcl")(
             net,
             batch_size=cfg.batch_size,
-            K=cfg.queue_size,
-            m=cfg.momentum,
-            T=cfg.temperature,
+            K=K,
+            m=m,
+            T=T,
             proj_hidden=cfg.proj_hidden,
             proj_dim=cfg.proj_dim,
             max_anchors=cfg.max_anchors,
@@ -171,14 +188,63 @@ class RSDomain:
             "variant": spec["name"],
             "batch_size": cfg.batch_size,
             "tiles": len(data.sample_indices(self.pretrain_groups(data))),
-            "queue_size": cfg.queue_size,
-            "momentum": cfg.momentum,
-            "temperature": cfg.temperature,
+            "queue_size": K,
+            "momentum": m,
+            "temperature": T,
             "jitter_channels": named(jittered),
             "drop_terrain": cfg.drop_terrain,
             "dropped_channels": named(terrain) if cfg.drop_terrain > 0 else [],
         }
         record = {"stage": "pretrain", "method": "hpcl-ssl", "pretrained": ["encoder.", "decoder."], "train": train}
+        return net, spec, strategy, record
+
+    def _baseline_setup(
+        self, data: PreparedData, cfg: RSPretrainConfig
+    ) -> tuple[SegmentationNetwork, dict[str, Any], PretrainStrategy, dict[str, Any]]:
+        """A generic baseline (docs/ssl_baselines.md) on tiles: hpcl's views (crop, flips and quarter
+        turns, per-channel gain/shift/noise on the --jitter channels, optional terrain dropout);
+        DetCon's masks the stored superpixels unless --masks says otherwise."""
+        names = list(data.manifest.get("channels") or [])
+        jittered, terrain = self.view_channels(data, cfg)
+        spec = network_spec(data, cfg.network)
+        net = build_network(spec)
+        views = ViewOptions(
+            crop_scale=tuple(cfg.crop_scale),
+            dihedral=cfg.dihedral,
+            jitter_channels=jittered,
+            brightness=cfg.brightness,
+            contrast=tuple(cfg.contrast),
+            noise_std=cfg.noise_std,
+            extra={"drop_channels": terrain, "drop_prob": float(cfg.drop_terrain)},
+        )
+        masks = MaskSource(
+            kind="stored" if cfg.masks == "auto" else cfg.masks,
+            n_segments=cfg.n_segments,
+            compactness=cfg.compactness,
+            fh_scale=cfg.fh_scale,
+        )
+        settings = BaselineSettings(
+            method=cfg.method,
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            views=views,
+            queue_size=cfg.queue_size,
+            momentum=cfg.momentum,
+            temperature=cfg.temperature,
+            proj_hidden=cfg.proj_hidden,
+            proj_dim=cfg.proj_dim,
+            dense_weight=cfg.dense_weight,
+            dense_grid=cfg.dense_grid,
+            n_masks=cfg.n_masks,
+            masks=masks,
+        )
+        strategy, train, pretrained = build_baseline(net, data.manifest["image_size"], settings)
+        train.update(
+            variant=spec["name"],
+            tiles=len(data.sample_indices(self.pretrain_groups(data))),
+            jitter_channels=[names[i] for i in jittered] if names else jittered,
+        )
+        record = {"stage": f"pretrain-{cfg.method}", "method": cfg.method, "pretrained": pretrained, "train": train}
         return net, spec, strategy, record
 
     # --------------------------------------------------------------------------- evaluation, prediction

@@ -1,6 +1,6 @@
 """Momentum (EMA) key encoder, as in MoCo: theta_k <- m * theta_k + (1 - m) * theta_q.
 
-Call order in a training step (docs/methods.md, section 4): ``ema_update`` first, then compute the keys with the
+Call order in a training step (docs/hpcl.md; docs/ssl_baselines.md): ``ema_update`` first, then the keys with the
 key model under ``torch.no_grad()``, then the loss, then enqueue the keys.
 """
 

@@ -1,6 +1,6 @@
 """Momentum queues: ring buffers of key embeddings (MoCo's K), persistent in checkpoints.
 
-Contract for callers (docs/methods.md, section 4):
+Contract for callers (docs/hpcl.md "Parts"; docs/ssl_baselines.md):
 
 - Enqueue **after** the loss is computed from the current queue: the keys of this step must not
   be their own negatives. ``keys()`` returns a copy, so enqueueing before ``backward()`` is safe.

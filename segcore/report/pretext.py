@@ -4,11 +4,13 @@ model that has learned nothing, and the mark of a stage whose pretext task was t
 Input: the ``train.json`` of each pretraining stage (``medseg pretrain``, ``rs pretrain``):
 ``method``, ``stage``, optionally ``variant`` and ``domain``, ``loss_history`` (the loss of every
 optimisation step, in order) and ``chance_loss`` (the loss when every similarity is equal, e.g.
-``log(number of candidates)`` for InfoNCE). A file without ``chance_loss`` (written before it
-was recorded) is shown without chance and status.
+``log(number of candidates)`` for InfoNCE), optionally ``chance_history`` (the chance loss of
+every step: a queue's chance grows while it fills, and is 0 at an empty queue's first step). A
+file without ``chance_loss`` (written before it was recorded) is shown without chance and status.
 
-Collapse rule (docs/report.md): with n losses, chance c, fraction f (default 0.05) and window w
-(default 0.25), the stage has *collapsed* when some step i < w·n has loss_i < f·c: the loss fell
+Collapse rule (docs/report.md): with n losses, chance c (c_i, the chance of step i, where the
+record has it), fraction f (default 0.05) and window w (default 0.25), the stage has *collapsed*
+when some step i < w·n has loss_i < f·c_i: the loss fell
 to a small fraction of chance within the first part of training, so the views' positives are
 found by something trivial (e.g. identical terrain values). The reported step is the first such
 i (0-based: the ``step`` column of the stage's Lightning log). Otherwise the status says whether
@@ -41,6 +43,7 @@ class PretextRun:
     stage: str
     losses: tuple[float, ...]
     chance: float | None  # None: the record has no chance_loss
+    chances: tuple[float, ...] | None = None  # the chance of every step (chance_history); None: not recorded
 
 
 def _domain_from_path(path: Path) -> str:
@@ -69,6 +72,14 @@ def read_pretrain_record(path: str | Path) -> PretextRun:
     chance = record.get("chance_loss")
     if chance is not None and (isinstance(chance, bool) or not isinstance(chance, (int, float)) or not chance > 0):
         raise InputError(path, f"'chance_loss' must be a positive number, got {chance!r}")
+    chances = record.get("chance_history")
+    if chances is not None:
+        if not isinstance(chances, list) or len(chances) != len(losses):
+            raise InputError(path, "'chance_history' must be a list with one value per step of 'loss_history'")
+        try:
+            chances = tuple(math.nan if v is None else float(v) for v in chances)
+        except (TypeError, ValueError) as err:
+            raise InputError(path, f"'chance_history' holds something that is not a number ({err})") from err
     method = str(record.get("method") or path.parent.name)
     variant = str(record.get("variant") or "")
     return PretextRun(
@@ -78,18 +89,25 @@ def read_pretrain_record(path: str | Path) -> PretextRun:
         stage=str(record.get("stage") or ""),
         losses=losses,
         chance=None if chance is None else float(chance),
+        chances=chances,
     )
 
 
 def collapse_step(
-    losses: Sequence[float], chance: float, fraction: float = COLLAPSE_FRACTION, window: float = COLLAPSE_WINDOW
+    losses: Sequence[float],
+    chance: float,
+    fraction: float = COLLAPSE_FRACTION,
+    window: float = COLLAPSE_WINDOW,
+    chances: Sequence[float] | None = None,
 ) -> int | None:
-    """The first step i < ``window``·n whose loss is below ``fraction``·``chance``; None if none."""
-    limit = fraction * chance
+    """The first step i < ``window``·n whose loss is below ``fraction`` × its chance (``chances[i]``
+    where given and finite, else ``chance``); None if none. A step whose chance is 0 (an empty
+    queue: one candidate) never counts."""
     for i, loss in enumerate(losses):
         if i >= window * len(losses):
             break
-        if loss < limit:
+        c = chances[i] if chances is not None and math.isfinite(chances[i]) else chance
+        if loss < fraction * c:
             return i
     return None
 
@@ -99,7 +117,7 @@ def pretext_status(run: PretextRun, fraction: float = COLLAPSE_FRACTION, window:
     ``"not below chance"``; "" without a chance loss."""
     if run.chance is None:
         return ""
-    step = collapse_step(run.losses, run.chance, fraction, window)
+    step = collapse_step(run.losses, run.chance, fraction, window, run.chances)
     if step is not None:
         return f"{COLLAPSED} (loss {run.losses[step]:.3g} < {fraction:.0%} of chance at step {step})"
     return "below chance" if run.losses[-1] < run.chance else "not below chance"

@@ -2,7 +2,8 @@
 options (:meth:`~segcore.domain.Domain.pretrain_setup`), the strategy brings views, batches and
 loss, :class:`~segcore.tasks.pretrain.PretrainTask` trains, and the outputs are written atomically:
 ``model.pt`` (the pretrained modules marked in ``pretrained``, heads apart under ``heads``),
-``train.json`` (loss per step and the loss at chance level of the pretext task), ``config.yaml``.
+``train.json`` (loss per step and the loss at chance level of the pretext task, at the last step
+and per step), ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def run_pretrain(cfg: PretrainConfig, domain: Domain) -> dict[str, Any]:
         "loss_last": losses[-1],
         "loss_history": losses,
         "chance_loss": None if math.isnan(strategy.chance) else strategy.chance,
+        # per step: a queue's chance grows while it fills (0 at an empty queue's first step)
+        "chance_history": [None if math.isnan(c) else c for c in task.chances],
         "wall_seconds": time.perf_counter() - t0,
         "processes": trainer.world_size,
     }

@@ -19,6 +19,11 @@ STRATEGIES: dict[str, str] = {
     "LR": "segcore.strategies.lr:LRStrategy",
     "LD": "segcore.strategies.ld:LDStrategy",
     "hpcl": "segcore.strategies.hyperpixel_ssl:HyperPixelSSLStrategy",
+    # the generic baselines (docs/ssl_baselines.md)
+    "mocov2": "segcore.strategies.mocov2:MoCoV2Strategy",
+    "byol": "segcore.strategies.byol:BYOLStrategy",
+    "densecl": "segcore.strategies.densecl:DenseCLStrategy",
+    "detcon": "segcore.strategies.detcon:DetConStrategy",
 }
 
 

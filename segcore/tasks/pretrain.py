@@ -6,6 +6,7 @@ loss of the batch) and keeps the loss per step; the strategy holds everything el
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -24,6 +25,8 @@ class PretrainTask(L.LightningModule):
         self.net, self.strategy = net, strategy
         self.lr, self.seed = lr, seed
         self.losses: list[float] = []
+        # the strategy's chance level at each step (it changes while a queue fills; docs/report.md)
+        self.chances: list[float] = []
 
     def on_train_start(self) -> None:
         # also runs when Lightning resumes mid-epoch, where it skips on_train_epoch_start
@@ -42,13 +45,16 @@ class PretrainTask(L.LightningModule):
         for name, value in extra.items():
             self.log(f"train/{name}", value, on_step=True, batch_size=n)
         self.losses.append(float(loss.detach()))
+        self.chances.append(float(self.strategy.chance))
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pretrain_task"] = {"losses": self.losses}
+        checkpoint["pretrain_task"] = {"losses": self.losses, "chances": self.chances}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.losses = list(checkpoint["pretrain_task"]["losses"])
+        # a checkpoint written before chances were kept: unknown (NaN) for its steps
+        self.chances = list(checkpoint["pretrain_task"].get("chances", [math.nan] * len(self.losses)))
 
     def configure_optimizers(self) -> Any:
         return self.strategy.optimizer(self.strategy.trained_parameters(self.net), self.lr)

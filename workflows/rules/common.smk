@@ -262,9 +262,37 @@ def rs_init_checkpoint(wildcards):
     return f"{RESULTS}/rs/pretrain/{pre}/{wildcards.fusion}/model.pt"
 
 
+# the generic self-supervised baselines (docs/ssl_baselines.md): one rule per domain runs them
+BASELINES = ("mocov2", "byol", "densecl", "detcon")
+
+
 def rs_pretrain_method(method):
-    """The pretraining part of an rs method name (hpcl-ssl, hpcl-ssl+sup → hpcl-ssl)."""
+    """The pretraining part of an rs method name (hpcl-ssl, hpcl-ssl+sup → hpcl-ssl; a generic
+    baseline → itself; none, hpcl-sup → None)."""
+    if method in BASELINES:
+        return method
     return "hpcl-ssl" if method.startswith("hpcl-ssl") else None
+
+
+def baseline_args(section):
+    """`<cli> pretrain` options of the generic baselines from <domain>.pretrain.baselines, as shell
+    words; a null value leaves the option out (the method's own default)."""
+    b = section["pretrain"]["baselines"]
+    words = ["--steps", str(b["steps"]), "--batch-size", str(b["batch_size"]), "--lr", str(b["lr"])]
+    words += ["--crop-scale", *str_list(b["crop_scale"])]
+    words += ["--dense-weight", str(b["dense_weight"]), "--n-masks", str(b["n_masks"])]
+    for option, key in (("--queue-size", "queue_size"), ("--momentum", "momentum"), ("--temperature", "temperature")):
+        if b.get(key) is not None:
+            words += [option, str(b[key])]
+    return words
+
+
+def mri_baseline_args(wildcards):
+    return baseline_args(mri_cfg())
+
+
+def rs_baseline_args(wildcards):
+    return baseline_args(rs_cfg())
 
 
 def rs_finetune_extra_args(wildcards):

@@ -100,6 +100,32 @@ rule mri_pretrain_hpcl:
         "--threads {threads} > {log:q} 2>&1"
 
 
+rule mri_pretrain_baseline:
+    input:
+        data=f"{RESULTS}/mri/prepared",
+    output:
+        model=f"{RESULTS}/mri/pretrain/{{bmethod}}/model.pt",
+        train=f"{RESULTS}/mri/pretrain/{{bmethod}}/train.json",
+    wildcard_constraints:
+        bmethod=r"mocov2|byol|densecl|detcon",
+    params:
+        out=output_dir,
+        args=mri_baseline_args,
+        channels=comma_list(mri_cfg()["network"]["channels"]),
+        seed=mri_cfg()["pretrain"]["seed"],
+    threads: config["threads"]
+    priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
+    resources:
+        mem_mb=2000,
+    log:
+        f"{RESULTS}/logs/mri_pretrain/{{bmethod}}.log",
+    benchmark:
+        benchmark_file("mri_pretrain_baseline", "{bmethod}")
+    shell:
+        "medseg pretrain --method {wildcards.bmethod:q} --data {input.data:q} --out {params.out:q} "
+        "--channels {params.channels:q} {params.args:q} --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule mri_pretrain_local:
     input:
         data=f"{RESULTS}/mri/prepared",

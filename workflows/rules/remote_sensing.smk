@@ -64,6 +64,34 @@ rule rs_pretrain:
         "--threads {threads} > {log:q} 2>&1"
 
 
+rule rs_pretrain_baseline:
+    input:
+        data=f"{RESULTS}/rs/prepared",
+    output:
+        model=f"{RESULTS}/rs/pretrain/{{bmethod}}/{{fusion}}/model.pt",
+        train=f"{RESULTS}/rs/pretrain/{{bmethod}}/{{fusion}}/train.json",
+    wildcard_constraints:
+        bmethod=r"mocov2|byol|densecl|detcon",
+    params:
+        out=output_dir,
+        args=rs_baseline_args,
+        net=rs_cfg()["network"],
+        decoder=comma_list(rs_cfg()["network"]["decoder_channels"]),
+        seed=rs_cfg()["pretrain"]["seed"],
+    threads: config["threads"]
+    priority: 4  # the longest jobs first (README "The default experiment"); the pretrained cells wait for it
+    resources:
+        mem_mb=3000,
+    log:
+        f"{RESULTS}/logs/rs_pretrain/{{bmethod}}_{{fusion}}.log",
+    benchmark:
+        benchmark_file("rs_pretrain_baseline", "{bmethod}_{fusion}")
+    shell:
+        "rs pretrain --method {wildcards.bmethod:q} --data {input.data:q} --out {params.out:q} "
+        "--fusion {wildcards.fusion:q} --encoder {params.net[encoder]:q} --encoder-depth {params.net[encoder_depth]:q} "
+        "--decoder-channels {params.decoder:q} {params.args:q} --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"
+
+
 # One job trains every seed of a cell (finetune_jobs: cell) or one seed (finetune_jobs: seed), as mri_finetune.
 for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", True)):
 
