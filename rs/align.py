@@ -45,7 +45,8 @@ def overlap_fraction(grid: RasterGrid, src: Raster) -> float:
     return float(w * h / area) if area > 0 else 0.0
 
 
-def _check_overlap(grid: RasterGrid, src: Raster, what: str) -> None:
+def check_overlap(grid: RasterGrid, src: Raster, what: str) -> None:
+    """InputError naming ``src`` when its footprint does not overlap ``grid`` (``what``: "DEM", ...)."""
     if not np.isfinite(_footprint_in(grid, src)).all() or overlap_fraction(grid, src) <= 0:
         l1, b1, r1, t1 = grid.bounds
         raise InputError(
@@ -90,7 +91,7 @@ def align_dem_to_image(dem_path: str | Path, grid: RasterGrid | dict[str, Any]) 
     dem = read_raster(dem_path, what="DEM")
     if dem.count < 1:
         raise InputError(dem_path, "DEM has no band")
-    _check_overlap(grid, dem, "DEM")
+    check_overlap(grid, dem, "DEM")
     out, valid = reproject_dem(dem, grid)
     if not valid.any():
         raise InputError(dem_path, "DEM has no valid elevation inside the image footprint (all nodata there)")
@@ -123,7 +124,7 @@ def align_label_to_image(label_path: str | Path, grid: RasterGrid | dict[str, An
     src = np.where(valid, band, LABEL_NODATA).astype(np.uint8)
     if lab.grid == grid:
         return src
-    _check_overlap(grid, lab, "label raster")
+    check_overlap(grid, lab, "label raster")
     out = np.full(grid.shape, LABEL_NODATA, dtype=np.uint8)
     reproject(
         src,

@@ -86,6 +86,7 @@ from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.outputs import atomic_dir, write_yaml
 from segcore.prepared import write_manifest
+from segcore.runtime.pool import parse_workers
 
 # the names other modules and the tests import from the stage
 __all__ = [
@@ -126,8 +127,10 @@ def prepare(
     terrain_weight: float,
     extra_manifest: dict[str, Any],
     input_name: str | Path | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Tile, split, normalise and write ``sources`` into the (temporary) folder ``out``.
+    """Tile, split, normalise and write ``sources`` into the (temporary) folder ``out``;
+    ``workers`` processes compute the superpixels and write the tiles of pass 2 in parallel.
 
     Returns the manifest.
     """
@@ -183,7 +186,7 @@ def prepare(
     weights = np.ones(c, dtype=np.float32)
     weights[list(terrain)] = terrain_weight
     n = len(records)
-    write_prepared_tiles(out, scratch, len(sources), n, tile, mean, std, weights, n_segments, compactness)
+    write_prepared_tiles(out, scratch, len(sources), n, tile, mean, std, weights, n_segments, compactness, workers)
     scratch.remove()
 
     tile_ids = [f"{r.scene}/t{r.index:04d}" for r in records]
@@ -351,6 +354,13 @@ def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
         help="sun azimuth of the hillshade channel (degrees from north)",
     )
     parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=1,
+        help="processes computing superpixels and writing tiles in parallel ('auto': one per usable core); the "
+        "output is the same for any count",
+    )
+    parser.add_argument(
         "--hillshade-altitude",
         type=float,
         default=HILLSHADE_ALTITUDE,
@@ -433,6 +443,7 @@ def run_preprocess(args: argparse.Namespace) -> None:
             args.superpixel_terrain_weight,
             extra,
             input_name=args.input if args.input is not None else ", ".join(images),
+            workers=int(getattr(args, "workers", 1)),
         )
         write_yaml(
             tmp / "config.yaml",

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from segcore.config import RuntimeConfig
+from segcore.errors import InputError
 
 
 def parse_devices(text: str | int) -> int | str | list[int]:
@@ -74,6 +75,7 @@ class Runtime:
     workers: int
     pin_memory: bool
     checkpoint_every: int
+    compile: bool = False
 
 
 def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
@@ -90,4 +92,28 @@ def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
         workers=default_workers(accelerator, devices) if cfg.workers == "auto" else int(cfg.workers),
         pin_memory=accelerator in ("gpu", "cuda"),
         checkpoint_every=int(cfg.checkpoint_every),
+        compile=bool(cfg.compile),
     )
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of an inference stage's ``--device``: ``auto`` (the first CUDA GPU when
+    one is visible, else the CPU), ``cpu``, ``gpu`` / ``cuda`` (the first GPU) or ``cuda:N``.
+    A GPU that is not there is an :class:`~segcore.errors.InputError`, not a silent CPU run."""
+    text = str(name).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text in ("gpu", "cuda") or text.startswith("cuda:"):
+        index = 0 if ":" not in text else text.split(":", 1)[1]
+        if not str(index).isdigit():
+            raise InputError(None, f"--device {name!r}: expected cuda:<index>, e.g. cuda:0")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(index) >= count:
+            raise InputError(
+                None,
+                f"--device {name}: no such CUDA device ({count} visible); use --device cpu or auto",
+            )
+        return torch.device("cuda", int(index))
+    raise InputError(None, f"--device must be auto, cpu, gpu, cuda or cuda:N, got {name!r}")

@@ -1,0 +1,52 @@
+"""Worker processes of the preprocess stages (``--workers``): a function mapped over independent
+jobs (volumes, scenes), results in job order, so that the output does not depend on the number
+of workers.
+
+Processes are forked (Linux; spawned elsewhere): a worker starts in milliseconds with the
+stage's modules already imported. An :class:`~segcore.errors.InputError` raised in a worker
+reaches the main process as itself (it pickles with its file and problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity: a container's or SLURM job's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parse_workers(text: str | int) -> int:
+    """``--workers`` of a preprocess stage: a count >= 1, or ``auto`` (the usable cores)."""
+    if str(text) == "auto":
+        return usable_cores()
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'auto', got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"worker count must be >= 1, got {value}")
+    return value
+
+
+def ordered_map(fn: Callable[[J], R], jobs: Iterable[J], workers: int, chunksize: int = 1) -> Iterator[R]:
+    """``fn(job)`` for every job, in job order: in this process with ``workers`` <= 1, else in
+    ``workers`` worker processes (``chunksize`` jobs per hand-over: more for many small jobs)."""
+    if workers <= 1:
+        yield from map(fn, jobs)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+        yield from pool.map(fn, jobs, chunksize=max(1, chunksize))
