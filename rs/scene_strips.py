@@ -23,7 +23,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
 
-from rs.align import check_overlap
+from rs.align import check_overlap, resampling_scale
 from rs.geotiff import Raster, RasterGrid, pixel_size_metres, read_raster
 from rs.terrain import HILLSHADE_ALTITUDE, HILLSHADE_AZIMUTH, terrain_channels
 from segcore.errors import InputError
@@ -62,6 +62,7 @@ class SceneStrips:
         self.azimuth, self.altitude = azimuth, altitude
         nodata = dem.nodata
         self._dem_nodata = np.nan if nodata is None or np.isnan(nodata) else nodata
+        self._scale = resampling_scale(dem.grid, image.grid)  # the whole scene's, for every strip
         self.any_valid_dem = False  # becomes True once a strip has a valid DEM pixel
         try:
             self._image_ds = rasterio.open(self.image_path)
@@ -95,6 +96,8 @@ class SceneStrips:
             dst_nodata=np.nan,
             resampling=Resampling.bilinear,
             tolerance=0.0,
+            XSCALE=self._scale[0],
+            YSCALE=self._scale[1],
         )
         return out
 

@@ -102,7 +102,7 @@ def resolve_device(name: str) -> torch.device:
     A GPU that is not there is an :class:`~segcore.errors.InputError`, not a silent CPU run."""
     text = str(name).strip().lower()
     if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     if text == "cpu":
         return torch.device("cpu")
     if text in ("gpu", "cuda") or text.startswith("cuda:"):
