@@ -197,7 +197,8 @@ def test_a_structure_outside_the_training_crop_is_predicted(tmp_path: Path) -> N
     truth = _volume(path, (80, 60, 4), [corner, centre])
     geometry = plan_geometry(read_header(path), RECORD["target_spacing"], RECORD["image_size"], "auto")
     (ox, oy), (sx, sy) = geometry["crop_offset"], RECORD["image_size"]
-    assert ox > 10 and oy > 9 and ox < 36 and 44 <= ox + sx  # the crop holds the centre box, not the corner one
+    # the crop holds the centre box, not the corner one
+    assert 10 <= ox <= 36 and 44 <= ox + sx and 9 <= oy <= 26 and 34 <= oy + sy
     labels, _ = predict_volume(_threshold_net(), path, RECORD, batch_size=3, overlap=0.25)
     np.testing.assert_array_equal(labels, truth)
 
@@ -226,6 +227,7 @@ def test_sliding_window_blends_to_the_per_pixel_function_and_ignores_the_batch_s
     p5 = sliding_window_probabilities(_threshold_net(), x, (32, 32), 0.5, 5)
     assert p1.shape == (3, 2, 70, 45) and p1.dtype == torch.float32
     torch.testing.assert_close(p1, direct, atol=1e-5, rtol=0)
+    torch.testing.assert_close(p5, p1, atol=1e-6, rtol=0)
     unet = build_network({"name": "unet2d", "in_channels": 1, "num_classes": 3, "channels": [4, 8, 16]}).eval()
     q1 = sliding_window_probabilities(unet, x, (32, 32), 0.25, 1)
     q4 = sliding_window_probabilities(unet, x, (32, 32), 0.25, 4)
