@@ -14,7 +14,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -41,12 +41,30 @@ def parse_workers(text: str | int) -> int:
     return value
 
 
-def ordered_map(fn: Callable[[J], R], jobs: Iterable[J], workers: int, chunksize: int = 1) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[J], R],
+    jobs: Iterable[J],
+    workers: int,
+    chunksize: int = 1,
+    context: tuple[dict[str, Any], Any] | None = None,
+) -> Iterator[R]:
     """``fn(job)`` for every job, in job order: in this process with ``workers`` <= 1, else in
-    ``workers`` worker processes (``chunksize`` jobs per hand-over: more for many small jobs)."""
-    if workers <= 1:
-        yield from map(fn, jobs)
-        return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
-        yield from pool.map(fn, jobs, chunksize=max(1, chunksize))
+    ``workers`` worker processes (``chunksize`` jobs per hand-over: more for many small jobs).
+
+    ``context`` = (a module-level dict, a value): the value is put under ``"context"`` in the
+    dict for the duration, where ``fn`` finds it. Forked workers inherit it instead of
+    receiving it by pickle (objects such as closures that load a scene do not pickle); where
+    processes cannot be forked, the jobs run in this process."""
+    holder = context[0] if context is not None else {}
+    if context is not None:
+        holder["context"] = context[1]
+    forking = "fork" in multiprocessing.get_all_start_methods()
+    try:
+        if workers <= 1 or (context is not None and not forking):
+            yield from map(fn, jobs)
+            return
+        method = "fork" if forking else "spawn"
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+            yield from pool.map(fn, jobs, chunksize=max(1, chunksize))
+    finally:
+        holder.pop("context", None)
