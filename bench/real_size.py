@@ -69,6 +69,15 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _own_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process itself has used so far, its children's excluded."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _pss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -80,18 +89,20 @@ def _pss_kib(pid: int) -> int:
 
 
 def run_measured(argv: list[str], log: Path, poll: float = 1.0) -> dict[str, float]:
-    """Run ``argv``; its wall seconds, the main process's peak RSS (``ru_maxrss``, exact) and the
+    """Run ``argv``; its wall seconds, CPU seconds (user + system, worker processes included), the
+    main process's peak RSS (``ru_maxrss``, exact) and the
     peak of the summed PSS of it and all its descendants (MiB), sampled every ``poll`` seconds
     (reading ``smaps_rollup`` walks a process's mappings: with gigabytes memory-mapped, sampling
     every 50 ms took a fifth of a core from the measured run). CalledProcessError when it fails."""
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     t0 = time.perf_counter()
-    peak_tree, next_sample = 0, 0.0
+    peak_tree, next_sample, own = 0, 0.0, 0.0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
+        own = max(own, _own_cpu(proc.pid))
         if time.perf_counter() >= next_sample:
             tree, todo = [], [proc.pid]
             while todo:
@@ -105,7 +116,12 @@ def run_measured(argv: list[str], log: Path, poll: float = 1.0) -> dict[str, flo
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, argv, output=log.read_text()[-3000:])
-    return {"seconds": wall, "rss": usage.ru_maxrss / 1024, "tree_pss": peak_tree / 1024}
+    # wait4's CPU times include the descendants the process waited for (its worker processes)
+    # the main process's own part (its last sample, within 20 ms of its end) is the serial part of a
+    # run with worker processes: the workers do the per-volume work
+    cpu = usage.ru_utime + usage.ru_stime
+    out = {"seconds": wall, "cpu": cpu, "main_cpu": min(own, cpu), "rss": usage.ru_maxrss / 1024}
+    return {**out, "tree_pss": peak_tree / 1024}
 
 
 def same_outputs(a: Path, b: Path) -> bool:
@@ -364,6 +380,19 @@ def report(results: dict[str, Any]) -> None:
                 f"2 workers {b['seconds']:7.1f} s {b['rss']:6.0f} / {b['tree_pss']:6.0f} MiB | "
                 f"speed-up t1/t2 {a['seconds'] / b['seconds']:.2f} | identical: {pre[f'{stage} identical']}"
             )
+            if "cpu" in a and "cpu" in b:
+                print(
+                    f"{'':22s} CPU s (user + system, workers included): 1 worker {a['cpu']:.1f}, 2 workers "
+                    f"{b['cpu']:.1f}; cores used on average (CPU / wall): {a['cpu'] / a['seconds']:.2f}, "
+                    f"{b['cpu'] / b['seconds']:.2f}"
+                )
+            if "main_cpu" in b and b["cpu"] > b["main_cpu"]:
+                serial, parallel = b["main_cpu"], b["cpu"] - b["main_cpu"]
+                print(
+                    f"{'':22s} 2 workers: main process {serial:.1f} CPU s (serial: start-up, headers, manifest), "
+                    f"workers {parallel:.1f} CPU s; on 2 free cores t1/t2 would be (serial + parallel) / (serial + "
+                    f"parallel / 2) = {(serial + parallel) / (serial + parallel / 2):.2f} (Amdahl, from CPU times)"
+                )
             if "runs_seconds" in a:
                 runs = [f"{x:.1f}" for x in a["runs_seconds"]], [f"{x:.1f}" for x in b["runs_seconds"]]
                 print(f"{'':22s} every run (s): 1 worker {', '.join(runs[0])}; 2 workers {', '.join(runs[1])}")
