@@ -64,7 +64,14 @@ def ordered_map(
             yield from map(fn, jobs)
             return
         method = "fork" if forking else "spawn"
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+        try:
             yield from pool.map(fn, jobs, chunksize=max(1, chunksize))
+        except BaseException:
+            # a failed job (bad input), SIGTERM or Ctrl-C: the jobs not started yet are not run
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
     finally:
         holder.pop("context", None)

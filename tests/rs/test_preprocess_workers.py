@@ -36,3 +36,11 @@ def test_scene_workers_write_the_same_tiles(tmp_path: Path) -> None:
         out = tmp_path / f"w{workers}"
         assert rs(["preprocess", "--input", str(raw), "--out", str(out), *common, "--workers", workers]) == 0
     _same(tmp_path / "w1", tmp_path / "w2")
+
+
+def test_a_bad_patch_in_a_worker_is_an_input_error(tmp_path: Path, capsys) -> None:
+    raw = l4s_make.release(tmp_path / "raw", 6, 0, 0, seed=1, size=128)
+    (raw / "TrainData" / "img" / "image_4.h5").write_bytes(b"not hdf5")
+    assert rs(["preprocess", "--input", str(raw), "--out", str(tmp_path / "out"), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "image_4.h5" in err and "HDF5" in err and not (tmp_path / "out").exists()
