@@ -7,10 +7,14 @@
 # bf16-mixed precision where the GPU supports it), on the demo data at small step counts:
 # MRI demo-data → preprocess → pretrain global (G^D) → local (L^R) → finetune from it → evaluate →
 # predict; RS demo-data → preprocess → pretrain hpcl-ssl (dual) → finetune from it with the
-# class-aware term (hpcl-ssl+sup) → evaluate → predict a whole scene. Then the step-time ratios of
-# bench/pretrain_step.py and the queue share of bench/queue_share.py on the GPU. Stops at the
-# first failure. The CLIs are called as `python -m medseg.cli` / `python -m rs.cli` so that the
-# script also runs where the package is on PYTHONPATH rather than installed.
+# class-aware term (hpcl-ssl+sup) → evaluate → predict a whole scene. Evaluation and prediction run
+# with --device (cuda, and cpu beside it: the metrics must agree) and predict without --data (the
+# model's own preprocessing record). A fine-tuning run with --compile. Then the step times of
+# bench/pretrain_step.py at the demo's and the full presets' sizes (ACDC protocol: U-Net at 192²;
+# Landslide4Sense: ResNet-34 at 128², hyper-pixel queue K = 65,536) in float32, in bf16 autocast
+# with channels-last, and compiled, with the presets' protocol cost at those step times. Stops at
+# the first failure. The CLIs are called as `python -m medseg.cli` / `python -m rs.cli` so that
+# the script also runs where the package is on PYTHONPATH rather than installed.
 set -euo pipefail
 PY=${PYTHON:-python3}
 W=${1:-/tmp/gpu_check}
@@ -36,15 +40,22 @@ $M pretrain --stage local --strategy LR --init "$W/mri/pretrain/GD/model.pt" --d
    --out "$W/mri/pretrain/GD+LR" --steps 20 --volumes-per-batch 4 --seed 0 "${GPU[@]}"
 $M finetune --data "$W/mri/prepared" --out "$W/mri/finetune" --budget 2 --seed 0 \
    --init "$W/mri/pretrain/GD+LR/model.pt" --steps 100 --val-every 50 "${GPU[@]}"
-$M evaluate --data "$W/mri/prepared" --model "$W/mri/finetune/model.pt" --out "$W/mri/evaluate"
-$M predict --input "$W/mri/raw/imagesTr" --model "$W/mri/finetune/model.pt" --data "$W/mri/prepared" --out "$W/mri/predict"
+$M finetune --data "$W/mri/prepared" --out "$W/mri/finetune_compiled" --budget 2 --seed 0 \
+   --init "$W/mri/pretrain/GD+LR/model.pt" --steps 40 --val-every 20 --compile "${GPU[@]}"
+$M evaluate --data "$W/mri/prepared" --model "$W/mri/finetune/model.pt" --out "$W/mri/evaluate" --device "$DEV"
+$M evaluate --data "$W/mri/prepared" --model "$W/mri/finetune/model.pt" --out "$W/mri/evaluate_cpu" --device cpu
+$M predict --input "$W/mri/raw/imagesTr" --model "$W/mri/finetune/model.pt" --out "$W/mri/predict" --device "$DEV"
 ls "$W/mri/predict" | head -n 3
 $PY - "$W" <<'EOF'
 import json, sys
 w = sys.argv[1]
 train = json.load(open(f"{w}/mri/finetune/train.json"))
 print("MRI finetune train.json:", json.dumps(train)[:600])
-print("MRI test metrics:", json.dumps(json.load(open(f"{w}/mri/evaluate/metrics.json")))[:600])
+print("MRI finetune --compile: best val", json.load(open(f"{w}/mri/finetune_compiled/train.json"))["best_val_dice"])
+dev, cpu = (json.load(open(f"{w}/mri/{d}/metrics.json")) for d in ("evaluate", "evaluate_cpu"))
+print("MRI test metrics:", json.dumps(dev)[:600])
+print("MRI Dice on the device vs the CPU:", dev["summary"]["dice_mean"], cpu["summary"]["dice_mean"],
+      "difference", abs(dev["summary"]["dice_mean"] - cpu["summary"]["dice_mean"]))
 EOF
 
 step Remote sensing
@@ -58,26 +69,34 @@ $R pretrain --method hpcl --data "$W/rs/prepared" --out "$W/rs/pretrain" --fusio
 $R finetune --data "$W/rs/prepared" --out "$W/rs/finetune" --percent 20 --seed 0 --method hpcl-ssl+sup \
    --fusion dual --init "$W/rs/pretrain/model.pt" "${NET[@]}" --steps 100 --val-every 50 \
    --hpcl-weight 0.2 --hpcl-warmup 20 --hpcl-queue 512 --hpcl-unlabeled 8 "${GPU[@]}"
-$R evaluate --data "$W/rs/prepared" --model "$W/rs/finetune/model.pt" --out "$W/rs/evaluate"
+$R evaluate --data "$W/rs/prepared" --model "$W/rs/finetune/model.pt" --out "$W/rs/evaluate" --device "$DEV"
+$R evaluate --data "$W/rs/prepared" --model "$W/rs/finetune/model.pt" --out "$W/rs/evaluate_cpu" --device cpu
 $R predict --image "$W/rs/raw/scenes/scene_00_image.tif" --dem "$W/rs/raw/scenes/scene_00_dem.tif" --model "$W/rs/finetune/model.pt" \
-   --data "$W/rs/prepared" --out "$W/rs/predict"
+   --out "$W/rs/predict" --probabilities --device "$DEV"
 $PY - "$W" <<'EOF'
 import json, sys, glob
 import rasterio
 w = sys.argv[1]
 train = json.load(open(f"{w}/rs/finetune/train.json"))
 print("RS finetune train.json:", json.dumps(train)[:600])
-print("RS test metrics:", json.dumps(json.load(open(f"{w}/rs/evaluate/metrics.json")))[:600])
+dev, cpu = (json.load(open(f"{w}/rs/{d}/metrics.json")) for d in ("evaluate", "evaluate_cpu"))
+print("RS test metrics:", json.dumps(dev)[:600])
+print("RS mIoU on the device vs the CPU:", dev["summary"]["miou"], cpu["summary"]["miou"],
+      "difference", abs(dev["summary"]["miou"] - cpu["summary"]["miou"]))
 for tif in glob.glob(f"{w}/rs/predict/*.tif"):
     with rasterio.open(tif) as src:
-        print("prediction", tif, src.crs, src.shape, src.count, src.dtypes)
+        print("prediction", tif, src.crs, src.shape, src.count, src.dtypes, "overviews", src.overviews(1),
+              src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"))
 EOF
 
 if [ "$DEV" = cuda ]; then
-  step "pretraining step / supervised step on the GPU (bench/pretrain_step.py)"
-  $PY bench/pretrain_step.py --device cuda --reps 50
-  $PY bench/pretrain_step.py --device cuda --reps 20 --batch 64 --size 128
-  step "queue share on the GPU (bench/queue_share.py)"
-  $PY bench/queue_share.py --device cuda --K 65536 --D 128 --reps 20
+  step "step times on the GPU, demo preset (bench/pretrain_step.py)"
+  $PY bench/pretrain_step.py --device cuda --preset demo --reps 30 --warmup 5
+  step "step times on the GPU, full presets: float32"
+  $PY bench/pretrain_step.py --device cuda --preset full --reps 10 --warmup 3
+  step "step times on the GPU, full presets: bf16 autocast + channels-last (the stages' GPU defaults), protocol cost"
+  $PY bench/pretrain_step.py --device cuda --preset full --reps 10 --warmup 3 --precision bf16 --channels-last --cost
+  step "step times on the GPU, full presets: bf16 + channels-last + torch.compile"
+  $PY bench/pretrain_step.py --device cuda --preset full --reps 10 --warmup 5 --precision bf16 --channels-last --compile
 fi
 echo; echo "gpu_check: all stages passed in $(( $(date +%s) - t0 )) s"

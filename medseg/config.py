@@ -128,4 +128,13 @@ class MRIEvaluateConfig(EvaluateConfig):
 @dataclass
 class MRIPredictConfig(PredictConfig):
     input: Path = option(None, "a NIfTI file or a folder of them (*.nii, *.nii.gz)", required=True)
-    slice_axis: str = option("auto", "canonical axis to slice along (auto: largest spacing)")
+    slice_axis: str | None = option(
+        None,
+        "canonical axis to slice along: auto (largest spacing), 0, 1 or 2 (default: as the model's training data)",
+    )
+    batch_size: int = option(32, "sliding windows per network call")
+    overlap: float = option(
+        0.25,
+        "overlap of the sliding windows (the training image size) over a larger slice, as a fraction of the window "
+        "side, in [0, 1)",
+    )

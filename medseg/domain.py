@@ -39,6 +39,26 @@ def _given(**kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+# the manifest entries of `medseg preprocess` that decide how a raw volume becomes network input
+PREPROCESSING_KEYS = (
+    "channels",
+    "classes",
+    "image_size",
+    "target_spacing",
+    "percentiles",
+    "slice_axis",
+    "channel",
+    "n4",
+)
+
+
+def preprocessing_record(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The MRI preprocessing a model was trained with (:meth:`segcore.domain.Domain.preprocessing_record`):
+    in-plane spacing (mm), slice size (px), intensity percentiles, slice axis, input channel, N4,
+    channel and class names. Keys a manifest of an older preprocess stage lacks are left out."""
+    return {"domain": "mri", **{k: manifest[k] for k in PREPROCESSING_KEYS if k in manifest}}
+
+
 def parse_channels(text: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(t) for t in str(text).replace(" ", "").split(",") if t)
@@ -69,6 +89,9 @@ class MRIDomain:
 
     def empty_split_reason(self, data: PreparedData, split: str) -> str:
         return ""
+
+    def preprocessing_record(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return preprocessing_record(manifest)
 
     # --------------------------------------------------------------------------- fine-tuning
 
@@ -269,11 +292,11 @@ class MRIDomain:
         assert isinstance(cfg, MRIEvaluateConfig)
         return score_subjects(net, data, cfg, tmp)
 
-    def predict(self, net: SegmentationNetwork, ckpt: dict[str, Any], cfg: PredictConfig, tmp: Path) -> None:
+    def predict(self, net: SegmentationNetwork, preprocessing: dict[str, Any], cfg: PredictConfig, tmp: Path) -> None:
         from medseg.predict import predict_files
 
         assert isinstance(cfg, MRIPredictConfig)
-        predict_files(net, ckpt, cfg, tmp)
+        predict_files(net, preprocessing, cfg, tmp)
 
 
 def _partitions(data: PreparedData) -> int:

@@ -33,7 +33,9 @@ def predict_group_probs(net: torch.nn.Module, data: PreparedData, group: str, ba
     device = next(net.parameters()).device
     probs = []
     for start in range(0, len(idx), batch_size):
-        x = torch.from_numpy(np.stack([data.image(int(i)) for i in idx[start : start + batch_size]])).to(device)
+        x = torch.from_numpy(np.stack([data.image(int(i)) for i in idx[start : start + batch_size]]))
+        if device.type == "cuda":
+            x = x.pin_memory().to(device, non_blocking=True)  # the copy overlaps the previous batch's work
         probs.append(torch.softmax(net(x), dim=1).float().cpu())  # (b, K, H, W)
     return torch.cat(probs).permute(1, 0, 2, 3).numpy()  # (K, S, H, W)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.outputs import atomic_dir, write_yaml
 from segcore.prepared import IGNORE_INDEX, create_arrays, write_manifest
+from segcore.runtime.pool import ordered_map, parse_workers
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,7 @@ def preprocess(
     splits_fold: int = 0,
     n4: bool = False,
     config: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Prepare the raw dataset at ``input`` into ``out``; returns ``out``.
 
@@ -197,6 +200,7 @@ def preprocess(
             "splits_from": None if splits_from is None else str(splits_from),
             "splits_fold": splits_fold,
             "n4": n4,
+            "workers": workers,
         }
 
     cases, info = list_cases(input, layout, channel=channel, subject_pattern=subject_pattern, subject_csv=subject_csv)
@@ -260,34 +264,43 @@ def preprocess(
     # ---- pass 2: voxel data, volume by volume into the memory maps ------------------------
     with atomic_dir(out) as tmp:
         arrays = create_arrays(tmp, n_total, 1, image_size[0], image_size[1])
+        for arr in arrays.values():
+            arr.flush()
+        del arrays  # reopened per volume (in this process or a worker): written pages are released after each
         samples: dict[str, list[Any]] = {"group": [], "index": [], "partition": [], "labeled": []}
         groups: dict[str, dict[str, Any]] = {}
         splits: dict[str, list[str]] = {name: [] for name in ("unlabeled", "labeled", "val", "test")}
+        jobs: list[CaseJob] = []
         start = 0
         for case in cases:
             geometry = geometries[case.name]
             split = split_of[case.subject]
             store_label = case.label is not None and split != "unlabeled"
             n = geometry["n_slices"]
-            groups[case.name] = _write_case(
-                case,
-                headers[case.name],
-                geometry,
-                arrays,
-                start,
-                percentiles,
-                class_values,
-                store_label,
-                file_channel,
-                n4,
+            jobs.append(
+                CaseJob(
+                    tmp,
+                    case,
+                    headers[case.name],
+                    geometry,
+                    start,
+                    percentiles,
+                    class_values,
+                    store_label,
+                    file_channel,
+                    n4,
+                )
             )
-            groups[case.name].update({"split": split, "first_sample": start})
             splits[split].append(case.name)
             samples["group"] += [case.name] * n
             samples["index"] += list(range(n))
             samples["partition"] += [int(s * partitions // n) for s in range(n)]
             samples["labeled"] += [store_label] * n
             start += n
+        # volumes are independent and each writes its own rows: any number of workers, the same arrays
+        for job, record in zip(jobs, ordered_map(write_case_job, jobs, workers), strict=True):
+            record.update({"split": split_of[job.case.subject], "first_sample": job.start})
+            groups[job.case.name] = record
         cut = {name: g["foreground_cropped"] for name, g in groups.items() if g["foreground_cropped"] > 0}
         if cut:
             worst = max(cut, key=cut.__getitem__)
@@ -300,9 +313,6 @@ def preprocess(
                 100 * cut[worst],
                 worst,
             )
-        for arr in arrays.values():
-            arr.flush()
-        del arrays
         write_manifest(
             tmp,
             {
@@ -318,6 +328,8 @@ def preprocess(
                 "source": str(input),
                 "seed": seed,
                 "n4": bool(n4),
+                "slice_axis": slice_axis,
+                "channel": channel,
                 "samples": samples,
                 "groups": groups,
                 "splits": splits,
@@ -341,6 +353,46 @@ def preprocess(
         write_yaml(tmp / "config.yaml", config)
     log.info("wrote %d slices of %d volumes to %s", n_total, len(cases), out)
     return out
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """One volume of pass 2: what :func:`write_case_job` needs to write it into the arrays of
+    the prepared folder ``folder`` at rows ``start:start + n_slices``."""
+
+    folder: Path
+    case: Case
+    header: VolumeHeader
+    geometry: dict[str, Any]
+    start: int
+    percentiles: Sequence[float]
+    class_values: Sequence[int]
+    store_label: bool
+    file_channel: int | None
+    n4: bool
+
+
+def write_case_job(job: CaseJob) -> dict[str, Any]:
+    """Write one volume (in this process or a worker): the arrays are opened memory-mapped for
+    this volume alone, so that the pages it wrote leave the process's memory with it."""
+    arrays = {name: np.load(job.folder / f"{name}.npy", mmap_mode="r+") for name in ("images", "labels")}
+    try:
+        return _write_case(
+            job.case,
+            job.header,
+            job.geometry,
+            arrays,
+            job.start,
+            job.percentiles,
+            job.class_values,
+            job.store_label,
+            job.file_channel,
+            job.n4,
+        )
+    finally:
+        for arr in arrays.values():
+            arr.flush()
+        del arrays
 
 
 def _write_case(
@@ -488,6 +540,13 @@ def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="N4 bias-field correction (SimpleITK) of each volume before the intensity normalisation",
     )
+    parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=1,
+        help="processes that read, correct, resample and write volumes in parallel ('auto': one per usable core); "
+        "the output is the same for any count",
+    )
 
 
 def run_preprocess(args: argparse.Namespace) -> None:
@@ -515,4 +574,5 @@ def run_preprocess(args: argparse.Namespace) -> None:
         splits_fold=int(args.splits_fold),
         n4=bool(args.n4),
         config=resolved_args(args),
+        workers=int(args.workers),
     )

@@ -7,7 +7,11 @@ transforming the source bounds, so a DEM of the wrong area fails with a clear me
 silently becoming an all-nodata channel.
 
 Reprojection uses an exact coordinate transformation for every pixel (GDAL error threshold 0)
-so that a tile reprojected on its own equals the same pixels of the whole scene.
+and a resampling ratio fixed from the whole grids (:func:`resampling_scale`, GDAL's ``XSCALE`` /
+``YSCALE``), so that a tile or a strip of rows reprojected on its own equals the same pixels of
+the whole scene: left to itself, GDAL estimates the ratio from each request's source window, and
+for a request a few pixels high that estimate drops below 1, which widens the bilinear kernel
+(differences up to 0.07 m on a test DEM for a 2-row strip).
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def overlap_fraction(grid: RasterGrid, src: Raster) -> float:
     return float(w * h / area) if area > 0 else 0.0
 
 
-def _check_overlap(grid: RasterGrid, src: Raster, what: str) -> None:
+def check_overlap(grid: RasterGrid, src: Raster, what: str) -> None:
+    """InputError naming ``src`` when its footprint does not overlap ``grid`` (``what``: "DEM", ...)."""
     if not np.isfinite(_footprint_in(grid, src)).all() or overlap_fraction(grid, src) <= 0:
         l1, b1, r1, t1 = grid.bounds
         raise InputError(
@@ -58,8 +63,24 @@ def _check_overlap(grid: RasterGrid, src: Raster, what: str) -> None:
         )
 
 
-def reproject_dem(dem: Raster, grid: RasterGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear reprojection of band 1 of ``dem`` onto ``grid``: ((H, W) float32 metres, valid)."""
+def resampling_scale(src: RasterGrid, dst: RasterGrid) -> tuple[float, float]:
+    """(x, y) destination pixels per source pixel of reprojecting ``src`` onto ``dst``, from the
+    source footprint in the destination CRS: above 1 when the source is coarser (the DEM: plain
+    bilinear interpolation), below 1 when it is finer (GDAL then widens the kernel)."""
+    left, bottom, right, top = transform_bounds(src.crs, dst.crs, *src.bounds, densify_pts=21)
+    return (
+        (right - left) / src.width / abs(dst.transform.a),
+        (top - bottom) / src.height / abs(dst.transform.e),
+    )
+
+
+def reproject_dem(
+    dem: Raster, grid: RasterGrid, scale: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear reprojection of band 1 of ``dem`` onto ``grid``: ((H, W) float32 metres, valid).
+    ``scale``: the resampling ratio (default :func:`resampling_scale` of the two grids; a part of
+    a scene passes the whole scene's)."""
+    xscale, yscale = scale or resampling_scale(dem.grid, grid)
     src = dem.data[0].astype(np.float32)
     src_nodata = dem.nodata
     if src_nodata is not None and np.isnan(src_nodata):
@@ -76,6 +97,8 @@ def reproject_dem(dem: Raster, grid: RasterGrid) -> tuple[np.ndarray, np.ndarray
         dst_nodata=np.nan,
         resampling=Resampling.bilinear,
         tolerance=0.0,
+        XSCALE=xscale,
+        YSCALE=yscale,
     )
     valid = np.isfinite(out)
     return out, valid
@@ -93,7 +116,7 @@ def align_dem_to_image(dem_path: str | Path, grid: RasterGrid | dict[str, Any]) 
     dem = read_raster(dem_path, what="DEM")
     if dem.count < 1:
         raise InputError(dem_path, "DEM has no band")
-    _check_overlap(grid, dem, "DEM")
+    check_overlap(grid, dem, "DEM")
     out, valid = reproject_dem(dem, grid)
     if not valid.any():
         raise InputError(dem_path, "DEM has no valid elevation inside the image footprint (all nodata there)")
@@ -126,7 +149,7 @@ def align_label_to_image(label_path: str | Path, grid: RasterGrid | dict[str, An
     src = np.where(valid, band, LABEL_NODATA).astype(np.uint8)
     if lab.grid == grid:
         return src
-    _check_overlap(grid, lab, "label raster")
+    check_overlap(grid, lab, "label raster")
     out = np.full(grid.shape, LABEL_NODATA, dtype=np.uint8)
     reproject(
         src,

@@ -24,12 +24,14 @@ class ChannelStatistics:
 
     def add(self, values: np.ndarray) -> None:
         """Add samples ``values`` (C, M)."""
-        if values.shape[1] == 0:
+        self.merge(batch_moments(values))
+
+    def merge(self, moments: tuple[int, np.ndarray, np.ndarray] | None) -> None:
+        """Add a batch by its :func:`batch_moments` (the same arithmetic as :meth:`add`: a batch's
+        moments computed in a worker process merge to the same bits)."""
+        if moments is None:
             return
-        x = values.astype(np.float64)
-        nb = x.shape[1]
-        mb = x.mean(axis=1)
-        m2b = ((x - mb[:, None]) ** 2).sum(axis=1)
+        nb, mb, m2b = moments
         n = self.n + nb
         delta = mb - self.mean
         self.mean = self.mean + delta * nb / n
@@ -41,6 +43,16 @@ class ChannelStatistics:
         std = np.sqrt(self.m2 / np.maximum(self.n, 1))
         std = np.where(std > MIN_STD, std, 1.0)  # a constant channel stays as is
         return self.mean.astype(np.float32), std.astype(np.float32)
+
+
+def batch_moments(values: np.ndarray) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """(count, mean (C,), sum of squared deviations (C,)) of samples ``values`` (C, M), float64;
+    None without samples."""
+    if values.shape[1] == 0:
+        return None
+    x = values.astype(np.float64)
+    mb = x.mean(axis=1)
+    return x.shape[1], mb, ((x - mb[:, None]) ** 2).sum(axis=1)
 
 
 def training_statistics(scene: SceneChannels, windows: Sequence[Window]) -> np.ndarray:

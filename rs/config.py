@@ -145,3 +145,8 @@ class RSPredictConfig(PredictConfig):
     image: list[Path] = option(None, "multispectral scene GeoTIFF(s), same bands as in training", required=True)
     dem: list[Path] = option(None, "DEM GeoTIFF per --image (any CRS/resolution overlapping it)", required=True)
     overlap: int | None = option(None, "tile overlap in pixels (default: the training data's)", ge=0)
+    probabilities: bool = option(
+        False,
+        "also write <image>_probabilities.tif: float32 class probabilities, one band per class (NaN at nodata)",
+        action="store_true",
+    )

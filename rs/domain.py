@@ -36,6 +36,29 @@ AUGMENT = {"rotate_deg": 0, "scale": 0, "flip_axes": (0, 1), "elastic_prob": 0, 
 HPCL_QUEUE, HPCL_MOMENTUM, HPCL_TEMPERATURE = 4096, 0.99, 0.1
 
 
+# the manifest entries of `rs preprocess` that decide how a raw scene becomes network input
+PREPROCESSING_KEYS = (
+    "source",
+    "channels",
+    "spectral_channels",
+    "terrain_channels",
+    "classes",
+    "image_size",
+    "tile",
+    "overlap",
+    "normalization",
+    "terrain",
+)
+
+
+def preprocessing_record(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The remote-sensing preprocessing a model was trained with
+    (:meth:`segcore.domain.Domain.preprocessing_record`): the source kind, channel names and
+    roles, the standardisation (training mean / std per channel), the terrain settings
+    (hillshade sun), tile size and overlap, class names."""
+    return {"domain": "rs", **{k: manifest[k] for k in PREPROCESSING_KEYS if k in manifest}}
+
+
 def parse_widths(text: str | None) -> list[int] | None:
     if text in (None, "", "auto"):
         return None
@@ -70,6 +93,9 @@ class RSDomain:
 
     def empty_split_reason(self, data: PreparedData, split: str) -> str:
         return landslide4sense_protocol.empty_split_reason(data.manifest, split)  # e.g. TestData without masks
+
+    def preprocessing_record(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return preprocessing_record(manifest)
 
     # --------------------------------------------------------------------------- fine-tuning
 
@@ -257,8 +283,8 @@ class RSDomain:
         assert isinstance(cfg, RSEvaluateConfig)
         return score_tiles_and_scenes(net, data, cfg, tmp)
 
-    def predict(self, net: SegmentationNetwork, ckpt: dict[str, Any], cfg: PredictConfig, tmp: Path) -> None:
+    def predict(self, net: SegmentationNetwork, preprocessing: dict[str, Any], cfg: PredictConfig, tmp: Path) -> None:
         from rs.predict import predict_scenes
 
         assert isinstance(cfg, RSPredictConfig)
-        predict_scenes(net, cfg, tmp)
+        predict_scenes(net, preprocessing, cfg, tmp)

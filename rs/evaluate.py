@@ -20,15 +20,23 @@ from segcore.prepared import PreparedData
 log = logging.getLogger(__name__)
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``: through pinned memory and without waiting for the copy on a GPU."""
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 @torch.no_grad()
 def tile_confusion(net: torch.nn.Module, data: PreparedData, indices: np.ndarray, batch_size: int) -> np.ndarray:
     """Confusion matrix (K, K) over the given tiles; label 255 (nodata, unknown) excluded."""
     k = data.num_classes
     cm = np.zeros((k, k), dtype=np.int64)
+    device = next(net.parameters()).device
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
-        x = torch.from_numpy(np.stack([data.image(int(i)) for i in chunk]))
-        pred = net(x).argmax(1).numpy()  # (b, H, W)
+        x = to_device(torch.from_numpy(np.stack([data.image(int(i)) for i in chunk])), device)
+        pred = net(x).argmax(1).cpu().numpy()  # (b, H, W)
         target = np.asarray(data.labels[chunk], dtype=np.int64)
         cm += confusion_matrix(pred, target, k, ignore_index=data.ignore_index)
     return cm
@@ -39,7 +47,7 @@ def scene_predictor(net: torch.nn.Module):
     device = next(net.parameters()).device
 
     def predict(x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(net(x.to(device)), dim=1).float().cpu()
+        return torch.softmax(net(to_device(x, device)), dim=1).float().cpu()
 
     return predict
 
@@ -83,8 +91,10 @@ def overlay_tiles(net: torch.nn.Module, data: PreparedData, indices: np.ndarray,
     rgb = raw[:, rgb_idx].transpose(0, 2, 3, 1)
     lo, hi = np.percentile(rgb, [2, 98])
     hs = raw[:, names.index("hillshade")] if "hillshade" in names else raw[:, -1]
+    device = next(net.parameters()).device
     with torch.no_grad():
-        pred = net(torch.from_numpy(np.stack([data.image(int(i)) for i in chosen]))).argmax(1).numpy()
+        x = to_device(torch.from_numpy(np.stack([data.image(int(i)) for i in chosen])), device)
+        pred = net(x).argmax(1).cpu().numpy()
     return {
         "rgb": np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1),
         "hillshade": hs,

@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ import numpy as np
 
 from rs import landslide4sense as l4s
 from rs.align import LABEL_NODATA
-from rs.channel_statistics import ChannelStatistics, training_statistics
+from rs.channel_statistics import ChannelStatistics, batch_moments, training_statistics
 from rs.geotiff import transform_to_list
 from rs.landslide4sense_protocol import protocol_manifest, release_tiling
 from rs.scene_channels import load_scene_channels, pad_to_tile
@@ -86,6 +87,7 @@ from segcore.cli import resolved_args
 from segcore.errors import InputError
 from segcore.outputs import atomic_dir, write_yaml
 from segcore.prepared import write_manifest
+from segcore.runtime.pool import ordered_map, parse_workers
 
 # the names other modules and the tests import from the stage
 __all__ = [
@@ -103,6 +105,65 @@ DEFAULT_TILE = {"geotiff": 64, "landslide4sense": 128}
 DEFAULT_OVERLAP = {"geotiff": 16, "landslide4sense": 0}
 MIN_TILE = 8
 _SCENE_TILES = "_scene_tiles"  # pass 1's per-scene raw tiles, inside the temporary output folder
+
+
+@dataclass(frozen=True)
+class Pass1:
+    """What pass 1 of every scene needs (shared with forked workers, not pickled)."""
+
+    sources: Sequence[SceneSource]
+    scratch: SceneTileScratch
+    channels: int
+    tile: int
+    overlap: int
+    split: SplitSettings
+    scene_split: dict[str, str]
+
+
+@dataclass
+class Pass1Result:
+    """Pass 1 of one scene: its kept tiles, the tiles skipped (no valid pixel) and dropped
+    (buffer), and the moments of its training pixels."""
+
+    records: list[TileRecord]
+    skipped: int
+    buffer: int
+    moments: tuple[int, np.ndarray, np.ndarray] | None
+
+
+_PASS1: dict[str, Pass1] = {}  # the context of ``scene_pass1``, set around the pass
+
+
+def scene_pass1(k: int) -> Pass1Result:
+    """Load scene ``k``, split its tiles, write its kept tiles to the scratch and return their
+    records and the moments of its training pixels (in this process or a forked worker)."""
+    ctx = _PASS1["context"]
+    src = ctx.sources[k]
+    scene = pad_to_tile(src.load(), ctx.tile)
+    if scene.channels.shape[0] != ctx.channels:
+        raise InputError(src.record["image"], f"scene has {scene.channels.shape[0]} channels, expected {ctx.channels}")
+    h, w = scene.valid.shape
+    windows = tile_windows(h, w, ctx.tile, ctx.overlap)
+    splits = tile_splits(src, k, windows, ctx.tile, ctx.overlap, ctx.split, ctx.scene_split)
+    records: list[TileRecord] = []
+    train_windows = []
+    skipped = buffer = 0
+    for i, (win, tile_split) in enumerate(zip(windows, splits, strict=True)):
+        rs, cs = win.toslices()
+        if not scene.valid[rs, cs].any():
+            skipped += 1
+            continue
+        if tile_split is None:
+            buffer += 1
+            continue
+        labeled = scene.label is not None and bool((scene.label[rs, cs] != LABEL_NODATA).any())
+        pool = in_pool(tile_split, labeled, fixed=src.split is not None)
+        records.append(TileRecord(src.id, i, win, tile_transform(scene.transform, win), tile_split, labeled, pool))
+        if tile_split == "train":
+            train_windows.append(win)
+    moments = batch_moments(training_statistics(scene, train_windows))
+    ctx.scratch.write(k, scene, [r.window for r in records], ctx.tile)
+    return Pass1Result(records, skipped, buffer, moments)
 
 
 def _split_list(values: Sequence[str] | None) -> list[str]:
@@ -126,8 +187,11 @@ def prepare(
     terrain_weight: float,
     extra_manifest: dict[str, Any],
     input_name: str | Path | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Tile, split, normalise and write ``sources`` into the (temporary) folder ``out``.
+    """Tile, split, normalise and write ``sources`` into the (temporary) folder ``out``;
+    ``workers`` processes load and tile the scenes (pass 1) and compute the superpixels and
+    write the tiles (pass 2) in parallel, with the same output for any count.
 
     Returns the manifest.
     """
@@ -136,38 +200,20 @@ def prepare(
     # pass 1 loads each scene once, keeps its tiles' raw channels, validity and labels in a
     # memory-mapped scratch file and adds its training pixels to the statistics; pass 2 reads
     # the scratch files back, normalises, computes superpixels and writes the final arrays.
+    # Both passes run scene by scene in ``workers`` processes; the statistics merge in scene order.
     scratch = SceneTileScratch(Path(out) / _SCENE_TILES)
     records: list[TileRecord] = []
     skipped = 0
     buffer = 0
     stats = ChannelStatistics(c)
     scene_split = scene_splits(sources, split)
-
-    for k, src in enumerate(sources):
-        scene = pad_to_tile(src.load(), tile)
-        if scene.channels.shape[0] != c:
-            raise InputError(src.record["image"], f"scene has {scene.channels.shape[0]} channels, expected {c}")
-        h, w = scene.valid.shape
-        windows = tile_windows(h, w, tile, overlap)
-        splits = tile_splits(src, k, windows, tile, overlap, split, scene_split)
-        train_windows = []
-        first = len(records)
-        for i, (win, tile_split) in enumerate(zip(windows, splits, strict=True)):
-            rs, cs = win.toslices()
-            if not scene.valid[rs, cs].any():
-                skipped += 1
-                continue
-            if tile_split is None:
-                buffer += 1
-                continue
-            labeled = scene.label is not None and bool((scene.label[rs, cs] != LABEL_NODATA).any())
-            pool = in_pool(tile_split, labeled, fixed=src.split is not None)
-            records.append(TileRecord(src.id, i, win, tile_transform(scene.transform, win), tile_split, labeled, pool))
-            if tile_split == "train":
-                train_windows.append(win)
-        stats.add(training_statistics(scene, train_windows))
-        scratch.write(k, scene, [r.window for r in records[first:]], tile)
-        del scene
+    context = Pass1(sources, scratch, c, tile, overlap, split, scene_split)
+    chunk = max(1, min(64, len(sources) // (8 * max(workers, 1))))
+    for found in ordered_map(scene_pass1, range(len(sources)), workers, chunk, context=(_PASS1, context)):
+        records += found.records
+        skipped += found.skipped
+        buffer += found.buffer
+        stats.merge(found.moments)
 
     if not records:
         raise InputError(
@@ -183,7 +229,7 @@ def prepare(
     weights = np.ones(c, dtype=np.float32)
     weights[list(terrain)] = terrain_weight
     n = len(records)
-    write_prepared_tiles(out, scratch, len(sources), n, tile, mean, std, weights, n_segments, compactness)
+    write_prepared_tiles(out, scratch, len(sources), n, tile, mean, std, weights, n_segments, compactness, workers)
     scratch.remove()
 
     tile_ids = [f"{r.scene}/t{r.index:04d}" for r in records]
@@ -351,6 +397,13 @@ def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
         help="sun azimuth of the hillshade channel (degrees from north)",
     )
     parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=1,
+        help="processes computing superpixels and writing tiles in parallel ('auto': one per usable core); the "
+        "output is the same for any count",
+    )
+    parser.add_argument(
         "--hillshade-altitude",
         type=float,
         default=HILLSHADE_ALTITUDE,
@@ -433,6 +486,7 @@ def run_preprocess(args: argparse.Namespace) -> None:
             args.superpixel_terrain_weight,
             extra,
             input_name=args.input if args.input is not None else ", ".join(images),
+            workers=int(getattr(args, "workers", 1)),
         )
         write_yaml(
             tmp / "config.yaml",

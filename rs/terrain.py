@@ -55,7 +55,11 @@ def hillshade(
 ) -> np.ndarray:
     """Illumination in [0, 1] by a sun at ``azimuth`` (degrees clockwise from north, where the
     light comes from) and ``altitude`` (degrees above the horizon). (H, W) float32."""
-    slope, aspect = slope_aspect(dem, xres, yres)
+    return _shade(*slope_aspect(dem, xres, yres), azimuth, altitude)
+
+
+def _shade(slope: np.ndarray, aspect: np.ndarray, azimuth: float, altitude: float) -> np.ndarray:
+    """:func:`hillshade` from the (float32) slope and aspect of :func:`slope_aspect`."""
     s = np.radians(slope.astype(np.float64))
     a = np.radians(aspect.astype(np.float64))
     zenith = np.radians(90.0 - altitude)
@@ -85,6 +89,6 @@ def terrain_channels(
     aspect_cos = np.where(flat, 0.0, np.cos(rad))
     aspect_sin = np.where(np.isnan(slope), np.nan, aspect_sin)
     aspect_cos = np.where(np.isnan(slope), np.nan, aspect_cos)
-    shade = hillshade(dem, xres, yres, azimuth, altitude)
+    shade = _shade(slope, aspect, azimuth, altitude)  # the same slope and aspect, computed once
     shade = np.where(np.isnan(slope), np.nan, shade)
     return np.stack([dem, slope, aspect_sin, aspect_cos, shade]).astype(np.float32)  # (5, H, W)

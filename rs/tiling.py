@@ -23,7 +23,9 @@ from rasterio.windows import Window
 SPLIT_PRIORITY = ("test", "val", "train")
 
 
-def _offsets(size: int, tile: int, stride: int) -> list[int]:
+def tile_offsets(size: int, tile: int, stride: int) -> list[int]:
+    """Offsets of the tiles along one axis of ``size`` pixels (see the module docstring): the
+    rows (or columns) where the windows of :func:`tile_windows` start, ascending."""
     if size <= tile:
         return [0]
     offs = list(range(0, size - tile + 1, stride))
@@ -47,8 +49,8 @@ def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[Windo
     stride = tile - overlap
     return [
         Window(col_off=c, row_off=r, width=tile, height=tile)
-        for r in _offsets(height, tile, stride)
-        for c in _offsets(width, tile, stride)
+        for r in tile_offsets(height, tile, stride)
+        for c in tile_offsets(width, tile, stride)
     ]
 
 

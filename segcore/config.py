@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
 
-_OPTION_KEYS = ("help", "flag", "choices", "metavar", "nargs", "action", "parse", "prefix", "required")
+_OPTION_KEYS = ("help", "flag", "choices", "metavar", "nargs", "action", "parse", "prefix", "required", "aliases")
 
 
 def option(
@@ -45,14 +45,16 @@ def option(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
+    aliases: Sequence[str] = (),
 ) -> Any:
     """A config field: its default, help text and command-line spelling.
 
     ``flag`` overrides the option name (default ``--<field-name>`` with dashes); ``parse``
     converts a command-line string (default: from the field's type); ``action`` is
     ``"store_true"``, ``"bool"`` (``--x/--no-x``) or an argparse Action class; ``prefix`` marks a
-    nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``). ``ge``/``gt``/
-    ``le``/``lt`` bound a number (every element of a list): :func:`check_ranges`.
+    nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``); ``aliases`` are
+    further spellings of the flag (``--accelerator`` for ``--device``). ``ge``/``gt``/``le``/``lt``
+    bound a number (every element of a list): :func:`check_ranges`.
     """
     metadata = {
         "help": help,
@@ -64,6 +66,7 @@ def option(
         "prefix": prefix,
         "required": required,
         "bounds": {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None},
+        "aliases": tuple(aliases),
     }
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
@@ -279,7 +282,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, overrides: Mapping[s
                 kwargs["type"] = parse
             if meta.get("metavar"):
                 kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(flag, *(meta.get("aliases") or ()), **kwargs)
 
 
 def from_namespace(cls: type[T], args: argparse.Namespace | Mapping[str, Any], prefix: str = "") -> T:
@@ -426,6 +429,12 @@ class RuntimeConfig:
     )
     workers: int | str = option(
         "auto", "data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU", parse=parse_workers
+    )
+    compile: bool = option(
+        False,
+        "torch.compile the network (nn.Module.compile, in place: same weights, same checkpoint keys); pays a "
+        "compilation of tens of seconds at the start, for faster steps on a GPU",
+        action="store_true",
     )
     checkpoint_every: int = option(
         50, "write the resume checkpoint every N steps (0: never); a restarted run resumes from it", ge=0
@@ -645,6 +654,12 @@ class PretrainConfig:
     runtime: RuntimeConfig = option(default_factory=RuntimeConfig, prefix="")
 
 
+DEVICE_HELP = (
+    "where the network runs: auto (the first CUDA GPU when one is visible, else the CPU), cpu, gpu / cuda, "
+    "or cuda:N; float32 on every device, so the metrics are the CPU's"
+)
+
+
 @dataclass
 class EvaluateConfig:
     """Options of evaluation shared by both domains."""
@@ -661,6 +676,7 @@ class EvaluateConfig:
     split: str = option("test", "which split to score: test or val")
     batch_size: int = option(32, "samples per inference batch", ge=1)
     threads: int = option(1, "torch intra-op threads (0: torch default)", ge=0)
+    device: str = option("auto", DEVICE_HELP, aliases=("--accelerator",))
 
 
 @dataclass
@@ -668,7 +684,12 @@ class PredictConfig:
     """Options of prediction shared by both domains."""
 
     model: Path = option(None, "fine-tuned model checkpoint (model.pt)", required=True)
-    data: Path = option(None, "prepared data folder the model was trained on", required=True)
+    data: Path | None = option(
+        None,
+        "prepared data folder the model was trained on; only needed for a checkpoint written before models carried "
+        "their preprocessing (the default: the model's own record)",
+    )
     out: Path = option(None, "output folder", required=True)
     batch_size: int = option(32, "samples per inference batch", ge=1)
     threads: int = option(1, "torch intra-op threads (0: torch default)", ge=0)
+    device: str = option("auto", DEVICE_HELP, aliases=("--accelerator",))

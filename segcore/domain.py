@@ -32,6 +32,12 @@ class Domain(Protocol):
         """Why the preprocessing left ``split`` empty (``" (<why>)"``), or ""."""
         ...
 
+    def preprocessing_record(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """What prediction needs to process raw inputs exactly as the prepared data were (from
+        the preprocess stage's manifest: spacing, sizes, normalisation, channels, ...); stored in
+        every fine-tuned ``model.pt`` as ``data.preprocessing``. Plain JSON values only."""
+        ...
+
     # --- fine-tuning
     def select_labeled(
         self, data: PreparedData, cfg: FinetuneConfig, label_seed: int
@@ -76,6 +82,7 @@ class Domain(Protocol):
         metrics.json entries beyond the shared ones (domain, dataset, split, method, budget, seed)."""
         ...
 
-    def predict(self, net: SegmentationNetwork, ckpt: dict[str, Any], cfg: PredictConfig, tmp: Path) -> None:
-        """Segment the raw inputs of ``cfg`` into ``tmp`` in their own space."""
+    def predict(self, net: SegmentationNetwork, preprocessing: dict[str, Any], cfg: PredictConfig, tmp: Path) -> None:
+        """Segment the raw inputs of ``cfg`` into ``tmp`` in their own space, processed as
+        ``preprocessing`` (a :meth:`preprocessing_record`) says."""
         ...

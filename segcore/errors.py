@@ -17,6 +17,10 @@ class InputError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
+        # raised in a worker process of a parallel stage, it crosses to the main process by pickle
+        return (type(self), (self.path, self.problem))
+
 
 class Terminated(BaseException):
     """SIGTERM arrived (``scancel``, a SLURM time limit, ``kill``): unwinds like Ctrl-C, so

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from segcore.config import RuntimeConfig
+from segcore.errors import InputError
 from segcore.runtime.progress import progress_mode
 
 
@@ -77,6 +78,7 @@ class Runtime:
     checkpoint_every: int
     progress: str
     log_every: int
+    compile: bool = False
 
 
 def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
@@ -95,4 +97,28 @@ def resolve_runtime(cfg: RuntimeConfig) -> Runtime:
         checkpoint_every=int(cfg.checkpoint_every),
         progress=progress_mode(cfg.progress),
         log_every=int(cfg.log_every),
+        compile=bool(cfg.compile),
     )
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of an inference stage's ``--device``: ``auto`` (the first CUDA GPU when
+    one is visible, else the CPU), ``cpu``, ``gpu`` / ``cuda`` (the first GPU) or ``cuda:N``.
+    A GPU that is not there is an :class:`~segcore.errors.InputError`, not a silent CPU run."""
+    text = str(name).strip().lower()
+    if text == "auto":
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text in ("gpu", "cuda") or text.startswith("cuda:"):
+        index = 0 if ":" not in text else text.split(":", 1)[1]
+        if not str(index).isdigit():
+            raise InputError(None, f"--device {name!r}: expected cuda:<index>, e.g. cuda:0")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(index) >= count:
+            raise InputError(
+                None,
+                f"--device {name}: no such CUDA device ({count} visible); use --device cpu or auto",
+            )
+        return torch.device("cuda", int(index))
+    raise InputError(None, f"--device must be auto, cpu, gpu, cuda or cuda:N, got {name!r}")

@@ -11,9 +11,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
+from torch import nn
 
 from segcore.config import RuntimeConfig
 from segcore.errors import InputError
+from segcore.networks import SegmentationNetwork
 from segcore.runtime.devices import resolve_runtime, world_size
 from segcore.runtime.resume import ResumeCheckpoint, discard_foreign_checkpoint, resume_dir
 
@@ -39,6 +41,35 @@ def _cluster_plugins(world: int) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- callbacks
+
+
+def compiled_blocks(net: nn.Module) -> list[nn.Module]:
+    """The parts of a segmentation network that its methods call (``encode`` and ``decode`` call
+    the blocks of a ``ModuleList`` one by one, an smp decoder its ``blocks``): what ``--compile``
+    compiles, so that the pretraining strategies, which call ``encode`` / ``decode`` rather than
+    ``forward``, run compiled code too."""
+    out: list[nn.Module] = []
+    for part in (net.encoder, net.decoder, net.head):
+        if isinstance(part, nn.ModuleList):
+            out += list(part)
+        elif isinstance(getattr(part, "blocks", None), nn.ModuleList):
+            out += list(part.blocks)
+        else:
+            out.append(part)
+    return out
+
+
+class CompileNetworks(Callback):
+    """``--compile``: ``torch.compile`` the blocks of every segmentation network of the task, in
+    place (:meth:`torch.nn.Module.compile`: parameters, state-dict keys and checkpoints unchanged)."""
+
+    def __init__(self, backend: str = "inductor") -> None:
+        self.backend = backend
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for net in [m for m in pl_module.modules() if isinstance(m, SegmentationNetwork)]:
+            for block in compiled_blocks(net):
+                block.compile(backend=self.backend)
 
 
 class ChannelsLast(Callback):
@@ -148,6 +179,8 @@ def resumable_trainer(
     callbacks: list[Callback] = [ResumeCheckpoint(work, rt.checkpoint_every, val_every, shaping)]
     if rt.channels_last:
         callbacks.append(ChannelsLast())
+    if rt.compile:
+        callbacks.append(CompileNetworks())
     trainer = make_trainer(
         work,
         max_steps,

@@ -21,6 +21,7 @@ from segcore.errors import InputError
 from segcore.networks import SegmentationNetwork, build_network
 from segcore.outputs import atomic_dir, write_json, write_yaml
 from segcore.prepared import PreparedData, open_prepared
+from segcore.runtime.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,12 @@ def model_runs(cfg: EvaluateConfig) -> list[tuple[Path, Path]]:
     return list(zip(models, outs, strict=True))
 
 
-def load_model(path: Path, domain: Domain) -> tuple[SegmentationNetwork, dict[str, Any]]:
-    """A fine-tuned model of ``domain`` in eval mode, and its checkpoint record. A pretraining
-    checkpoint or another domain's model is an :class:`InputError` saying what to do."""
+def load_model(
+    path: Path, domain: Domain, device: torch.device | None = None
+) -> tuple[SegmentationNetwork, dict[str, Any]]:
+    """A fine-tuned model of ``domain`` in eval mode (on ``device``, default the CPU), and its
+    checkpoint record. A pretraining checkpoint or another domain's model is an
+    :class:`InputError` saying what to do."""
     ckpt = read_checkpoint(path)
     spec = checkpoint_network(ckpt, path, domain)
     stage = str(ckpt.get("stage", "finetune"))
@@ -64,6 +68,8 @@ def load_model(path: Path, domain: Domain) -> tuple[SegmentationNetwork, dict[st
             path, f"weights do not fit the network the checkpoint describes ({str(err).splitlines()[0]})"
         ) from err
     net.eval()
+    if device is not None:
+        net.to(device)
     return net, ckpt
 
 
@@ -79,11 +85,13 @@ def run_evaluate(cfg: EvaluateConfig, domain: Domain) -> None:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     runs = model_runs(cfg)
+    device = resolve_device(cfg.device)
+    log.info("evaluating on %s", device)
     data = open_prepared(cfg.data, domain.name, domain.title)
     if not data.split_groups(cfg.split):
         raise InputError(cfg.data, f"split '{cfg.split}' is empty{domain.empty_split_reason(data, cfg.split)}")
     for model, out in runs:
-        net, ckpt = load_model(model, domain)
+        net, ckpt = load_model(model, domain, device)
         check_model_fits(ckpt, model, data)
         run = ckpt.get("run", {})
         with atomic_dir(out) as tmp:

@@ -154,6 +154,7 @@ def finetune_one(cfg: FinetuneConfig, run: SeedRun, domain: Domain) -> dict[str,
         task_cls=task_cls,
         task_kwargs=task_kwargs,
         domain=domain.name,
+        preprocessing=domain.preprocessing_record(data.manifest),
     )
 
 
@@ -228,11 +229,13 @@ def fit_segmentation(
     task_cls: type = SegmentationTask,
     task_kwargs: dict[str, Any] | None = None,
     domain: str | None = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`~segcore.tasks.segmentation.SegmentationTask`, keep the best validation
     weights and write ``model.pt``, ``train.json``, ``config.yaml`` and ``logs/`` into
     ``run.out`` atomically. Resumes from the resume folder of ``run.out`` when a checkpoint is
-    there. Returns the train record (on every rank; only rank 0 writes)."""
+    there. ``preprocessing``: the domain's preprocessing record, stored in ``model.pt`` for
+    prediction from raw files. Returns the train record (on every rank; only rank 0 writes)."""
     if not 0.0 <= cfg.weight_ema < 1.0:
         raise InputError(None, f"--weight-ema must lie in [0, 1), got {cfg.weight_ema}")
     if cfg.pretrained_lr_scale <= 0:
@@ -288,6 +291,8 @@ def fit_segmentation(
     data_record = {k: data.manifest[k] for k in ("classes", "channels", "image_size") if k in data.manifest}
     if "normalization" in data.manifest:
         data_record["normalization"] = data.manifest["normalization"]
+    if preprocessing is not None:  # what prediction needs to process raw inputs as the training data
+        data_record["preprocessing"] = preprocessing
     with stage_outputs(run.out) as tmp:
         save_checkpoint(
             tmp / "model.pt",

@@ -117,3 +117,20 @@ def test_n4_on_a_real_scan(tmp_path, nibabel_data):
         n4=True,
     )
     assert PreparedData(out).manifest["n4"] is True
+
+
+def test_n4_does_not_depend_on_the_thread_count(volume):
+    """One ITK thread whatever the machine's default: the field's reductions add in one order."""
+    import SimpleITK as sitk
+
+    _, _, biased = volume
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+            results.append(n4_correct(biased, SPACING, iterations=(20, 20)))
+            assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads  # restored
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    assert all(np.array_equal(results[0], r) for r in results[1:])
