@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rs.terrain import HILLSHADE_ALTITUDE, HILLSHADE_AZIMUTH
 from segcore.config import (
     EvaluateConfig,
     FinetuneConfig,
@@ -15,6 +16,65 @@ from segcore.config import (
     PretrainConfig,
     option,
 )
+from segcore.runtime.pool import parse_workers
+
+
+@dataclass
+class RSPreprocessConfig:
+    """``rs preprocess``: scenes (GeoTIFF + DEM) or a Landslide4Sense folder to prepared tiles."""
+
+    input: Path | None = option(
+        None,
+        "raw folder: a demo-data folder (scenes.json) or a Landslide4Sense folder (img/, mask/; or the release's "
+        "TrainData/, ValidData/, TestData/: the official splits, docs/landslide4sense.md)",
+    )
+    image: list[str] | None = option(
+        None, "scene image GeoTIFF (repeatable or comma-separated)", action="extend", metavar="TIF"
+    )
+    dem: list[str] | None = option(
+        None, "DEM GeoTIFF per --image (any CRS/resolution overlapping the image)", action="extend", metavar="TIF"
+    )
+    label: list[str] | None = option(
+        None, "label GeoTIFF (0/1) per --image, 'none' for an unlabeled scene", action="extend", metavar="TIF"
+    )
+    out: Path = option(None, "prepared-data folder to write", required=True)
+    seed: int = option(0, "seed of the block/scene split", ge=0)
+    tile: int | None = option(
+        None,
+        "tile size in pixels (default 64 for GeoTIFF scenes, 128 for Landslide4Sense; the release: 128 only)",
+        ge=1,
+    )
+    overlap: int | None = option(
+        None,
+        "overlap between neighbouring tiles in pixels (default 16 for GeoTIFF, 0 for Landslide4Sense; the "
+        "release: 0 only)",
+        ge=0,
+    )
+    split_by: Literal["block", "scene"] = option(
+        "block",
+        "assign splits by spatial blocks of tiles or by whole scenes (Landslide4Sense: per patch; the release: its "
+        "folders)",
+    )
+    block_tiles: int = option(4, "block side in tile strides for the block split", ge=1)
+    val_fraction: float = option(
+        0.15, "fraction of blocks (scenes) for validation (unused for the Landslide4Sense release)", ge=0, lt=1
+    )
+    test_fraction: float = option(
+        0.25, "fraction of blocks (scenes) for the held-out test (unused for the Landslide4Sense release)", ge=0, lt=1
+    )
+    n_segments: int | None = option(None, "SLIC superpixels per tile (default: one per 8x8 pixels)", ge=1)
+    compactness: float = option(0.5, "SLIC compactness on standardised channels (higher = more regular)", gt=0)
+    superpixel_terrain_weight: float = option(0.5, "weight of the terrain channels in the SLIC distance", ge=0)
+    hillshade_azimuth: float = option(HILLSHADE_AZIMUTH, "sun azimuth of the hillshade channel (degrees from north)")
+    hillshade_altitude: float = option(
+        HILLSHADE_ALTITUDE, "sun altitude of the hillshade channel (degrees)", ge=0, le=90
+    )
+    workers: int = option(
+        1,
+        "processes computing superpixels and writing tiles in parallel ('auto': one per usable core); the output "
+        "is the same for any count",
+        parse=parse_workers,
+    )
 
 
 @dataclass

@@ -51,7 +51,8 @@ def option(
 
     ``flag`` overrides the option name (default ``--<field-name>`` with dashes); ``parse``
     converts a command-line string (default: from the field's type); ``action`` is
-    ``"store_true"``, ``"bool"`` (``--x/--no-x``) or an argparse Action class; ``prefix`` marks a
+    ``"store_true"``, ``"bool"`` (``--x/--no-x``), ``"extend"`` (a list option that can be repeated) or an
+    argparse Action class; ``prefix`` marks a
     nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``); ``aliases`` are
     further spellings of the flag (``--accelerator`` for ``--device``). ``ge``/``gt``/``le``/``lt``
     bound a number (every element of a list): :func:`check_ranges`.
@@ -261,6 +262,13 @@ def add_options(parser: argparse.ArgumentParser, cls: type, overrides: Mapping[s
             kwargs["action"] = "store_true"
         elif action == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif action == "extend":  # repeatable, each with one value or more: --image a.tif --image b.tif
+            kwargs["action"] = "extend"
+            kwargs["nargs"] = "+"
+            args = typing.get_args(tp)
+            kwargs["type"] = meta.get("parse") or _scalar_parser(args[0] if args else str)
+            if meta.get("metavar"):
+                kwargs["metavar"] = meta["metavar"]
         else:
             parse = meta.get("parse")
             if origin is Literal:
@@ -308,6 +316,14 @@ _BOUND_OK = {
     "le": lambda v, b: v <= b,
     "lt": lambda v, b: v < b,
 }
+
+
+def parse_config(cls: type[T], argv: Sequence[str]) -> T:
+    """The config ``cls`` from command-line words, as its stage's CLI parses them (for scripts and
+    tests that run a stage function in-process; bounds are the CLI's to check)."""
+    parser = argparse.ArgumentParser()
+    add_options(parser, cls)
+    return from_namespace(cls, parser.parse_args(list(argv)))
 
 
 def range_problem(value: Any, bounds: Mapping[str, float]) -> str | None:
