@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from segcore.budget import FixedCombinations
-from segcore.config import EvaluateConfig, FinetuneConfig, PredictConfig, PretrainConfig, option
+from segcore.config import ContrastivePretrainConfig, EvaluateConfig, FinetuneConfig, PredictConfig, option
 from segcore.runtime.pool import parse_workers
 
 # the demo's U-Net widths (the reference's are 16, 32, 64, 128, 128, 128)
@@ -117,7 +117,7 @@ class MRIFinetuneConfig(FinetuneConfig):
 
 
 @dataclass
-class MRIPretrainConfig(PretrainConfig):
+class MRIPretrainConfig(ContrastivePretrainConfig):
     batch_size: int = option(
         0,
         "hpcl and the baselines: slices per batch (0: 16); the global and local stages take --volumes-per-batch",
@@ -156,36 +156,15 @@ class MRIPretrainConfig(PretrainConfig):
         "+ decoder; mocov2, byol, densecl, detcon: the generic baselines (docs/ssl_baselines.md); all but stages "
         "ignore --stage",
     )
-    queue_size: int | None = option(
-        None,
-        "hpcl, mocov2, densecl: K, keys in the queue of negatives (default: hpcl 4096, mocov2/densecl 65536)",
-        ge=1,
-    )
-    momentum: float | None = option(
-        None,
-        "hpcl, mocov2, densecl: m, EMA momentum of the key encoder (default: hpcl 0.99, mocov2/densecl 0.999); "
-        "byol: base τ of the target network, rising to 1 by a cosine (default 0.99)",
-        ge=0,
-        le=1,
-    )
     n_segments: int | None = option(
         None, "hpcl, detcon --masks slic: SLIC superpixels per slice (default: one per 8x8 pixels)", ge=1
     )
     compactness: float = option(0.5, "hpcl, detcon --masks slic: SLIC compactness on the standardised slice", gt=0)
-    max_anchors: int = option(0, "hpcl: hyper-pixels per step in the loss (random subset; 0 = all)", ge=0)
-    proj_hidden: int = option(256, "hpcl and the baselines: projection (and BYOL predictor) hidden width", ge=1)
-    proj_dim: int = option(128, "hpcl and the baselines: projection output dimension D", ge=1)
-    dense_weight: float = option(0.5, "densecl: λ, weight of the dense loss ((1 − λ)·global + λ·dense)", ge=0, le=1)
-    dense_grid: int | None = option(
-        None, "densecl: S, the dense grid (S×S cells of the last encoder map; default its own size)", ge=1
-    )
     masks: Literal["auto", "stored", "slic", "felzenszwalb"] = option(
         "auto",
         "detcon: the masks; auto: SLIC superpixels computed at the start of the run (--n-segments, --compactness); "
         "stored: the prepared data's superpixels.npy; felzenszwalb: Felzenszwalb-Huttenlocher segments (--fh-scale)",
     )
-    n_masks: int = option(16, "detcon: masks sampled per image and step", ge=1)
-    fh_scale: float = option(100.0, "detcon --masks felzenszwalb: scale (larger: fewer, larger segments)", gt=0)
 
 
 @dataclass

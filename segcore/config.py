@@ -677,6 +677,33 @@ DEVICE_HELP = (
 
 
 @dataclass
+class ContrastivePretrainConfig(PretrainConfig):
+    """Options of the momentum / queue methods and the generic baselines, the same in both domains."""
+
+    queue_size: int | None = option(
+        None,
+        "hpcl, mocov2, densecl: K, keys in the queue of negatives (default: hpcl 4096, mocov2/densecl 65536)",
+        ge=1,
+    )
+    momentum: float | None = option(
+        None,
+        "hpcl, mocov2, densecl: m, EMA momentum of the key encoder (default: hpcl 0.99, mocov2/densecl 0.999); "
+        "byol: base τ of the target network, rising to 1 by a cosine (default 0.99)",
+        ge=0,
+        le=1,
+    )
+    max_anchors: int = option(0, "hpcl: hyper-pixels per step in the loss (random subset; 0 = all)", ge=0)
+    proj_hidden: int = option(256, "hpcl and the baselines: projection (and BYOL predictor) hidden width", ge=1)
+    proj_dim: int = option(128, "hpcl and the baselines: projection output (queue) dimension D", ge=1)
+    dense_weight: float = option(0.5, "densecl: λ, weight of the dense loss ((1 − λ)·global + λ·dense)", ge=0, le=1)
+    dense_grid: int | None = option(
+        None, "densecl: S, the dense grid (S×S cells of the last encoder map; default its own size)", ge=1
+    )
+    n_masks: int = option(16, "detcon: masks sampled per image and step", ge=1)
+    fh_scale: float = option(100.0, "detcon --masks felzenszwalb: scale (larger: fewer, larger segments)", gt=0)
+
+
+@dataclass
 class EvaluateConfig:
     """Options of evaluation shared by both domains."""
 
