@@ -17,6 +17,10 @@ include: "workflows/rules/remote_sensing.smk"
 include: "workflows/rules/report.smk"
 
 
+check_pretrained_weights("mri", config["mri"])
+check_pretrained_weights("rs", config["rs"])
+
+
 # Jobs of seconds and little memory run in the Snakemake process itself, also under a cluster
 # executor, where a queue wait would cost more than the job (demo data: 4-5 s, tables and
 # report: 2-8 s on the demo, bench/README.md; they read only small files).

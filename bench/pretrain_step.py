@@ -251,35 +251,39 @@ def protocol_cost(times: dict[str, float], device: str) -> None:
     def t(prefix: str) -> float:
         return next(v for k, v in times.items() if k.startswith(prefix))
 
-    full, l4s = _config("full.yaml"), _deep_merge(_config("config.yaml")["rs"], _config("landslide4sense.yaml")["rs"])
-    m = full["mri"]
-    seeds = len(m["finetune"]["seeds"])
-    methods = ["none", "GR", "GD-", "GD", "GD+LR", "GD+LD"]  # the paper's (hpcl of full.yaml left out)
-    budgets = [*m["finetune"]["budgets"], "all"]
-    g_steps, l_steps, ft_steps = (
-        m["pretrain"]["global"]["steps"],
-        m["pretrain"]["local"]["steps"],
-        m["finetune"]["steps"],
+    acdc = _deep_merge(_config("config.yaml")["mri"], _config("acdc.yaml")["mri"])
+    l4s = _deep_merge(_config("config.yaml")["rs"], _config("landslide4sense.yaml")["rs"])
+    m = acdc
+    methods = [x for x in m["methods"] if x in ("none", "GR", "GD-", "GD", "GD+LR", "GD+LD")]  # the paper's
+    ft = m["finetune"]
+    g_steps, l_steps, ft_steps = m["pretrain"]["global"]["steps"], m["pretrain"]["local"]["steps"], ft["steps"]
+    runs_ft = len(methods) * len(ft["budgets"]) * len(ft["seeds"]) + len(ft["all_labels_methods"]) * len(
+        ft.get("all_labels_seeds") or ft["seeds"]
     )
-    runs_ft = len(methods) * len(budgets) * seeds
-    grid = f"{len(methods)} methods x {len(budgets)} budgets x {seeds} seeds"
+    grid = f"{len(methods)} methods x {len(ft['budgets'])} budgets x {len(ft['seeds'])} seeds + all labels"
+    n_global = len({x.split("+")[0] for x in methods if x != "none"})
+    n_local = len([x for x in methods if "+" in x])
     mri = [
-        ("global pretraining (GR, GD-, GD)", 3 * g_steps, t("MRI G^D")),
-        ("local pretraining (LR, LD from GD)", 2 * l_steps, t("MRI L^R")),
-        (f"fine-tuning ({grid})", runs_ft * ft_steps, t("MRI fine-tuning")),
+        (f"global pretraining ({n_global} runs)", n_global * g_steps, t("MRI G^D")),
+        (f"local pretraining ({n_local} runs)", n_local * l_steps, t("MRI L^R")),
+        (f"supervised fine-tuning ({grid}: {runs_ft} runs)", runs_ft * ft_steps, t("MRI fine-tuning")),
     ]
     f = l4s["finetune"]
-    runs = len(l4s["methods"]) * len(f["budgets"]) * len(f["seeds"]) + len(f["all_labels_methods"]) * len(
-        f["all_labels_seeds"]
-    )
+    fusions = len(l4s["fusions"])
+    hpcl_fusions = len(l4s.get("hpcl", {}).get("fusions") or l4s["fusions"])
+    per_method = {x: hpcl_fusions if x.startswith("hpcl") else fusions for x in l4s["methods"]}
+    runs = sum(per_method.values()) * len(f["budgets"]) * len(f["seeds"]) + len(
+        f["all_labels_methods"]
+    ) * fusions * len(f["all_labels_seeds"])
+    n_pre = hpcl_fusions if any(x.startswith("hpcl-ssl") for x in l4s["methods"]) else 0
     rs = [
-        ("hyper-pixel pretraining", l4s["pretrain"]["steps"], t("RS hyper-pixel")),
-        (f"fine-tuning ({runs} runs)", runs * f["steps"], t("RS supervised")),
+        (f"hyper-pixel pretraining ({n_pre} runs)", n_pre * l4s["pretrain"]["steps"], t("RS hyper-pixel")),
+        (f"supervised fine-tuning ({runs} runs)", runs * f["steps"], t("RS supervised")),
     ]  # fmt: skip
     print(f"\ncost of the full presets at {device} step times (training steps only: no evaluation or validation)")
     for title, parts in (
-        ("ACDC protocol (workflows/config/full.yaml, paper methods)", mri),
-        ("Landslide4Sense preset", rs),
+        ("ACDC preset (workflows/config/acdc.yaml, the paper's methods; semi-supervised cells not counted)", mri),
+        ("Landslide4Sense preset (workflows/config/landslide4sense.yaml; semi-supervised cells not counted)", rs),
     ):
         total = 0.0
         print(title)

@@ -16,7 +16,7 @@ STAGES: list[Stage] = [
     (
         "preprocess",
         "NIfTI dataset (nnU-Net raw, MSD, ACDC, plain folder) -> prepared slices + manifest",
-        "medseg.preprocess:add_preprocess_options",
+        "medseg.config:MRIPreprocessConfig",
         "medseg.preprocess:run_preprocess",
     ),
     (

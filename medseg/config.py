@@ -10,11 +10,80 @@ from pathlib import Path
 from typing import Any, Literal
 
 from segcore.budget import FixedCombinations
-from segcore.config import EvaluateConfig, FinetuneConfig, PredictConfig, PretrainConfig, option
+from segcore.config import ContrastivePretrainConfig, EvaluateConfig, FinetuneConfig, PredictConfig, option
+from segcore.runtime.pool import parse_workers
 
 # the demo's U-Net widths (the reference's are 16, 32, 64, 128, 128, 128)
 DEFAULT_CHANNELS = "16,32,64,128,128"
 CHANNELS_HELP = "U-Net encoder widths, comma-separated (ignored with --init: taken from the checkpoint)"
+
+
+# the layouts medseg.layouts reads (auto: detect)
+LAYOUT_NAMES = ("nnunet", "msd", "acdc", "plain")
+
+
+@dataclass
+class MRIPreprocessConfig:
+    """``medseg preprocess``: raw NIfTI volumes to prepared slices, splits and partitions."""
+
+    input: Path = option(Path("data/mri_phantoms"), "raw dataset folder (or one NIfTI file)")
+    out: Path = option(Path("data/mri_prepared"), "prepared data folder to write")
+    layout: Literal["auto", "nnunet", "msd", "acdc", "plain"] = option("auto", "dataset layout (auto: detect)")
+    target_spacing: tuple[float, float] = option(
+        (1.5, 1.5), "in-plane spacing after resampling, mm", metavar=("H_MM", "W_MM"), gt=0
+    )
+    image_size: tuple[int, int] = option((64, 64), "slice size after centre crop/pad, pixels", metavar=("H", "W"), ge=8)
+    partitions: int = option(4, "slice partitions per volume for the global contrastive loss", ge=1)
+    n_test: int = option(10, "labeled subjects held out for the test set", ge=0)
+    n_val: int = option(5, "labeled subjects for validation (model selection)", ge=0)
+    n_labeled: str = option("10", "labeled pool size in subjects, or 'all' (the rest go to the unlabeled pool)")
+    seed: int = option(0, "seed of the subject-level split", ge=0)
+    percentiles: tuple[float, float] = option(
+        (0.5, 99.5),
+        "per-volume intensity clip percentiles, scaled to [0, 1]",
+        metavar=("LOW", "HIGH"),
+        ge=0,
+        le=100,
+    )
+    slice_axis: Literal["auto", "0", "1", "2"] = option(
+        "auto", "canonical (RAS) axis to slice along; auto = largest spacing"
+    )
+    channel: int = option(0, "input channel: nnU-Net _000C file or channel of a 4D Decathlon image", ge=0)
+    subject_pattern: str | None = option(
+        None,
+        "subject key: regular expression searched in each case name, first group = subject (default: ACDC's "
+        "patientNNN prefix, else the case name; ACDC layout: the patient folder)",
+        metavar="REGEX",
+    )
+    subject_csv: Path | None = option(
+        None, "subject key from a CSV file with the columns case,subject (one row per case)"
+    )
+    test_subjects: list[str] | None = option(
+        None,
+        "fixed test subjects (names as the subject keys, e.g. patient007, or their number, or a .txt file of "
+        "names); replaces --n-test",
+        metavar="SUBJECT",
+    )
+    val_subjects: list[str] | None = option(
+        None, "fixed validation subjects, as --test-subjects; replaces --n-val", metavar="SUBJECT"
+    )
+    splits_from: Path | None = option(
+        None,
+        "take the test subjects from nnU-Net's splits_final.json (the validation subjects of --splits-fold) or a "
+        "dataset.json 'test' list",
+    )
+    splits_fold: int = option(0, "fold of --splits-from's splits_final.json", ge=0)
+    n4: bool = option(
+        False,
+        "N4 bias-field correction (SimpleITK) of each volume before the intensity normalisation",
+        action="store_true",
+    )
+    workers: int = option(
+        1,
+        "processes that read, correct, resample and write volumes in parallel ('auto': one per usable core); the "
+        "output is the same for any count",
+        parse=parse_workers,
+    )
 
 
 @dataclass
@@ -48,7 +117,7 @@ class MRIFinetuneConfig(FinetuneConfig):
 
 
 @dataclass
-class MRIPretrainConfig(PretrainConfig):
+class MRIPretrainConfig(ContrastivePretrainConfig):
     batch_size: int = option(
         0,
         "hpcl and the baselines: slices per batch (0: 16); the global and local stages take --volumes-per-batch",
@@ -87,36 +156,15 @@ class MRIPretrainConfig(PretrainConfig):
         "+ decoder; mocov2, byol, densecl, detcon: the generic baselines (docs/ssl_baselines.md); all but stages "
         "ignore --stage",
     )
-    queue_size: int | None = option(
-        None,
-        "hpcl, mocov2, densecl: K, keys in the queue of negatives (default: hpcl 4096, mocov2/densecl 65536)",
-        ge=1,
-    )
-    momentum: float | None = option(
-        None,
-        "hpcl, mocov2, densecl: m, EMA momentum of the key encoder (default: hpcl 0.99, mocov2/densecl 0.999); "
-        "byol: base τ of the target network, rising to 1 by a cosine (default 0.99)",
-        ge=0,
-        le=1,
-    )
     n_segments: int | None = option(
         None, "hpcl, detcon --masks slic: SLIC superpixels per slice (default: one per 8x8 pixels)", ge=1
     )
     compactness: float = option(0.5, "hpcl, detcon --masks slic: SLIC compactness on the standardised slice", gt=0)
-    max_anchors: int = option(0, "hpcl: hyper-pixels per step in the loss (random subset; 0 = all)", ge=0)
-    proj_hidden: int = option(256, "hpcl and the baselines: projection (and BYOL predictor) hidden width", ge=1)
-    proj_dim: int = option(128, "hpcl and the baselines: projection output dimension D", ge=1)
-    dense_weight: float = option(0.5, "densecl: λ, weight of the dense loss ((1 − λ)·global + λ·dense)", ge=0, le=1)
-    dense_grid: int | None = option(
-        None, "densecl: S, the dense grid (S×S cells of the last encoder map; default its own size)", ge=1
-    )
     masks: Literal["auto", "stored", "slic", "felzenszwalb"] = option(
         "auto",
         "detcon: the masks; auto: SLIC superpixels computed at the start of the run (--n-segments, --compactness); "
         "stored: the prepared data's superpixels.npy; felzenszwalb: Felzenszwalb-Huttenlocher segments (--fh-scale)",
     )
-    n_masks: int = option(16, "detcon: masks sampled per image and step", ge=1)
-    fh_scale: float = option(100.0, "detcon --masks felzenszwalb: scale (larger: fewer, larger segments)", gt=0)
 
 
 @dataclass

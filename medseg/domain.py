@@ -19,6 +19,7 @@ from segcore.prepared import PreparedData
 from segcore.strategies import strategy_class
 from segcore.strategies.base import PretrainStrategy
 from segcore.strategies.baselines import BASELINES, BaselineSettings, build_baseline
+from segcore.strategies.hyperpixel_ssl import HPCL_MOMENTUM, HPCL_QUEUE, HPCL_TEMPERATURE
 from segcore.strategies.masks import MaskSource
 from segcore.strategies.ssl_views import ViewOptions
 
@@ -31,7 +32,6 @@ SUPERPIXEL_SIDE = 8  # hpcl: one SLIC superpixel per 8x8 pixels when --n-segment
 # the hpcl views' photometric jitter on MRI slices (intensities roughly in [0, 1]); also the baselines'
 HPCL_BRIGHTNESS, HPCL_CONTRAST = 0.2, (0.8, 1.2)
 # hpcl's K, m and T when the options are not given (the other methods' defaults live in their strategies)
-HPCL_QUEUE, HPCL_MOMENTUM, HPCL_TEMPERATURE = 4096, 0.99, 0.1
 
 
 def _given(**kwargs: Any) -> dict[str, Any]:

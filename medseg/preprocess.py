@@ -29,7 +29,6 @@ needs (2**(levels-1)), and the training stage checks it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from medseg.config import MRIPreprocessConfig
 from medseg.intensity import percentile_scale
-from medseg.layouts import LAYOUTS, Case, list_cases
+from medseg.layouts import Case, list_cases
 from medseg.n4 import n4_correct
 from medseg.native import (
     crop_or_pad,
@@ -50,11 +50,11 @@ from medseg.native import (
 )
 from medseg.nifti import VolumeHeader, check_pair, load_label, load_volume, read_header
 from medseg.splits import offer_split_files, resolve_subjects, split_subjects, splits_from_file
-from segcore.cli import resolved_args
+from segcore.config import to_record
 from segcore.errors import InputError
 from segcore.outputs import atomic_dir, write_yaml
 from segcore.prepared import IGNORE_INDEX, create_arrays, write_manifest
-from segcore.runtime.pool import ordered_map, parse_workers
+from segcore.runtime.pool import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -444,135 +444,29 @@ def _write_case(
     }
 
 
-def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
-    """Options of ``medseg preprocess``."""
-    parser.add_argument(
-        "--input", type=Path, default=Path("data/mri_phantoms"), help="raw dataset folder (or one NIfTI file)"
-    )
-    parser.add_argument("--out", type=Path, default=Path("data/mri_prepared"), help="prepared data folder to write")
-    parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS), help="dataset layout (auto: detect)")
-    parser.add_argument(
-        "--target-spacing",
-        type=float,
-        nargs=2,
-        default=[1.5, 1.5],
-        metavar=("H_MM", "W_MM"),
-        help="in-plane spacing after resampling, mm",
-    )
-    parser.add_argument(
-        "--image-size",
-        type=int,
-        nargs=2,
-        default=[64, 64],
-        metavar=("H", "W"),
-        help="slice size after centre crop/pad, pixels",
-    )
-    parser.add_argument(
-        "--partitions", type=int, default=4, help="slice partitions per volume for the global contrastive loss"
-    )
-    parser.add_argument("--n-test", type=int, default=10, help="labeled subjects held out for the test set")
-    parser.add_argument("--n-val", type=int, default=5, help="labeled subjects for validation (model selection)")
-    parser.add_argument(
-        "--n-labeled", default="10", help="labeled pool size in subjects, or 'all' (the rest go to the unlabeled pool)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subject-level split")
-    parser.add_argument(
-        "--percentiles",
-        type=float,
-        nargs=2,
-        default=[0.5, 99.5],
-        metavar=("LOW", "HIGH"),
-        help="per-volume intensity clip percentiles, scaled to [0, 1]",
-    )
-    parser.add_argument(
-        "--slice-axis",
-        default="auto",
-        choices=("auto", "0", "1", "2"),
-        help="canonical (RAS) axis to slice along; auto = largest spacing",
-    )
-    parser.add_argument(
-        "--channel", type=int, default=0, help="input channel: nnU-Net _000C file or channel of a 4D Decathlon image"
-    )
-    parser.add_argument(
-        "--subject-pattern",
-        default=None,
-        metavar="REGEX",
-        help=(
-            "subject key: regular expression searched in each case name, first group = subject (default: "
-            "ACDC's patientNNN prefix, else the case name; ACDC layout: the patient folder)"
-        ),
-    )
-    parser.add_argument(
-        "--subject-csv",
-        type=Path,
-        default=None,
-        help="subject key from a CSV file with the columns case,subject (one row per case)",
-    )
-    parser.add_argument(
-        "--test-subjects",
-        nargs="+",
-        default=None,
-        metavar="SUBJECT",
-        help=(
-            "fixed test subjects (names as the subject keys, e.g. patient007, or their number, or a .txt "
-            "file of names); replaces --n-test"
-        ),
-    )
-    parser.add_argument(
-        "--val-subjects",
-        nargs="+",
-        default=None,
-        metavar="SUBJECT",
-        help="fixed validation subjects, as --test-subjects; replaces --n-val",
-    )
-    parser.add_argument(
-        "--splits-from",
-        type=Path,
-        default=None,
-        help=(
-            "take the test subjects from nnU-Net's splits_final.json (the validation subjects of "
-            "--splits-fold) or a dataset.json 'test' list"
-        ),
-    )
-    parser.add_argument("--splits-fold", type=int, default=0, help="fold of --splits-from's splits_final.json")
-    parser.add_argument(
-        "--n4",
-        action="store_true",
-        help="N4 bias-field correction (SimpleITK) of each volume before the intensity normalisation",
-    )
-    parser.add_argument(
-        "--workers",
-        type=parse_workers,
-        default=1,
-        help="processes that read, correct, resample and write volumes in parallel ('auto': one per usable core); "
-        "the output is the same for any count",
-    )
-
-
-def run_preprocess(args: argparse.Namespace) -> None:
-    """Run ``medseg preprocess`` with parsed arguments."""
-    slice_axis = str(args.slice_axis)
+def run_preprocess(cfg: MRIPreprocessConfig) -> None:
+    """Run ``medseg preprocess`` with its typed options."""
     preprocess(
-        args.input,
-        args.out,
-        layout=args.layout,
-        target_spacing=[float(s) for s in args.target_spacing],
-        image_size=[int(s) for s in args.image_size],
-        partitions=int(args.partitions),
-        n_test=int(args.n_test),
-        n_val=int(args.n_val),
-        n_labeled=str(args.n_labeled),
-        seed=int(args.seed),
-        percentiles=[float(p) for p in args.percentiles],
-        slice_axis=slice_axis if slice_axis == "auto" else int(slice_axis),
-        channel=int(args.channel),
-        subject_pattern=args.subject_pattern,
-        subject_csv=args.subject_csv,
-        test_subjects=args.test_subjects,
-        val_subjects=args.val_subjects,
-        splits_from=args.splits_from,
-        splits_fold=int(args.splits_fold),
-        n4=bool(args.n4),
-        config=resolved_args(args),
-        workers=int(args.workers),
+        cfg.input,
+        cfg.out,
+        layout=cfg.layout,
+        target_spacing=list(cfg.target_spacing),
+        image_size=list(cfg.image_size),
+        partitions=cfg.partitions,
+        n_test=cfg.n_test,
+        n_val=cfg.n_val,
+        n_labeled=cfg.n_labeled,
+        seed=cfg.seed,
+        percentiles=list(cfg.percentiles),
+        slice_axis=cfg.slice_axis if cfg.slice_axis == "auto" else int(cfg.slice_axis),
+        channel=cfg.channel,
+        subject_pattern=cfg.subject_pattern,
+        subject_csv=cfg.subject_csv,
+        test_subjects=cfg.test_subjects,
+        val_subjects=cfg.val_subjects,
+        splits_from=cfg.splits_from,
+        splits_fold=cfg.splits_fold,
+        n4=cfg.n4,
+        config=to_record(cfg),
+        workers=cfg.workers,
     )

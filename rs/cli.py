@@ -16,7 +16,7 @@ STAGES: list[Stage] = [
     (
         "preprocess",
         "scene + DEM (+ label) or Landslide4Sense -> aligned, terrain-augmented, tiled, memory-mapped data",
-        "rs.preprocess:add_preprocess_options",
+        "rs.config:RSPreprocessConfig",
         "rs.preprocess:run_preprocess",
     ),
     (

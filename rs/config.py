@@ -7,14 +7,74 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rs.terrain import HILLSHADE_ALTITUDE, HILLSHADE_AZIMUTH
 from segcore.config import (
+    ContrastivePretrainConfig,
     EvaluateConfig,
     FinetuneConfig,
     HyperPixelConfig,
     PredictConfig,
-    PretrainConfig,
     option,
 )
+from segcore.runtime.pool import parse_workers
+
+
+@dataclass
+class RSPreprocessConfig:
+    """``rs preprocess``: scenes (GeoTIFF + DEM) or a Landslide4Sense folder to prepared tiles."""
+
+    input: Path | None = option(
+        None,
+        "raw folder: a demo-data folder (scenes.json) or a Landslide4Sense folder (img/, mask/; or the release's "
+        "TrainData/, ValidData/, TestData/: the official splits, docs/landslide4sense.md)",
+    )
+    image: list[str] | None = option(
+        None, "scene image GeoTIFF (repeatable or comma-separated)", action="extend", metavar="TIF"
+    )
+    dem: list[str] | None = option(
+        None, "DEM GeoTIFF per --image (any CRS/resolution overlapping the image)", action="extend", metavar="TIF"
+    )
+    label: list[str] | None = option(
+        None, "label GeoTIFF (0/1) per --image, 'none' for an unlabeled scene", action="extend", metavar="TIF"
+    )
+    out: Path = option(None, "prepared-data folder to write", required=True)
+    seed: int = option(0, "seed of the block/scene split", ge=0)
+    tile: int | None = option(
+        None,
+        "tile size in pixels (default 64 for GeoTIFF scenes, 128 for Landslide4Sense; the release: 128 only)",
+        ge=1,
+    )
+    overlap: int | None = option(
+        None,
+        "overlap between neighbouring tiles in pixels (default 16 for GeoTIFF, 0 for Landslide4Sense; the "
+        "release: 0 only)",
+        ge=0,
+    )
+    split_by: Literal["block", "scene"] = option(
+        "block",
+        "assign splits by spatial blocks of tiles or by whole scenes (Landslide4Sense: per patch; the release: its "
+        "folders)",
+    )
+    block_tiles: int = option(4, "block side in tile strides for the block split", ge=1)
+    val_fraction: float = option(
+        0.15, "fraction of blocks (scenes) for validation (unused for the Landslide4Sense release)", ge=0, lt=1
+    )
+    test_fraction: float = option(
+        0.25, "fraction of blocks (scenes) for the held-out test (unused for the Landslide4Sense release)", ge=0, lt=1
+    )
+    n_segments: int | None = option(None, "SLIC superpixels per tile (default: one per 8x8 pixels)", ge=1)
+    compactness: float = option(0.5, "SLIC compactness on standardised channels (higher = more regular)", gt=0)
+    superpixel_terrain_weight: float = option(0.5, "weight of the terrain channels in the SLIC distance", ge=0)
+    hillshade_azimuth: float = option(HILLSHADE_AZIMUTH, "sun azimuth of the hillshade channel (degrees from north)")
+    hillshade_altitude: float = option(
+        HILLSHADE_ALTITUDE, "sun altitude of the hillshade channel (degrees)", ge=0, le=90
+    )
+    workers: int = option(
+        1,
+        "processes computing superpixels and writing tiles in parallel ('auto': one per usable core); the output "
+        "is the same for any count",
+        parse=parse_workers,
+    )
 
 
 @dataclass
@@ -52,7 +112,7 @@ class RSFinetuneConfig(FinetuneConfig):
 
 
 @dataclass
-class RSPretrainConfig(PretrainConfig):
+class RSPretrainConfig(ContrastivePretrainConfig):
     batch_size: int = option(16, "tiles per batch", ge=1)
     lr: float = option(1e-3, "learning rate (AdamW)", gt=0)
     network: FusionNetworkConfig = option(default_factory=FusionNetworkConfig, prefix="")
@@ -61,26 +121,8 @@ class RSPretrainConfig(PretrainConfig):
         "hpcl: hyper-pixel contrast with a momentum encoder and a queue (our definition, docs/hpcl.md); mocov2, "
         "byol, densecl, detcon: the generic baselines (docs/ssl_baselines.md)",
     )
-    queue_size: int | None = option(
-        None,
-        "hpcl, mocov2, densecl: K, keys in the queue of negatives (default: hpcl 4096, mocov2/densecl 65536)",
-        ge=1,
-    )
-    momentum: float | None = option(
-        None,
-        "hpcl, mocov2, densecl: m, EMA momentum of the key encoder (default: hpcl 0.99, mocov2/densecl 0.999); "
-        "byol: base τ of the target network, rising to 1 by a cosine (default 0.99)",
-        ge=0,
-        le=1,
-    )
     temperature: float | None = option(
         None, "T of the InfoNCE similarities (default: the method's: hpcl and detcon 0.1, mocov2 and densecl 0.2)", gt=0
-    )
-    proj_dim: int = option(128, "projection head output (queue) dimension D", ge=1)
-    proj_hidden: int = option(256, "projection head (and BYOL predictor) hidden width", ge=1)
-    dense_weight: float = option(0.5, "densecl: λ, weight of the dense loss ((1 − λ)·global + λ·dense)", ge=0, le=1)
-    dense_grid: int | None = option(
-        None, "densecl: S, the dense grid (S×S cells of the last encoder map; default its own size)", ge=1
     )
     masks: Literal["auto", "stored", "slic", "felzenszwalb"] = option(
         "auto",
@@ -88,13 +130,10 @@ class RSPretrainConfig(PretrainConfig):
         "computed at the start of the run (--n-segments, --compactness); felzenszwalb: Felzenszwalb-Huttenlocher "
         "segments (--fh-scale)",
     )
-    n_masks: int = option(16, "detcon: masks sampled per image and step", ge=1)
     n_segments: int | None = option(
         None, "detcon --masks slic: SLIC superpixels per tile (default: one per 8x8 pixels)", ge=1
     )
     compactness: float = option(0.5, "detcon --masks slic: SLIC compactness on the standardised tile", gt=0)
-    fh_scale: float = option(100.0, "detcon --masks felzenszwalb: scale (larger: fewer, larger segments)", gt=0)
-    max_anchors: int = option(0, "hyper-pixels per step in the loss (random subset; 0 = all)", ge=0)
     batch_negatives: bool = option(
         False, "the other hyper-pixels' keys of the same step are negatives too (besides the queue)", action="bool"
     )

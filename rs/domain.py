@@ -27,13 +27,13 @@ from segcore.prepared import PreparedData
 from segcore.strategies import strategy_class
 from segcore.strategies.base import PretrainStrategy
 from segcore.strategies.baselines import BASELINES, BaselineSettings, build_baseline
+from segcore.strategies.hyperpixel_ssl import HPCL_MOMENTUM, HPCL_QUEUE, HPCL_TEMPERATURE
 from segcore.strategies.masks import MaskSource
 from segcore.strategies.ssl_views import ViewOptions
 
 # fine-tuning augmentation of tiles: flips and quarter turns only (north-up imagery, no resampling)
 AUGMENT = {"rotate_deg": 0, "scale": 0, "flip_axes": (0, 1), "elastic_prob": 0, "rot90": True}
 # hpcl's K, m and T when the options are not given (the baselines' defaults live in their strategies)
-HPCL_QUEUE, HPCL_MOMENTUM, HPCL_TEMPERATURE = 4096, 0.99, 0.1
 
 
 # the manifest entries of `rs preprocess` that decide how a raw scene becomes network input

@@ -48,7 +48,6 @@ Output (segcore.prepared format) and the choices made here:
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ import numpy as np
 from rs import landslide4sense as l4s
 from rs.align import LABEL_NODATA
 from rs.channel_statistics import ChannelStatistics, batch_moments, training_statistics
+from rs.config import RSPreprocessConfig
 from rs.geotiff import transform_to_list
 from rs.landslide4sense_protocol import protocol_manifest, release_tiling
 from rs.scene_channels import load_scene_channels, pad_to_tile
@@ -80,19 +80,18 @@ from rs.split_assignment import (
     tile_splits,
 )
 from rs.superpixels import default_n_segments
-from rs.terrain import HILLSHADE_ALTITUDE, HILLSHADE_AZIMUTH, TERRAIN_CHANNELS
+from rs.terrain import TERRAIN_CHANNELS
 from rs.tile_arrays import EXTRAS, SceneTileScratch, write_prepared_tiles
 from rs.tiling import tile_transform, tile_windows, window_to_list
-from segcore.cli import resolved_args
+from segcore.config import to_record
 from segcore.errors import InputError
 from segcore.outputs import atomic_dir, write_yaml
 from segcore.prepared import write_manifest
-from segcore.runtime.pool import ordered_map, parse_workers
+from segcore.runtime.pool import ordered_map
 
 # the names other modules and the tests import from the stage
 __all__ = [
     "ChannelStatistics",
-    "add_preprocess_options",
     "load_scene_channels",
     "prepare",
     "run_preprocess",
@@ -311,116 +310,17 @@ def prepare(
 # --------------------------------------------------------------------------- CLI
 
 
-def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input",
-        type=Path,
-        default=None,
-        help="raw folder: a demo-data folder (scenes.json) or a Landslide4Sense folder (img/, mask/; "
-        "or the release's TrainData/, ValidData/, TestData/: the official splits, docs/landslide4sense.md)",
-    )
-    parser.add_argument(
-        "--image",
-        action="append",
-        default=None,
-        help="scene image GeoTIFF (repeatable or comma-separated)",
-    )
-    parser.add_argument(
-        "--dem",
-        action="append",
-        default=None,
-        help="DEM GeoTIFF per --image (any CRS/resolution overlapping the image)",
-    )
-    parser.add_argument(
-        "--label",
-        action="append",
-        default=None,
-        help="label GeoTIFF (0/1) per --image, 'none' for an unlabeled scene",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="prepared-data folder to write")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the block/scene split")
-    parser.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="tile size in pixels (default 64 for GeoTIFF scenes, 128 for Landslide4Sense; the release: 128 only)",
-    )
-    parser.add_argument(
-        "--overlap",
-        type=int,
-        default=None,
-        help="overlap between neighbouring tiles in pixels "
-        "(default 16 for GeoTIFF, 0 for Landslide4Sense; the release: 0 only)",
-    )
-    parser.add_argument(
-        "--split-by",
-        choices=("block", "scene"),
-        default="block",
-        help="assign splits by spatial blocks of tiles or by whole scenes "
-        "(Landslide4Sense: per patch; the release: its folders)",
-    )
-    parser.add_argument("--block-tiles", type=int, default=4, help="block side in tile strides for the block split")
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.15,
-        help="fraction of blocks (scenes) for validation (unused for the Landslide4Sense release)",
-    )
-    parser.add_argument(
-        "--test-fraction",
-        type=float,
-        default=0.25,
-        help="fraction of blocks (scenes) for the held-out test (unused for the Landslide4Sense release)",
-    )
-    parser.add_argument(
-        "--n-segments",
-        type=int,
-        default=None,
-        help="SLIC superpixels per tile (default: one per 8x8 pixels)",
-    )
-    parser.add_argument(
-        "--compactness",
-        type=float,
-        default=0.5,
-        help="SLIC compactness on standardised channels (higher = more regular)",
-    )
-    parser.add_argument(
-        "--superpixel-terrain-weight",
-        type=float,
-        default=0.5,
-        help="weight of the terrain channels in the SLIC distance",
-    )
-    parser.add_argument(
-        "--hillshade-azimuth",
-        type=float,
-        default=HILLSHADE_AZIMUTH,
-        help="sun azimuth of the hillshade channel (degrees from north)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=parse_workers,
-        default=1,
-        help="processes computing superpixels and writing tiles in parallel ('auto': one per usable core); the "
-        "output is the same for any count",
-    )
-    parser.add_argument(
-        "--hillshade-altitude",
-        type=float,
-        default=HILLSHADE_ALTITUDE,
-        help="sun altitude of the hillshade channel (degrees)",
-    )
-
-
-def run_preprocess(args: argparse.Namespace) -> None:
-    images, dems, labels = _split_list(args.image), _split_list(args.dem), _split_list(args.label)
-    if args.input is not None and images:
-        raise InputError(args.input, "give either --input or --image/--dem, not both")
-    if args.input is None and not images:
+def run_preprocess(cfg: RSPreprocessConfig) -> None:
+    """Run ``rs preprocess`` with its typed options."""
+    images, dems, labels = _split_list(cfg.image), _split_list(cfg.dem), _split_list(cfg.label)
+    if cfg.input is not None and images:
+        raise InputError(cfg.input, "give either --input or --image/--dem, not both")
+    if cfg.input is None and not images:
         raise InputError(None, "no input: give --input FOLDER or --image/--dem")
     kind = "geotiff"
     release = False
-    if args.input is not None:
-        folder = Path(args.input)
+    if cfg.input is not None:
+        folder = Path(cfg.input)
         if not folder.is_dir():
             raise InputError(folder, "input folder does not exist")
         if (folder / "scenes.json").is_file():
@@ -436,42 +336,42 @@ def run_preprocess(args: argparse.Namespace) -> None:
     else:
         scenes = explicit_scenes(images, dems, labels)
     if release:
-        tile, overlap = release_tiling(args.input, args.tile, args.overlap)
+        tile, overlap = release_tiling(cfg.input, cfg.tile, cfg.overlap)
     else:
-        tile = args.tile if args.tile is not None else DEFAULT_TILE[kind]
-        overlap = args.overlap if args.overlap is not None else DEFAULT_OVERLAP[kind]
+        tile = cfg.tile if cfg.tile is not None else DEFAULT_TILE[kind]
+        overlap = cfg.overlap if cfg.overlap is not None else DEFAULT_OVERLAP[kind]
     if tile < MIN_TILE or not 0 <= overlap < tile:
         raise InputError(None, f"need --tile >= {MIN_TILE} and 0 <= --overlap < --tile (got {tile}, {overlap})")
-    n_segments = args.n_segments if args.n_segments is not None else default_n_segments(tile)
+    n_segments = cfg.n_segments if cfg.n_segments is not None else default_n_segments(tile)
 
-    split_by = args.split_by
+    split_by = cfg.split_by
     folders: dict[str, str] = {}
     if kind == "landslide4sense":
         channel_names = list(l4s.L4S_CHANNELS)
         spectral, terrain = l4s.L4S_SPECTRAL, l4s.L4S_TERRAIN
         extra: dict[str, Any] = {"source": "landslide4sense"}
         if release:
-            patches = l4s.release_patches(Path(args.input))
+            patches = l4s.release_patches(Path(cfg.input))
             sources = release_sources(patches)
             split_by, folders = "folders", dict(l4s.RELEASE_FOLDERS)
             extra.update(protocol_manifest(patches))
         else:
-            sources = landslide4sense_sources(Path(args.input))
+            sources = landslide4sense_sources(Path(cfg.input))
             split_by = "scene"
     else:
-        sources, band_names, count = geotiff_sources(scenes, args.hillshade_azimuth, args.hillshade_altitude)
+        sources, band_names, count = geotiff_sources(scenes, cfg.hillshade_azimuth, cfg.hillshade_altitude)
         channel_names = band_names + list(TERRAIN_CHANNELS)
         spectral, terrain = list(range(count)), list(range(count, count + len(TERRAIN_CHANNELS)))
         extra = {
             "source": "geotiff",
             "terrain": {
-                "hillshade_azimuth": args.hillshade_azimuth,
-                "hillshade_altitude": args.hillshade_altitude,
+                "hillshade_azimuth": cfg.hillshade_azimuth,
+                "hillshade_altitude": cfg.hillshade_altitude,
             },
         }
-    split = SplitSettings(split_by, args.block_tiles, args.val_fraction, args.test_fraction, args.seed, folders)
+    split = SplitSettings(split_by, cfg.block_tiles, cfg.val_fraction, cfg.test_fraction, cfg.seed, folders)
 
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(cfg.out) as tmp:
         prepare(
             sources,
             tmp,
@@ -482,16 +382,16 @@ def run_preprocess(args: argparse.Namespace) -> None:
             overlap,
             split,
             n_segments,
-            args.compactness,
-            args.superpixel_terrain_weight,
+            cfg.compactness,
+            cfg.superpixel_terrain_weight,
             extra,
-            input_name=args.input if args.input is not None else ", ".join(images),
-            workers=int(getattr(args, "workers", 1)),
+            input_name=cfg.input if cfg.input is not None else ", ".join(images),
+            workers=cfg.workers,
         )
         write_yaml(
             tmp / "config.yaml",
             {
-                **resolved_args(args),
+                **to_record(cfg),
                 "resolved": {
                     "kind": kind,
                     "tile": tile,

@@ -34,11 +34,10 @@ from segcore.provenance import StageRun
 
 # (stage name, one-line help, options, "module:run_function"[, "module:DomainClass"]). With a
 # domain, the run function is a shared stage of segcore.stages, called as run(config, domain).
-# Options are a typed config class
-# ("module:ConfigClass", a dataclass of segcore.config options: the run function gets the config)
-# or "module:add_options_function" (the run function gets the Namespace). Only the light options
-# module is imported before the arguments are checked; the run function's module (torch, ...)
-# after, so that a mistake is reported in well under two seconds.
+# Options are a typed config class ("module:ConfigClass", a dataclass of segcore.config options):
+# the run function gets the config, never an argparse.Namespace. Only the light options module is
+# imported before the arguments are checked; the run function's module (torch, ...) after, so that a
+# mistake is reported in well under two seconds.
 Stage = tuple[str, ...]
 
 
@@ -182,12 +181,10 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
         return 2
     help_text, options_ref, run_ref, *domain_ref = names[name]
     parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=help_text, formatter_class=_Formatter)
-    options = _resolve(options_ref)
-    config_cls = options if dataclasses.is_dataclass(options) else None
-    if config_cls is not None:
-        add_options(parser, config_cls)
-    else:
-        options(parser)
+    config_cls = _resolve(options_ref)
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"{options_ref}: a stage's options are a typed config (a dataclass of segcore.config options)")
+    add_options(parser, config_cls)
     add_config_option(parser)
     if any(a.dest == "out" for a in parser._actions):
         add_overwrite_option(parser)
@@ -195,11 +192,10 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = parse_stage_args(parser, argv[1:], config_cls)
-        if config_cls is not None:
-            problems = check_ranges(from_namespace(config_cls, args))
-            if problems:
-                flag, problem = problems[0]
-                raise InputError(None, f"{flag} {problem}")
+        problems = check_ranges(from_namespace(config_cls, args))
+        if problems:
+            flag, problem = problems[0]
+            raise InputError(None, f"{flag} {problem}")
         stage = StageRun(
             f"{prog} {name}",
             overwrite=bool(getattr(args, "overwrite", False)),
@@ -208,7 +204,7 @@ def run_cli(prog: str, description: str, stages: list[Stage], argv: list[str] | 
         )
         with claim_outputs(stage, output_paths(args), input_paths(args)):
             run = _resolve(run_ref)  # the heavy imports, after every argument check
-            cfg = from_namespace(config_cls, args) if config_cls is not None else args
+            cfg = from_namespace(config_cls, args)
             if domain_ref:
                 run(cfg, _resolve(domain_ref[0])())
             else:

@@ -51,7 +51,8 @@ def option(
 
     ``flag`` overrides the option name (default ``--<field-name>`` with dashes); ``parse``
     converts a command-line string (default: from the field's type); ``action`` is
-    ``"store_true"``, ``"bool"`` (``--x/--no-x``) or an argparse Action class; ``prefix`` marks a
+    ``"store_true"``, ``"bool"`` (``--x/--no-x``), ``"extend"`` (a list option that can be repeated) or an
+    argparse Action class; ``prefix`` marks a
     nested config whose flags get that prefix (``hpcl_`` → ``--hpcl-weight``); ``aliases`` are
     further spellings of the flag (``--accelerator`` for ``--device``). ``ge``/``gt``/``le``/``lt``
     bound a number (every element of a list): :func:`check_ranges`.
@@ -261,6 +262,13 @@ def add_options(parser: argparse.ArgumentParser, cls: type, overrides: Mapping[s
             kwargs["action"] = "store_true"
         elif action == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif action == "extend":  # repeatable, each with one value or more: --image a.tif --image b.tif
+            kwargs["action"] = "extend"
+            kwargs["nargs"] = "+"
+            args = typing.get_args(tp)
+            kwargs["type"] = meta.get("parse") or _scalar_parser(args[0] if args else str)
+            if meta.get("metavar"):
+                kwargs["metavar"] = meta["metavar"]
         else:
             parse = meta.get("parse")
             if origin is Literal:
@@ -308,6 +316,14 @@ _BOUND_OK = {
     "le": lambda v, b: v <= b,
     "lt": lambda v, b: v < b,
 }
+
+
+def parse_config(cls: type[T], argv: Sequence[str]) -> T:
+    """The config ``cls`` from command-line words, as its stage's CLI parses them (for scripts and
+    tests that run a stage function in-process; bounds are the CLI's to check)."""
+    parser = argparse.ArgumentParser()
+    add_options(parser, cls)
+    return from_namespace(cls, parser.parse_args(list(argv)))
 
 
 def range_problem(value: Any, bounds: Mapping[str, float]) -> str | None:
@@ -658,6 +674,33 @@ DEVICE_HELP = (
     "where the network runs: auto (the first CUDA GPU when one is visible, else the CPU), cpu, gpu / cuda, "
     "or cuda:N; float32 on every device, so the metrics are the CPU's"
 )
+
+
+@dataclass
+class ContrastivePretrainConfig(PretrainConfig):
+    """Options of the momentum / queue methods and the generic baselines, the same in both domains."""
+
+    queue_size: int | None = option(
+        None,
+        "hpcl, mocov2, densecl: K, keys in the queue of negatives (default: hpcl 4096, mocov2/densecl 65536)",
+        ge=1,
+    )
+    momentum: float | None = option(
+        None,
+        "hpcl, mocov2, densecl: m, EMA momentum of the key encoder (default: hpcl 0.99, mocov2/densecl 0.999); "
+        "byol: base τ of the target network, rising to 1 by a cosine (default 0.99)",
+        ge=0,
+        le=1,
+    )
+    max_anchors: int = option(0, "hpcl: hyper-pixels per step in the loss (random subset; 0 = all)", ge=0)
+    proj_hidden: int = option(256, "hpcl and the baselines: projection (and BYOL predictor) hidden width", ge=1)
+    proj_dim: int = option(128, "hpcl and the baselines: projection output (queue) dimension D", ge=1)
+    dense_weight: float = option(0.5, "densecl: λ, weight of the dense loss ((1 − λ)·global + λ·dense)", ge=0, le=1)
+    dense_grid: int | None = option(
+        None, "densecl: S, the dense grid (S×S cells of the last encoder map; default its own size)", ge=1
+    )
+    n_masks: int = option(16, "detcon: masks sampled per image and step", ge=1)
+    fh_scale: float = option(100.0, "detcon --masks felzenszwalb: scale (larger: fewer, larger segments)", gt=0)
 
 
 @dataclass

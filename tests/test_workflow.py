@@ -388,6 +388,60 @@ def test_semi_axis_cells_arguments_and_steps(tmp_path):
     assert res.returncode != 0 and "treshold" in (res.stderr + res.stdout)
 
 
+def test_pretrained_method_fine_tunes_from_the_configured_encoder_weights(tmp_path):
+    """Method `pretrained` (docs/pretrained_encoders.md): no pretraining job, its cells (and their
+    semi-supervised cells) get --encoder-weights from <domain>.encoder_weights, a file is a job
+    input; without weights, or with a named source the MRI U-Net has none of, the DAG is refused."""
+    weights = tmp_path / "my encoder.pt"
+    weights.write_bytes(b"")  # a dry run only needs it to exist
+    cfg = {
+        "mri": {
+            "methods": ["none", "pretrained"],
+            "encoder_weights": str(weights),
+            "semi": {"modes": ["fixmatch"], "methods": ["pretrained"], "budgets": ["1"]},
+            "finetune": {"budgets": ["1"], "all_labels_methods": [], "seeds": [0]},
+        },
+        "rs": {
+            "methods": ["none", "pretrained"],
+            "encoder_weights": "imagenet",
+            "fusions": ["early"],
+            "semi": {"modes": []},
+            "finetune": {"budgets": ["5"], "all_labels_methods": [], "seeds": [0]},
+        },
+    }
+    path = _write_config(tmp_path / "cfg.yaml", cfg)
+    res = _snakemake("-n", "-p", "--cores", "1", "--configfile", str(path), "--config", f"results={tmp_path}/r")
+    assert res.returncode == 0, res.stderr + res.stdout
+    counts = _job_counts(res.stdout)
+    assert not any(rule.startswith(("mri_pretrain", "rs_pretrain")) for rule in counts), counts
+    mri = _shell_commands(res.stdout, "medseg finetune")
+    assert len(mri) == 3  # none, pretrained, pretrained+fixmatch at budget 1
+    for shell in mri:
+        words = shlex.split(shell.split(" > ")[0])
+        pretrained = "/pretrained" in words[words.index("--out") + 1]
+        assert ("--encoder-weights" in words) == pretrained and "--init" not in words
+        if pretrained:
+            assert words[words.index("--encoder-weights") + 1] == str(weights)
+            assert words[words.index("--method") + 1] == "pretrained"
+    rs = _shell_commands(res.stdout, "rs finetune")
+    (one,) = [s for s in rs if "/pretrained/" in s]
+    words = shlex.split(one.split(" > ")[0])
+    assert words[words.index("--encoder-weights") + 1] == "imagenet"
+    assert not any("--encoder-weights" in s for s in rs if "/none/" in s)
+    # the weights file is an input of its cells: a missing file stops the DAG before any job
+    weights.unlink()
+    res = _snakemake("-n", "--cores", "1", "--configfile", str(path), "--config", f"results={tmp_path}/r")
+    assert res.returncode != 0 and "my encoder.pt" in (res.stderr + res.stdout)
+    for domain, weights_value, message in (
+        ("mri", None, "mri.encoder_weights is not set"),
+        ("mri", "imagenet", "no weights for the MRI U-Net"),
+        ("rs", None, "rs.encoder_weights is not set"),
+    ):
+        bad = {**cfg, domain: {**cfg[domain], "encoder_weights": weights_value}}
+        res = _snakemake("-n", "--cores", "1", "--configfile", str(_write_config(tmp_path / "bad.yaml", bad)))
+        assert res.returncode != 0 and message in (res.stderr + res.stdout), res.stderr[-2000:]
+
+
 def test_schema_rejects_unknown_keys_and_bad_values(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"mri": {"finetune": {"budgets": ["one"]}}}))
@@ -469,7 +523,7 @@ def test_landslide4sense_preset_end_to_end(tmp_path):
         m: ["f1", "precision", "recall"] for m in ("hpcl-ssl", "none", "hpcl-ssl+fixmatch", "none+fixmatch")
     }
     semi = pd.read_csv(results / "report/rs_semi_gains.csv")  # each semi cell against its init
-    assert set(semi["method"]) == {"hpcl-ssl+fixmatch", "none+fixmatch"}
+    assert set(semi["method"]) == {"hpcl-ssl+fixmatch [early]", "none+fixmatch [early]"}  # RS rows name their fusion
     summary = pd.read_csv(results / "report/rs_summary.csv")
     assert {"landslide precision", "landslide recall", "landslide F1"} <= set(summary["metric"])
     for md in (results / "tables/tables.md", results / "report/tables.md"):

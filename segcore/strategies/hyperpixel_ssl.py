@@ -50,6 +50,10 @@ from segcore.views import correspondence_view
 log = logging.getLogger(__name__)
 
 
+# defaults of K, m and T (docs/hpcl.md); the stages' --queue-size/--momentum/--temperature default to them
+HPCL_QUEUE, HPCL_MOMENTUM, HPCL_TEMPERATURE = 4096, 0.99, 0.1
+
+
 class HyperPixelSSLStrategy(PretrainStrategy):
     """``K`` queue length, ``m`` EMA momentum, ``T`` temperature (named as in MoCo);
     ``max_anchors`` caps the hyper-pixels per step (random subset; 0 = all), whose keys are
@@ -67,9 +71,9 @@ class HyperPixelSSLStrategy(PretrainStrategy):
         net: SegmentationNetwork,
         *,
         batch_size: int = 16,
-        K: int = 4096,
-        m: float = 0.99,
-        T: float = 0.1,
+        K: int = HPCL_QUEUE,
+        m: float = HPCL_MOMENTUM,
+        T: float = HPCL_TEMPERATURE,
         proj_hidden: int = 256,
         proj_dim: int = 128,
         weight_decay: float = 1e-4,

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
+from medseg.config import MRIPreprocessConfig
 from medseg.native import save_native_label, to_native
 from medseg.phantoms import generate_dataset
-from medseg.preprocess import add_preprocess_options, preprocess, run_preprocess
+from medseg.preprocess import preprocess, run_preprocess
 from medseg.splits import split_subjects
+from segcore.config import add_options, parse_config
 from segcore.errors import InputError
 from segcore.prepared import PreparedData
 
@@ -216,9 +218,10 @@ def test_too_few_labeled_subjects(raw, tmp_path):
 
 def test_stage_options_config_and_slice_axis(raw, tmp_path):
     parser = argparse.ArgumentParser()
-    add_preprocess_options(parser)
+    add_options(parser, MRIPreprocessConfig)
     assert all(a.help for a in parser._actions if a.dest != "help")
-    args = parser.parse_args(
+    args = parse_config(
+        MRIPreprocessConfig,
         [
             "--input",
             str(raw),
@@ -237,7 +240,7 @@ def test_stage_options_config_and_slice_axis(raw, tmp_path):
             "0",
             "--seed",
             "3",
-        ]
+        ],
     )
     run_preprocess(args)
     p = PreparedData(tmp_path / "out")

@@ -137,9 +137,9 @@ def test_gr_batches_are_random_distinct_slices(prepared: Path) -> None:
     [
         (["--method", "simclr"], "invalid choice: 'simclr'"),
         (["--method", "detcon", "--masks", "stored"], "prepared data has no 'superpixels' array"),
-        (["--method", "mocov2", "--queue-size", "0"], "--queue-size must be > 0"),
-        (["--method", "byol", "--momentum", "1.5"], "--momentum must lie in [0, 1]"),
-        (["--method", "densecl", "--dense-weight", "2"], "--dense-weight must lie in [0, 1]"),
+        (["--method", "mocov2", "--queue-size", "0"], "--queue-size must be >= 1, got 0"),
+        (["--method", "byol", "--momentum", "1.5"], "--momentum must be <= 1, got 1.5"),
+        (["--method", "densecl", "--dense-weight", "2"], "--dense-weight must be <= 1, got 2"),
     ],
 )
 def test_bad_baseline_options_exit_2_and_write_nothing(

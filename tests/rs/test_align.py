@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,11 @@ from affine import Affine
 from rasterio.warp import Resampling, reproject
 
 from rs.align import align_dem_to_image, align_label_to_image
+from rs.config import RSPreprocessConfig
 from rs.geotiff import RasterGrid, read_raster
-from rs.preprocess import add_preprocess_options, run_preprocess
+from rs.preprocess import run_preprocess
 from rs.tiling import window_from_list
+from segcore.config import parse_config
 from segcore.prepared import PreparedData
 from tests.data.rs import make
 
@@ -47,11 +48,10 @@ def test_dem_partly_outside_is_marked_invalid(tmp_path: Path) -> None:
 
 def test_dem_channel_of_a_tile_equals_an_independent_reprojection(tmp_path: Path) -> None:
     raw = make.scene_folder(tmp_path / "raw", n=2, nodata_cols=(0, 9))
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
     out = tmp_path / "prep"
     run_preprocess(
-        p.parse_args(
+        parse_config(
+            RSPreprocessConfig,
             [
                 "--input",
                 str(raw),
@@ -63,7 +63,7 @@ def test_dem_channel_of_a_tile_equals_an_independent_reprojection(tmp_path: Path
                 "4",
                 "--block-tiles",
                 "2",
-            ]
+            ],
         )
     )
     data = PreparedData(out)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rs.config import RSPreprocessConfig
 from rs.geotiff import read_raster, write_geotiff
-from rs.preprocess import add_preprocess_options, run_preprocess
+from rs.preprocess import run_preprocess
 from rs.scene_prediction import predict_scene_detailed, write_prediction_geotiff
 from segcore.cli import run_cli
+from segcore.config import parse_config
 from segcore.errors import InputError
 from segcore.prepared import PreparedData
 from tests.data.rs import make
@@ -26,9 +27,7 @@ def leftovers(out: Path) -> list[Path]:
 
 
 def preprocess(args: list[str]) -> None:
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
-    run_preprocess(p.parse_args(args))
+    run_preprocess(parse_config(RSPreprocessConfig, args))
 
 
 def fails(args: list[str], out: Path, bad_file: Path | str, match: str) -> InputError:
@@ -191,7 +190,7 @@ def test_cli_maps_input_error_to_status_2(tmp_path: Path, capsys: pytest.Capture
         (
             "preprocess",
             "prepare",
-            "rs.preprocess:add_preprocess_options",
+            "rs.config:RSPreprocessConfig",
             "rs.preprocess:run_preprocess",
         )
     ]

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -18,8 +17,10 @@ from medseg.cli import main as medseg
 from medseg.phantoms import generate_dataset
 from medseg.preprocess import preprocess as mri_preprocess
 from rs.cli import main as rs
-from rs.preprocess import add_preprocess_options, run_preprocess
+from rs.config import RSPreprocessConfig
+from rs.preprocess import run_preprocess
 from segcore.checkpoints import read_checkpoint
+from segcore.config import parse_config
 from segcore.networks import build_network as build_from_spec
 from tests.data.rs import make
 
@@ -42,10 +43,9 @@ NET = [
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hpcl_rs")
     raw = make.scene_folder(root / "raw", n=3)
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
     run_preprocess(
-        p.parse_args(
+        parse_config(
+            RSPreprocessConfig,
             [
                 "--input",
                 str(raw),
@@ -59,7 +59,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "2",
                 "--n-segments",
                 "8",
-            ]
+            ],
         )
     )
     return root / "prep"

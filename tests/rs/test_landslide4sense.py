@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -11,16 +10,16 @@ import numpy as np
 import pytest
 
 from rs import landslide4sense as l4s
-from rs.preprocess import add_preprocess_options, run_preprocess
+from rs.config import RSPreprocessConfig
+from rs.preprocess import run_preprocess
+from segcore.config import parse_config
 from segcore.errors import InputError
 from segcore.prepared import PreparedData
 from tests.data.rs import make
 
 
 def preprocess(args: list[str]) -> None:
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
-    run_preprocess(p.parse_args(args))
+    run_preprocess(parse_config(RSPreprocessConfig, args))
 
 
 def test_find_patches_in_numeric_order_with_masks(tmp_path: Path) -> None:

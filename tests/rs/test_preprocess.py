@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +9,15 @@ import pytest
 import rasterio
 import yaml
 
+from rs.config import RSPreprocessConfig
 from rs.preprocess import (
     ChannelStatistics,
-    add_preprocess_options,
     load_scene_channels,
     run_preprocess,
 )
 from rs.tiling import split_cross_overlaps, window_from_list
 from segcore.budget import select_percent
+from segcore.config import parse_config
 from segcore.prepared import PreparedData
 from tests.data.rs import make
 
@@ -26,9 +26,7 @@ CHANNELS = ["B", "G", "R", "NIR", "elevation", "slope", "aspect_sin", "aspect_co
 
 
 def preprocess(args: list[str]) -> None:
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
-    run_preprocess(p.parse_args(args))
+    run_preprocess(parse_config(RSPreprocessConfig, args))
 
 
 @pytest.fixture(scope="module")

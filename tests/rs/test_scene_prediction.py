@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,9 @@ import pytest
 import rasterio
 import torch
 
+from rs.config import RSPreprocessConfig
 from rs.geotiff import read_raster
-from rs.preprocess import add_preprocess_options, load_scene_channels, run_preprocess
+from rs.preprocess import load_scene_channels, run_preprocess
 from rs.scene_prediction import (
     blend_weight,
     labels_from_probabilities,
@@ -21,6 +21,7 @@ from rs.scene_prediction import (
     write_prediction_geotiff,
 )
 from rs.tiling import window_from_list
+from segcore.config import parse_config
 from tests.data.rs import make
 
 
@@ -28,10 +29,9 @@ from tests.data.rs import make
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("pred")
     raw = make.scene_folder(root / "raw", n=2, nodata_cols=(0, 7))
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
     run_preprocess(
-        p.parse_args(
+        parse_config(
+            RSPreprocessConfig,
             [
                 "--input",
                 str(raw),
@@ -43,7 +43,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                 "4",
                 "--block-tiles",
                 "2",
-            ]
+            ],
         )
     )
     return raw, root / "prep"

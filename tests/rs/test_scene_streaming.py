@@ -6,7 +6,6 @@ record and ``--device``."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,11 +15,13 @@ import rasterio
 import torch
 
 from rs.cli import main as rs
+from rs.config import RSPreprocessConfig
 from rs.domain import preprocessing_record
-from rs.preprocess import add_preprocess_options, load_scene_channels, run_preprocess
+from rs.preprocess import load_scene_channels, run_preprocess
 from rs.scene_prediction import predict_scene_detailed, predict_scene_to_geotiff, write_prediction_geotiff
 from rs.scene_strips import SceneStrips
 from segcore.checkpoints import read_checkpoint
+from segcore.config import parse_config
 from tests.data.rs import make
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -32,10 +33,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     """(raw scenes, prepared data, fine-tuned early-fusion model.pt) on three 40 x 52 scenes."""
     root = tmp_path_factory.mktemp("rs_stream")
     raw = make.scene_folder(root / "raw", n=3, nodata_cols=(0, 7))
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
     argv = ["--input", str(raw), "--out", str(root / "prep"), "--tile", "16", "--overlap", "4", "--block-tiles", "2"]
-    run_preprocess(p.parse_args(argv))
+    run_preprocess(parse_config(RSPreprocessConfig, argv))
     ft = root / "ft"
     argv = ["finetune", "--data", str(root / "prep"), "--out", str(ft), "--steps", "2", "--val-every", "2", *NET]
     assert rs([*argv, "--batch-size", "4"]) == 0

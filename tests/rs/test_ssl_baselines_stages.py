@@ -4,7 +4,6 @@ and a mask-based method without masks refused (exit 2, nothing written)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -12,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from rs.cli import main as rs
-from rs.preprocess import add_preprocess_options, run_preprocess
+from rs.config import RSPreprocessConfig
+from rs.preprocess import run_preprocess
 from segcore.checkpoints import read_checkpoint
+from segcore.config import parse_config
 from segcore.strategies.baselines import PRETRAINED
 from tests.data.rs import make
 
@@ -26,10 +27,8 @@ FAST = ["--threads", "1", "--batch-size", "4", "--queue-size", "16"]
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ssl_rs")
     raw = make.scene_folder(root / "raw", n=3)
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
     argv = ["--input", str(raw), "--out", str(root / "prep"), "--tile", "16", "--overlap", "4", "--block-tiles", "2"]
-    run_preprocess(p.parse_args([*argv, "--n-segments", "8"]))
+    run_preprocess(parse_config(RSPreprocessConfig, [*argv, "--n-segments", "8"]))
     return root / "prep"
 
 

@@ -1,30 +1,39 @@
 import argparse
+import dataclasses
+from dataclasses import dataclass
 
 import pytest
 
 from segcore.cli import run_cli
+from segcore.config import option
 from segcore.errors import InputError
 
 SEEN = {}
 
 
-def add_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="in")
-    p.add_argument("--seed", type=int, default=0, help="seed")
+@dataclass
+class Opts:
+    input: str = option(None, "in", required=True)
+    seed: int = option(0, "seed")
 
 
-def run_ok(args: argparse.Namespace) -> None:
-    SEEN.update(vars(args))
+def run_ok(cfg: Opts) -> None:
+    SEEN.update(dataclasses.asdict(cfg))
 
 
-def run_bad(args: argparse.Namespace) -> None:
-    raise InputError(args.input, "is broken")
+def run_bad(cfg: Opts) -> None:
+    raise InputError(cfg.input, "is broken")
 
 
 STAGES = [
-    ("ok", "a stage", "tests.segcore.test_cli:add_opts", "tests.segcore.test_cli:run_ok"),
-    ("bad", "a failing stage", "tests.segcore.test_cli:add_opts", "tests.segcore.test_cli:run_bad"),
+    ("ok", "a stage", "tests.segcore.test_cli:Opts", "tests.segcore.test_cli:run_ok"),
+    ("bad", "a failing stage", "tests.segcore.test_cli:Opts", "tests.segcore.test_cli:run_bad"),
 ]
+
+
+def test_a_stage_without_a_typed_config_is_refused():
+    with pytest.raises(TypeError, match="typed config"):
+        run_cli("prog", "d", [("raw", "x", "argparse:ArgumentParser", "tests.segcore.test_cli:run_ok")], ["raw"])
 
 
 def test_config_file_gives_defaults_and_command_line_wins(tmp_path):

@@ -141,6 +141,7 @@ def test_device_options_resolve_to_cpu_defaults_and_refuse_cpu_syncbatchnorm(tmp
         "checkpoint_every": 50,
         "progress": "log",  # not a terminal
         "log_every": 50,
+        "compile": False,
     }
     rt = runtime_settings(
         p.parse_args(

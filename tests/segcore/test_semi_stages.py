@@ -6,7 +6,6 @@ run record, and bad options as one-line errors."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -20,7 +19,9 @@ from medseg.cli import main as medseg
 from medseg.phantoms import generate_dataset
 from medseg.preprocess import preprocess
 from rs.cli import main as rs
-from rs.preprocess import add_preprocess_options, run_preprocess
+from rs.config import RSPreprocessConfig
+from rs.preprocess import run_preprocess
+from segcore.config import parse_config
 from segcore.errors import InputError
 from segcore.prepared import PreparedData
 from segcore.runtime.resume import resume_step
@@ -208,10 +209,8 @@ def test_rs_semi_supervised_beside_the_class_aware_term(tmp_path: Path) -> None:
     """``rs finetune --init <hpcl-ssl> --semi fixmatch --hpcl-weight ...``: both terms train from the
     pretrained init, the record has both."""
     raw = make.scene_folder(tmp_path / "raw", n=3)
-    p = argparse.ArgumentParser()
-    add_preprocess_options(p)
     args = ["--input", str(raw), "--out", str(tmp_path / "prep"), "--tile", "16", "--overlap", "4"]
-    run_preprocess(p.parse_args([*args, "--block-tiles", "2", "--n-segments", "8"]))
+    run_preprocess(parse_config(RSPreprocessConfig, [*args, "--block-tiles", "2", "--n-segments", "8"]))
     net = ["--fusion", "dual", "--encoder", "tu-regnetx_002", "--encoder-depth", "3", "--decoder-channels", "16,8,8"]
     pre = ["pretrain", "--method", "hpcl", "--data", str(tmp_path / "prep"), "--out", str(tmp_path / "pre"), *net]
     assert rs([*pre, "--steps", "2", "--batch-size", "4", "--queue-size", "64", "--threads", "1"]) == 0

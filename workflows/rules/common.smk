@@ -99,10 +99,51 @@ def finetune_steps(wildcards):
     return section["finetune"]["steps"]
 
 
+# method `pretrained`: fine-tuning from an encoder pretrained elsewhere (docs/pretrained_encoders.md),
+# the weights from <domain>.encoder_weights: a named source or a state-dict file
+NAMED_ENCODER_SOURCES = ("imagenet", "ssl4eo-s12")
+
+
+def check_pretrained_weights(domain, section):
+    """Method `pretrained` needs <domain>.encoder_weights; a named source only where the domain has one."""
+    if not section.get("enabled", True) or "pretrained" not in section["methods"]:
+        return
+    weights = section.get("encoder_weights")
+    if not weights:
+        raise ValueError(
+            f"{domain}.methods lists 'pretrained' but {domain}.encoder_weights is not set: give a state-dict file "
+            f"or a named source ({', '.join(NAMED_ENCODER_SOURCES)}; docs/pretrained_encoders.md)"
+        )
+    if domain == "mri" and weights in NAMED_ENCODER_SOURCES:
+        raise ValueError(
+            f"mri.encoder_weights: {weights!r} has no weights for the MRI U-Net; give a state-dict file of its encoder "
+            "(docs/pretrained_encoders.md)"
+        )
+
+
+def _section_of(wildcards):
+    return rs_cfg() if "pct" in wildcards.keys() else mri_cfg()
+
+
+def encoder_weights_file(wildcards):
+    """The weights file of a `pretrained` cell as a job input (a named source is no file: [])."""
+    weights = _section_of(wildcards).get("encoder_weights")
+    if split_semi(wildcards.method)[0] != "pretrained" or not weights or weights in NAMED_ENCODER_SOURCES:
+        return []
+    return weights
+
+
+def encoder_weights_args(wildcards):
+    """--encoder-weights of a `pretrained` cell (and its semi-supervised cells), as shell words."""
+    if split_semi(wildcards.method)[0] != "pretrained":
+        return []
+    return ["--encoder-weights", str(_section_of(wildcards)["encoder_weights"])]
+
+
 def mri_init_checkpoint(wildcards):
     """The pretrained checkpoint a fine-tuning cell starts from (none: random init)."""
     method = split_semi(wildcards.method)[0]
-    if method == "none":
+    if method in ("none", "pretrained"):
         return []
     return f"{RESULTS}/mri/pretrain/{method}/model.pt"
 
@@ -381,7 +422,7 @@ def pretrain_records():
     files = []
     if mri_cfg().get("enabled", True):
         for method in mri_cfg()["methods"]:
-            if method != "none":
+            if method not in ("none", "pretrained"):
                 stages = [method.split("+")[0], method] if "+" in method else [method]
                 files += [f"{RESULTS}/mri/pretrain/{m}/train.json" for m in stages]
     if rs_enabled():

@@ -166,6 +166,7 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
         input:
             data=f"{RESULTS}/mri/prepared",
             init=mri_init_checkpoint,
+            weights=encoder_weights_file,
         output:
             model=finetune_outputs(f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}", mri_cfg(), _all_labels, "model.pt"),
             train=finetune_outputs(f"{RESULTS}/mri/finetune/{{method}}/budget_{{budget}}", mri_cfg(), _all_labels, "train.json"),
@@ -180,6 +181,7 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
             init_method=init_method,
             steps=finetune_steps,
             semi=semi_args,
+            weights=encoder_weights_args,
             fixed=mri_labeled_subjects_args,
         threads: config["threads"]
         priority: finetune_priority("mri", _all_labels)
@@ -193,7 +195,8 @@ for _rule, _all_labels in (("mri_finetune", False), ("mri_finetune_all_labels", 
             "medseg finetune --data {input.data:q} --out {params.outs:q} --budget {wildcards.budget:q} "
             "--seed {params.seeds:q} --method {params.init_method:q} {params.init:q} --channels {params.channels:q} "
             "--steps {params.steps:q} --batch-size {params.ft[batch_size]:q} --lr {params.ft[lr]:q} "
-            "--val-every {params.ft[val_every]:q} {params.fixed:q} {params.semi:q} --threads {threads} > {log:q} 2>&1"
+            "--val-every {params.ft[val_every]:q} {params.fixed:q} {params.semi:q} {params.weights:q} --threads {threads} "
+            "> {log:q} 2>&1"
 
 
 # One job scores every seed of a cell (method, budget): the stage's imports cost more than

@@ -101,6 +101,7 @@ for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", Tr
         input:
             data=f"{RESULTS}/rs/prepared",
             init=rs_init_checkpoint,
+            weights=encoder_weights_file,
         output:
             model=finetune_outputs(f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}", rs_cfg(), _all_labels, "model.pt"),
             train=finetune_outputs(f"{RESULTS}/rs/finetune/{{method}}/{{fusion}}/pct_{{pct}}", rs_cfg(), _all_labels, "train.json"),
@@ -117,6 +118,7 @@ for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", Tr
             init_method=init_method,
             steps=finetune_steps,
             semi=semi_args,
+            weights=encoder_weights_args,
         threads: config["threads"]
         priority: finetune_priority("rs", _all_labels)
         resources:
@@ -130,7 +132,7 @@ for _rule, _all_labels in (("rs_finetune", False), ("rs_finetune_all_labels", Tr
             "--seed {params.seeds:q} --method {params.init_method:q} --fusion {wildcards.fusion:q} {params.init:q} "
             "--encoder {params.net[encoder]:q} --encoder-depth {params.net[encoder_depth]:q} "
             "--decoder-channels {params.decoder:q} --steps {params.steps:q} --batch-size {params.ft[batch_size]:q} "
-            "--lr {params.ft[lr]:q} --val-every {params.ft[val_every]:q} {params.extra:q} {params.semi:q} "
+            "--lr {params.ft[lr]:q} --val-every {params.ft[val_every]:q} {params.extra:q} {params.semi:q} {params.weights:q} "
             "--threads {threads} > {log:q} 2>&1"
 
 
