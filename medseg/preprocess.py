@@ -209,21 +209,88 @@ def preprocess(
     class_names = [info["classes"].get(v, f"class_{v}") for v in range(n_classes)]
     file_channel = channel if info["channel_in_file"] else None
 
-    # ---- pass 1: headers only ------------------------------------------------------------
-    geometries: dict[str, dict[str, Any]] = {}
-    headers: dict[str, VolumeHeader] = {}
-    for case in cases:
-        header = read_header(case.image, file_channel)
-        if case.label is not None:
-            check_pair(header, read_header(case.label))
-        headers[case.name] = header
-        geometries[case.name] = plan_geometry(header, target_spacing, image_size, slice_axis)
-
+    # pass 1: headers only
+    headers = {case.name: _checked_header(case, file_channel) for case in cases}
+    geometries = {name: plan_geometry(h, target_spacing, image_size, slice_axis) for name, h in headers.items()}
     subject_split, split_source = _plan_splits(
         input, cases, n_test, n_val, n_pool, seed, test_subjects, val_subjects, splits_from, splits_fold
     )
     split_of = {subject: name for name, members in subject_split.items() for subject in members}
-    # a volume without labels is pretraining data only: it stays out of test, val and the pool
+    cases, excluded, unlabeled_only = _set_aside_unlabeled(input, cases, split_of)
+    n_total = sum(geometries[c.name]["n_slices"] for c in cases)
+    log.info(
+        "%s layout: %d volumes of %d subjects (subject key: %s), %d slices; splits (subjects): %s",
+        info["layout"],
+        len(cases),
+        len({c.subject for c in cases}),
+        info["subject_key"],
+        n_total,
+        {k: len(v) for k, v in subject_split.items()},
+    )
+
+    # pass 2: voxel data, volume by volume into the memory maps
+    with atomic_dir(out) as tmp:
+        arrays = create_arrays(tmp, n_total, 1, image_size[0], image_size[1])
+        for arr in arrays.values():
+            arr.flush()
+        del arrays  # reopened per volume (in this process or a worker): written pages are released after each
+        plan = CasePlan(tmp, percentiles, class_values, partitions, file_channel, n4)
+        jobs, samples, splits = _case_jobs(plan, cases, headers, geometries, split_of)
+        groups: dict[str, dict[str, Any]] = {}
+        # volumes are independent and each writes its own rows: any number of workers, the same arrays
+        for job, record in zip(jobs, ordered_map(write_case_job, jobs, workers), strict=True):
+            record.update({"split": split_of[job.case.subject], "first_sample": job.start})
+            groups[job.case.name] = record
+        _warn_foreground_cut(groups, image_size)
+        write_manifest(
+            tmp,
+            {
+                "domain": "mri",
+                "channels": [info["channels"][channel] if channel < len(info["channels"]) else "MRI"],
+                "classes": class_names,
+                "image_size": image_size,
+                "partitions": partitions,
+                "target_spacing": target_spacing,
+                "percentiles": percentiles,
+                "layout": info["layout"],
+                "dataset": info.get("name") or input.name,
+                "source": str(input),
+                "seed": seed,
+                "n4": bool(n4),
+                "slice_axis": slice_axis,
+                "channel": channel,
+                "samples": samples,
+                "groups": groups,
+                "splits": splits,
+                "subject_key": info["subject_key"],
+                "subjects": _subject_records(cases, split_of),
+                "subject_splits": subject_split,
+                "split_source": split_source,
+                "unlabeled_only": {
+                    "cases": [c.name for c in unlabeled_only],
+                    "note": "no label file: used only as unlabeled pretraining data, never in labeled, val or test",
+                },
+                "excluded": excluded,
+            },
+        )
+        write_yaml(tmp / "config.yaml", config)
+    log.info("wrote %d slices of %d volumes to %s", n_total, len(cases), out)
+    return out
+
+
+def _checked_header(case: Case, file_channel: int | None) -> VolumeHeader:
+    """The image header of ``case``, its label's checked against it (same grid)."""
+    header = read_header(case.image, file_channel)
+    if case.label is not None:
+        check_pair(header, read_header(case.label))
+    return header
+
+
+def _set_aside_unlabeled(
+    input: Path, cases: list[Case], split_of: dict[str, str]
+) -> tuple[list[Case], dict[str, str], list[Case]]:
+    """A volume without labels is pretraining data only: it stays out of test, val and the pool.
+    Returns the cases kept, the excluded ones (name → why) and the unlabeled-only ones."""
     excluded = {
         c.name: f"no label file, and its subject {c.subject} is in the {split_of[c.subject]} split"
         for c in cases
@@ -249,110 +316,82 @@ def preprocess(
             len(unlabeled_only),
             ", ".join(folders),
         )
-    cases = [c for c in cases if c.name not in excluded]
-    n_total = sum(geometries[c.name]["n_slices"] for c in cases)
-    log.info(
-        "%s layout: %d volumes of %d subjects (subject key: %s), %d slices; splits (subjects): %s",
-        info["layout"],
-        len(cases),
-        len({c.subject for c in cases}),
-        info["subject_key"],
-        n_total,
-        {k: len(v) for k, v in subject_split.items()},
-    )
+    return [c for c in cases if c.name not in excluded], excluded, unlabeled_only
 
-    # ---- pass 2: voxel data, volume by volume into the memory maps ------------------------
-    with atomic_dir(out) as tmp:
-        arrays = create_arrays(tmp, n_total, 1, image_size[0], image_size[1])
-        for arr in arrays.values():
-            arr.flush()
-        del arrays  # reopened per volume (in this process or a worker): written pages are released after each
-        samples: dict[str, list[Any]] = {"group": [], "index": [], "partition": [], "labeled": []}
-        groups: dict[str, dict[str, Any]] = {}
-        splits: dict[str, list[str]] = {name: [] for name in ("unlabeled", "labeled", "val", "test")}
-        jobs: list[CaseJob] = []
-        start = 0
-        for case in cases:
-            geometry = geometries[case.name]
-            split = split_of[case.subject]
-            store_label = case.label is not None and split != "unlabeled"
-            n = geometry["n_slices"]
-            jobs.append(
-                CaseJob(
-                    tmp,
-                    case,
-                    headers[case.name],
-                    geometry,
-                    start,
-                    percentiles,
-                    class_values,
-                    store_label,
-                    file_channel,
-                    n4,
-                )
+
+@dataclass(frozen=True)
+class CasePlan:
+    """What every volume of pass 2 shares: the output folder and the preprocessing settings."""
+
+    tmp: Path
+    percentiles: Sequence[float]
+    class_values: Sequence[int]
+    partitions: int
+    file_channel: int | None
+    n4: bool
+
+
+def _case_jobs(
+    plan: CasePlan,
+    cases: list[Case],
+    headers: dict[str, VolumeHeader],
+    geometries: dict[str, dict[str, Any]],
+    split_of: dict[str, str],
+) -> tuple[list[CaseJob], dict[str, list[Any]], dict[str, list[str]]]:
+    """Pass 2's jobs, one per volume, each with its first row in the arrays; the per-slice sample
+    table (volume, slice, partition, labeled) and the case names per split."""
+    samples: dict[str, list[Any]] = {"group": [], "index": [], "partition": [], "labeled": []}
+    splits: dict[str, list[str]] = {name: [] for name in ("unlabeled", "labeled", "val", "test")}
+    jobs: list[CaseJob] = []
+    start = 0
+    for case in cases:
+        geometry = geometries[case.name]
+        split = split_of[case.subject]
+        store_label = case.label is not None and split != "unlabeled"
+        n = geometry["n_slices"]
+        jobs.append(
+            CaseJob(
+                plan.tmp,
+                case,
+                headers[case.name],
+                geometry,
+                start,
+                plan.percentiles,
+                plan.class_values,
+                store_label,
+                plan.file_channel,
+                plan.n4,
             )
-            splits[split].append(case.name)
-            samples["group"] += [case.name] * n
-            samples["index"] += list(range(n))
-            samples["partition"] += [int(s * partitions // n) for s in range(n)]
-            samples["labeled"] += [store_label] * n
-            start += n
-        # volumes are independent and each writes its own rows: any number of workers, the same arrays
-        for job, record in zip(jobs, ordered_map(write_case_job, jobs, workers), strict=True):
-            record.update({"split": split_of[job.case.subject], "first_sample": job.start})
-            groups[job.case.name] = record
-        cut = {name: g["foreground_cropped"] for name, g in groups.items() if g["foreground_cropped"] > 0}
-        if cut:
-            worst = max(cut, key=cut.__getitem__)
-            log.warning(
-                "the crop to %s cut away foreground in %d of %d labeled volumes (up to %.1f%%, %s); "
-                "use a larger --image-size or a coarser --target-spacing",
-                image_size,
-                len(cut),
-                sum(g["labeled"] for g in groups.values()),
-                100 * cut[worst],
-                worst,
-            )
-        write_manifest(
-            tmp,
-            {
-                "domain": "mri",
-                "channels": [info["channels"][channel] if channel < len(info["channels"]) else "MRI"],
-                "classes": class_names,
-                "image_size": image_size,
-                "partitions": partitions,
-                "target_spacing": target_spacing,
-                "percentiles": percentiles,
-                "layout": info["layout"],
-                "dataset": info.get("name") or input.name,
-                "source": str(input),
-                "seed": seed,
-                "n4": bool(n4),
-                "slice_axis": slice_axis,
-                "channel": channel,
-                "samples": samples,
-                "groups": groups,
-                "splits": splits,
-                "subject_key": info["subject_key"],
-                "subjects": {
-                    subject: {
-                        "split": split_of[subject],
-                        "cases": sorted(c.name for c in cases if c.subject == subject),
-                    }
-                    for subject in sorted({c.subject for c in cases})
-                },
-                "subject_splits": subject_split,
-                "split_source": split_source,
-                "unlabeled_only": {
-                    "cases": [c.name for c in unlabeled_only],
-                    "note": "no label file: used only as unlabeled pretraining data, never in labeled, val or test",
-                },
-                "excluded": excluded,
-            },
         )
-        write_yaml(tmp / "config.yaml", config)
-    log.info("wrote %d slices of %d volumes to %s", n_total, len(cases), out)
-    return out
+        splits[split].append(case.name)
+        samples["group"] += [case.name] * n
+        samples["index"] += list(range(n))
+        samples["partition"] += [int(s * plan.partitions // n) for s in range(n)]
+        samples["labeled"] += [store_label] * n
+        start += n
+    return jobs, samples, splits
+
+
+def _warn_foreground_cut(groups: dict[str, dict[str, Any]], image_size: Sequence[int]) -> None:
+    cut = {name: g["foreground_cropped"] for name, g in groups.items() if g["foreground_cropped"] > 0}
+    if cut:
+        worst = max(cut, key=cut.__getitem__)
+        log.warning(
+            "the crop to %s cut away foreground in %d of %d labeled volumes (up to %.1f%%, %s); "
+            "use a larger --image-size or a coarser --target-spacing",
+            image_size,
+            len(cut),
+            sum(g["labeled"] for g in groups.values()),
+            100 * cut[worst],
+            worst,
+        )
+
+
+def _subject_records(cases: list[Case], split_of: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return {
+        subject: {"split": split_of[subject], "cases": sorted(c.name for c in cases if c.subject == subject)}
+        for subject in sorted({c.subject for c in cases})
+    }
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ def format_cell(mean: float, sd: float, n: int, metric: str = "") -> str:
 
 
 SINGLE_SET_MARK = "‡"
+# a cell most of whose seeds kept the weights of their last validation: the score may still have
+# been rising when training stopped (segcore.stages.finetune.selection_record, docs/report.md)
+RISING_MARK = "↗"
 
 
 def format_gain(row: Mapping[str, Any], metric: str) -> str:
@@ -156,15 +159,29 @@ def headline_table(stats: pd.DataFrame, domain: str, headline: Headline, baselin
     )
     multi_dataset = sub["dataset"].nunique() > 1
     lookup = {(r["dataset"], r["method"], r["variant"], r["budget"]): r for r in sub.to_dict("records")}
+    ends = stats[(stats["domain"] == domain) & (stats["metric"] == "at_last_validation")]
+    at_end = {(r["dataset"], r["method"], r["variant"], r["budget"]): r for r in ends.to_dict("records")}
+    marked = False
     means: list[list[float]] = []
     for dataset, method, variant in _row_keys(sub, baseline):
         cells, row_means = [], []
         for b in budgets:
             r = lookup.get((dataset, method, variant, b))
-            cells.append("" if r is None else format_cell(r["mean"], r["sd"], r["n"], headline.metric))
+            cell = "" if r is None else format_cell(r["mean"], r["sd"], r["n"], headline.metric)
+            rising = at_end.get((dataset, method, variant, b))
+            if r is not None and rising is not None and rising["mean"] > 0.5:
+                cell += f" {RISING_MARK}"
+                marked = True
+            cells.append(cell)
             row_means.append(math.nan if r is None else r["mean"])
         table.rows.append(((row_label(method, variant, dataset if multi_dataset else ""),), cells))
         means.append(row_means)
+    if marked:
+        table.note += (
+            f" {RISING_MARK}: in most seeds the best validation score came at the last validation, so the "
+            "score may still have been rising: train longer before reading a difference as a better model "
+            "rather than a faster start (docs/report.md)."
+        )
     for j in range(len(budgets)):
         for i in _best_rows([m[j] for m in means], higher_is_better(headline.metric)):
             table.bold.add((i, j))

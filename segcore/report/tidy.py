@@ -46,6 +46,9 @@ CELL = ["domain", "dataset", "method", "variant", "budget"]
 RUN_SCOPE = "all"
 # top-level counts of a metrics file that are kept as numbers of the run
 COUNT_FIELDS = ("n_subjects", "n_tiles", "n_pixels")
+# the fine-tuning run's weight selection (metrics.json "selection"), kept as numbers of the run:
+# at_last_validation is 1 where the best validation score came at the last validation
+SELECTION_FIELDS = ("best_step", "at_last_validation")
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,13 @@ def read_run(path: str | Path) -> tuple[RunRecord, list[dict[str, Any]]]:
         number = _number(m.get(key, "absent"))
         if number is not None:
             add(RUN_SCOPE, "", key, number)
+    selection = m.get("selection")
+    if isinstance(selection, dict):  # how fine-tuning selected its weights (docs/report.md)
+        for key in SELECTION_FIELDS:
+            value = selection.get(key, "absent")
+            number = _number(float(value) if isinstance(value, bool) else value)
+            if number is not None:
+                add(RUN_SCOPE, "", key, float(number))
     per_subject = m.get("per_subject") or {}
     if not isinstance(per_subject, dict):
         raise InputError(path, "'per_subject' is not a mapping of subject ids")

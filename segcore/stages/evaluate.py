@@ -109,6 +109,7 @@ def run_evaluate(cfg: EvaluateConfig, domain: Domain) -> None:
                     "label_seed": run.get(
                         "label_seed"
                     ),  # the labeled set: repeats of one set share it (docs/report.md)
+                    **({"selection": run["selection"]} if isinstance(run.get("selection"), dict) else {}),
                     **scores,
                 },
             )

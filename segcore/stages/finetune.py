@@ -45,6 +45,20 @@ class SeedRun:
     out: Path
 
 
+def selection_record(history: list[dict[str, Any]], best_step: int, steps: int) -> dict[str, Any]:
+    """How the weights were selected, for the report's convergence mark (docs/report.md): the
+    steps trained, the step kept and the last validation step; ``at_last_validation``: the best
+    validation score came at the last validation, so the score may still have been rising."""
+    last = int(history[-1]["step"]) if history else int(best_step)
+    return {
+        "steps": int(steps),
+        "best_step": int(best_step),
+        "last_val_step": last,
+        "validations": len(history),
+        "at_last_validation": int(best_step) >= last and len(history) > 1,
+    }
+
+
 def seed_runs(cfg: FinetuneConfig) -> list[SeedRun]:
     """``--seed 0 1 2 --out a b c`` → one run per pair. Checked up front, before any output is
     written: equal counts, no output folder named twice, and a single process (a DDP launcher
@@ -301,7 +315,7 @@ def fit_segmentation(
             stage="finetune",
             method=run_record["method"],
             pretrained=[],
-            run=run_record,
+            run={**run_record, "selection": selection_record(task.history, task.best_step, cfg.steps)},
             data=data_record,
             domain=domain,
         )

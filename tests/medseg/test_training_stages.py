@@ -134,6 +134,12 @@ def test_global_then_local_then_finetune_evaluate_predict(prepared, tmp_path):
     assert metrics["method"] == "GD+LR" and metrics["n_subjects"] == 2
     assert metrics["label_seed"] == model["run"]["label_seed"] == 0  # the labeled set, for the report's variance split
     assert 0 <= metrics["summary"]["dice_mean"] <= 1
+    # how the weights were selected, from train.json to the checkpoint to metrics.json (the report's ↗ mark)
+    train = json.loads((ft / "train.json").read_text())
+    assert metrics["selection"] == model["run"]["selection"]
+    assert metrics["selection"]["best_step"] == train["best_step"] and metrics["selection"]["steps"] == 30
+    assert metrics["selection"]["last_val_step"] == train["history"][-1]["step"] == 30
+    assert metrics["selection"]["at_last_validation"] == (train["best_step"] == 30)
     data = PreparedData(prepared)
     for subject in data.split_groups("test"):
         src = nib.load(data.manifest["groups"][subject]["image"])

@@ -463,6 +463,50 @@ def test_headline_table_cells_and_best_per_column(seed_stats):
     assert {i for i, j in f1.bold if j == 0} == {2, 3}  # a tie: both marked
 
 
+def test_rising_mark_where_most_seeds_kept_their_last_validation(tmp_path):
+    """metrics.json "selection" (fine-tuning's weight selection) reaches the tidy table as run
+    numbers, and a cell where most seeds kept the weights of their last validation gets the mark
+    and the note; a cell where one seed of three did stays unmarked."""
+    files = []
+    for method, ends in (("none", (True, True, False)), ("GD", (False, True, False))):
+        for seed, at_end in enumerate(ends):
+            path = tmp_path / method / f"s{seed}" / "metrics.json"
+            path.parent.mkdir(parents=True)
+            selection = {"steps": 200, "best_step": 200 if at_end else 120, "last_val_step": 200}
+            selection["at_last_validation"] = at_end
+            record = {"domain": "mri", "method": method, "budget": 1, "seed": seed, "selection": selection}
+            path.write_text(json.dumps({**record, "summary": {"dice_mean": 0.5 + seed / 10}}))
+            files.append(path)
+    tidy = load_metrics(files)
+    steps = tidy[(tidy.metric == "best_step") & (tidy.method == "none")].sort_values("seed")
+    assert steps.value.tolist() == [200.0, 200.0, 120.0] and set(steps.scope) == {"all"}
+    stats = seed_summary(tidy)
+    assert cell(stats, "mri", "none", "1", "at_last_validation")["mean"] == pytest.approx(2 / 3)
+    table = headline_table(stats, "mri", HEADLINE["mri"][0])
+    assert table.rows == [
+        (("none",), ["0.600 ± 0.100 (n=3) ↗"]),
+        (("GD",), ["0.600 ± 0.100 (n=3)"]),
+    ]
+    assert "↗: in most seeds the best validation score came at the last validation" in table.note
+    without = headline_table(stats[stats.metric != "at_last_validation"], "mri", HEADLINE["mri"][0])
+    assert "↗" not in without.note and without.rows[0][1] == ["0.600 ± 0.100 (n=3)"]
+
+
+def test_selection_record_of_a_fine_tuning_run():
+    from segcore.stages.finetune import selection_record
+
+    history = [{"step": 50, "val_dice": 0.5}, {"step": 100, "val_dice": 0.6}, {"step": 150, "val_dice": 0.7}]
+    assert selection_record(history, 150, 150) == {
+        "steps": 150,
+        "best_step": 150,
+        "last_val_step": 150,
+        "validations": 3,
+        "at_last_validation": True,
+    }
+    assert selection_record(history, 100, 150)["at_last_validation"] is False
+    assert selection_record(history[:1], 50, 150)["at_last_validation"] is False  # one validation says nothing
+
+
 def test_per_class_and_gains_tables(seed_stats, tidy):
     per_class = per_class_table(seed_stats, "mri", "dice")
     assert [r[0] for r in per_class.rows] == [(c, m) for c in ("RV", "MYO", "LV") for m in ("none", "GD")]
