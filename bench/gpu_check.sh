@@ -9,7 +9,8 @@
 # predict; RS demo-data → preprocess → pretrain hpcl-ssl (dual) → finetune from it with the
 # class-aware term (hpcl-ssl+sup) → evaluate → predict a whole scene. Evaluation and prediction run
 # with --device (cuda, and cpu beside it: the metrics must agree) and predict without --data (the
-# model's own preprocessing record). A fine-tuning run with --compile. Then the step times of
+# model's own preprocessing record). A fine-tuning run with --compile. Each semi-supervised mode's
+# fine-tuning step time against supervised fine-tuning (SEMI_STEPS steps, default 60). Then the step times of
 # bench/pretrain_step.py at the demo's and the full presets' sizes (ACDC protocol: U-Net at 192²;
 # Landslide4Sense: ResNet-34 at 128², hyper-pixel queue K = 65,536) in float32, in bf16 autocast
 # with channels-last, and compiled, with the presets' protocol cost at those step times. Stops at
@@ -87,6 +88,26 @@ for tif in glob.glob(f"{w}/rs/predict/*.tif"):
     with rasterio.open(tif) as src:
         print("prediction", tif, src.crs, src.shape, src.count, src.dtypes, "overviews", src.overviews(1),
               src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"))
+EOF
+
+step "semi-supervised fine-tuning step times (each mode vs supervised, the stage CLIs on the demo data)"
+SEMI_STEPS=${SEMI_STEPS:-60}
+for mode in none self-training fixmatch unimatch; do
+  $M finetune --data "$W/mri/prepared" --out "$W/semi/mri_$mode" --budget 2 --seed 0 --semi "$mode" \
+     --steps "$SEMI_STEPS" --val-every "$SEMI_STEPS" "${GPU[@]}" > "$W/semi_mri_$mode.log" 2>&1
+  $R finetune --data "$W/rs/prepared" --out "$W/semi/rs_$mode" --percent 20 --seed 0 --semi "$mode" --fusion dual \
+     "${NET[@]}" --steps "$SEMI_STEPS" \
+     --val-every "$SEMI_STEPS" "${GPU[@]}" > "$W/semi_rs_$mode.log" 2>&1
+done
+$PY - "$W" <<'EOF'
+import json, sys
+w = sys.argv[1]
+modes = ("none", "self-training", "fixmatch", "unimatch")
+for domain in ("mri", "rs"):
+    runs = {m: json.load(open(f"{w}/semi/{domain}_{m}/train.json")) for m in modes}
+    per_step = {m: r["wall_seconds"] / r["steps"] for m, r in runs.items()}
+    print(domain, "s/step (incl. one validation):",
+          ", ".join(f"{m} {t:.4f} ({t / per_step['none']:.2f}x supervised)" for m, t in per_step.items()))
 EOF
 
 if [ "$DEV" = cuda ]; then

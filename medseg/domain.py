@@ -18,9 +18,8 @@ from segcore.networks import SegmentationNetwork, build_network
 from segcore.prepared import PreparedData
 from segcore.strategies import strategy_class
 from segcore.strategies.base import PretrainStrategy
-from segcore.strategies.baselines import BASELINES, BaselineSettings, build_baseline
+from segcore.strategies.baselines import BASELINES, build_baseline, settings_from_config
 from segcore.strategies.hyperpixel_ssl import HPCL_MOMENTUM, HPCL_QUEUE, HPCL_TEMPERATURE
-from segcore.strategies.masks import MaskSource
 from segcore.strategies.ssl_views import ViewOptions
 
 # the fine-tuning augmentation of the MRI slices: small rotations, scaling, flips, elastic
@@ -256,27 +255,7 @@ class MRIDomain:
             contrast=HPCL_CONTRAST,
             noise_std=cfg.noise_std,
         )
-        masks = MaskSource(
-            kind="slic" if cfg.masks == "auto" else cfg.masks,
-            n_segments=cfg.n_segments,
-            compactness=cfg.compactness,
-            fh_scale=cfg.fh_scale,
-        )
-        settings = BaselineSettings(
-            method=cfg.method,
-            steps=cfg.steps,
-            batch_size=batch,
-            views=views,
-            queue_size=cfg.queue_size,
-            momentum=cfg.momentum,
-            temperature=cfg.temperature,
-            proj_hidden=cfg.proj_hidden,
-            proj_dim=cfg.proj_dim,
-            dense_weight=cfg.dense_weight,
-            dense_grid=cfg.dense_grid,
-            n_masks=cfg.n_masks,
-            masks=masks,
-        )
+        settings = settings_from_config(cfg, batch, views, auto_masks="slic")
         strategy, train, pretrained = build_baseline(net, data.manifest["image_size"], settings)
         train["slices"] = len(data.sample_indices(self.pretrain_groups(data)))
         record = {"stage": f"pretrain-{cfg.method}", "method": cfg.method, "pretrained": pretrained, "train": train}

@@ -26,9 +26,8 @@ from segcore.networks import SegmentationNetwork, build_network
 from segcore.prepared import PreparedData
 from segcore.strategies import strategy_class
 from segcore.strategies.base import PretrainStrategy
-from segcore.strategies.baselines import BASELINES, BaselineSettings, build_baseline
+from segcore.strategies.baselines import BASELINES, build_baseline, settings_from_config
 from segcore.strategies.hyperpixel_ssl import HPCL_MOMENTUM, HPCL_QUEUE, HPCL_TEMPERATURE
-from segcore.strategies.masks import MaskSource
 from segcore.strategies.ssl_views import ViewOptions
 
 # fine-tuning augmentation of tiles: flips and quarter turns only (north-up imagery, no resampling)
@@ -243,27 +242,7 @@ class RSDomain:
             noise_std=cfg.noise_std,
             extra={"drop_channels": terrain, "drop_prob": float(cfg.drop_terrain)},
         )
-        masks = MaskSource(
-            kind="stored" if cfg.masks == "auto" else cfg.masks,
-            n_segments=cfg.n_segments,
-            compactness=cfg.compactness,
-            fh_scale=cfg.fh_scale,
-        )
-        settings = BaselineSettings(
-            method=cfg.method,
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            views=views,
-            queue_size=cfg.queue_size,
-            momentum=cfg.momentum,
-            temperature=cfg.temperature,
-            proj_hidden=cfg.proj_hidden,
-            proj_dim=cfg.proj_dim,
-            dense_weight=cfg.dense_weight,
-            dense_grid=cfg.dense_grid,
-            n_masks=cfg.n_masks,
-            masks=masks,
-        )
+        settings = settings_from_config(cfg, cfg.batch_size, views, auto_masks="stored")
         strategy, train, pretrained = build_baseline(net, data.manifest["image_size"], settings)
         train.update(
             variant=spec["name"],

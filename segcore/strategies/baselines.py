@@ -49,6 +49,34 @@ class BaselineSettings:
     masks: MaskSource = MaskSource()
 
 
+def settings_from_config(cfg: Any, batch_size: int, views: ViewOptions, auto_masks: str) -> BaselineSettings:
+    """The settings of a domain's pretraining config (``--method``, ``--steps``, the options of
+    :class:`segcore.config.ContrastivePretrainConfig`, ``--masks`` ``--n-segments``
+    ``--compactness``); ``--masks auto`` means ``auto_masks`` (the domain's: SLIC computed at the
+    start for MRI slices, the stored superpixels for tiles)."""
+    masks = MaskSource(
+        kind=auto_masks if cfg.masks == "auto" else cfg.masks,
+        n_segments=cfg.n_segments,
+        compactness=cfg.compactness,
+        fh_scale=cfg.fh_scale,
+    )
+    return BaselineSettings(
+        method=cfg.method,
+        steps=cfg.steps,
+        batch_size=batch_size,
+        views=views,
+        queue_size=cfg.queue_size,
+        momentum=cfg.momentum,
+        temperature=cfg.temperature,
+        proj_hidden=cfg.proj_hidden,
+        proj_dim=cfg.proj_dim,
+        dense_weight=cfg.dense_weight,
+        dense_grid=cfg.dense_grid,
+        n_masks=cfg.n_masks,
+        masks=masks,
+    )
+
+
 def check_settings(s: BaselineSettings) -> None:
     """InputError (one line, naming the option) for a value no baseline can run with."""
     if s.method not in BASELINES:
