@@ -339,8 +339,10 @@ def test_benchmarks_and_the_default_profile(tmp_path):
                 assert found[0].startswith(f"{tmp_path}/r/benchmarks/{rule}/") and found[0].endswith(".tsv")
         assert len({f for _, f in files}) == len(files)  # one file per job
     # finetune_jobs=seed: methods × budgets × seeds, and the demo's semi cell (GD+LR+fixmatch, budget 1)
-    # (the demo's budgets: 1 only; its semi cell GD+LR+fixmatch at budget 1)
-    assert sum(rule == "mri_finetune" for rule, _ in files) == 3 * 1 * 3 + 1 * 1 * 3
+    # methods x the demo's budgets x its seeds, and its semi cell (GD+LR+fixmatch at budget 1)
+    ft = yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())["mri"]["finetune"]
+    n_seeds = len(ft["seeds"])
+    assert sum(rule == "mri_finetune" for rule, _ in files) == 3 * len(ft["budgets"]) * n_seeds + 1 * 1 * n_seeds
 
 
 def test_semi_axis_cells_arguments_and_steps(tmp_path):
