@@ -15,14 +15,13 @@ import yaml
 from medseg.cli import main as medseg
 from medseg.config import MRIPretrainConfig
 from medseg.domain import MRIDomain
-from medseg.phantoms import generate_dataset
-from medseg.preprocess import preprocess
 from segcore.checkpoints import read_checkpoint
 from segcore.config import add_options, defaults, from_namespace
 from segcore.networks.unet import UNet2D
 from segcore.prepared import PreparedData
 from segcore.strategies.baselines import PRETRAINED
 from segcore.strategies.gr import GRStrategy
+from tests.data.phantoms import prepared_phantoms
 
 pytestmark = [pytest.mark.filterwarnings("ignore")]
 CHANNELS = "4,8,16,16"
@@ -32,18 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mri_ssl")
-    generate_dataset(root / "raw", n_subjects=10, seed=5, n_slices=8, size=64)
-    return preprocess(
-        root / "raw",
-        root / "prep",
-        target_spacing=(3.0, 3.0),
-        image_size=(32, 32),
-        partitions=4,
-        n_test=2,
-        n_val=1,
-        n_labeled=3,
-        seed=0,
-    )
+    return prepared_phantoms(root, n_subjects=10, seed=5, size=64)
 
 
 def exit_code(argv: list[str]) -> int:

@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from medseg.cli import main as medseg
-from medseg.phantoms import generate_dataset
-from medseg.preprocess import preprocess
 from segcore.checkpoints import read_checkpoint
 from segcore.prepared import PreparedData
 from segcore.strategies.partitions import PartitionBatchSampler
+from tests.data.phantoms import prepared_phantoms
 
 CHANNELS = "4,8,16,16"
 
@@ -24,18 +23,7 @@ CHANNELS = "4,8,16,16"
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mri")
-    generate_dataset(root / "raw", n_subjects=12, seed=3, n_slices=8, size=64)
-    return preprocess(
-        root / "raw",
-        root / "prep",
-        target_spacing=(3.0, 3.0),
-        image_size=(32, 32),
-        partitions=4,
-        n_test=2,
-        n_val=1,
-        n_labeled=3,
-        seed=0,
-    )
+    return prepared_phantoms(root, n_subjects=12, seed=3, size=64)
 
 
 def test_partition_sampler_layout_and_no_empty_images(prepared):

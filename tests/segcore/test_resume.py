@@ -23,6 +23,7 @@ import torch
 from segcore.runtime.resume import resume_dir, resume_step
 from segcore.runtime.sampling import ShardedBatchSampler, StepBatchSampler, _rank_slice
 from segcore.runtime.seeds import step_generator
+from tests.data.phantoms import prepared_phantoms
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,22 +83,8 @@ def test_a_checkpoint_made_with_other_arguments_is_not_resumed(tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from medseg.phantoms import generate_dataset
-    from medseg.preprocess import preprocess
-
     root = tmp_path_factory.mktemp("resume")
-    generate_dataset(root / "raw", n_subjects=8, seed=3, n_slices=8, size=48)
-    return preprocess(
-        root / "raw",
-        root / "prep",
-        target_spacing=(3.0, 3.0),
-        image_size=(32, 32),
-        partitions=4,
-        n_test=2,
-        n_val=1,
-        n_labeled=3,
-        seed=0,
-    )
+    return prepared_phantoms(root, n_subjects=8, seed=3, size=48)
 
 
 STEPS, KILL_AFTER = 80, 15  # a wide window: under load the poller may wake only seconds later

@@ -16,8 +16,6 @@ import pytest
 import torch
 
 from medseg.cli import main as medseg
-from medseg.phantoms import generate_dataset
-from medseg.preprocess import preprocess
 from rs.cli import main as rs
 from rs.config import RSPreprocessConfig
 from rs.preprocess import run_preprocess
@@ -27,6 +25,7 @@ from segcore.prepared import PreparedData
 from segcore.runtime.resume import resume_step
 from segcore.semi import unlabeled_dataset, unlabeled_groups
 from segcore.stages import finetune as finetune_stage
+from tests.data.phantoms import prepared_phantoms
 from tests.data.rs import make
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -35,18 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("semi")
-    generate_dataset(root / "raw", n_subjects=8, seed=3, n_slices=8, size=48)
-    return preprocess(
-        root / "raw",
-        root / "prep",
-        target_spacing=(3.0, 3.0),
-        image_size=(32, 32),
-        partitions=4,
-        n_test=2,
-        n_val=1,
-        n_labeled=3,
-        seed=0,
-    )
+    return prepared_phantoms(root, n_subjects=8, seed=3, size=48)
 
 
 def _finetune(data: Path, out: Path, *extra: str, steps: int = 12) -> int:
