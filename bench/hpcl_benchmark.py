@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from _machine import machine_description
+from _stage_runs import run_logged
 
 RS = [sys.executable, "-m", "rs.cli"]  # the stage CLI, also where the package is on PYTHONPATH rather than installed
 NETWORK = ["--encoder", "tu-regnetx_002", "--encoder-depth", "4", "--decoder-channels", "32,16,16,8"]
@@ -46,13 +45,7 @@ HPCL = ["--hpcl-weight", "0.2", "--hpcl-warmup", "50"]
 
 
 def run(cmd: list[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with log.open("w") as f:
-        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if res.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed ({res.returncode}); see {log}")
-    print(f"  {time.perf_counter() - t0:6.0f}s  rs {cmd[len(RS)]}: {log}", flush=True)
+    run_logged(cmd, log, f"rs {cmd[len(RS)]}")
 
 
 def prepare(work: Path) -> Path:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shlex
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 from _demo_data import demo_config, prepare_demo
 from _machine import machine_description
+from _stage_runs import run_logged
 
 BIN = Path(sys.executable).parent
 SEMI_MODES = ("self-training", "fixmatch", "unimatch")
@@ -46,15 +45,7 @@ SEMI_MODES = ("self-training", "fixmatch", "unimatch")
 
 def run(cmd: list[str], log: Path) -> float:
     """Run a stage CLI with one thread; its output into ``log``; seconds taken."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with log.open("w") as f:
-        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if res.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed ({res.returncode}); see {log}")
-    seconds = time.perf_counter() - t0
-    print(f"  {seconds:6.0f}s  {Path(cmd[0]).name} {cmd[1]}: {log}", flush=True)
-    return seconds
+    return run_logged(cmd, log, f"{Path(cmd[0]).name} {cmd[1]}")
 
 
 def split_semi(method: str) -> tuple[str, str | None]:

@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -43,6 +40,7 @@ from typing import Any
 import numpy as np
 from _demo_data import demo_config, prepare_demo
 from _machine import machine_description
+from _stage_runs import run_logged
 from scipy import stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,15 +102,7 @@ def pretrain_args(domain: str, method: str, data: Path, out: Path, init: Path | 
 
 
 def run(cmd: list[str], log: Path) -> float:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with log.open("w") as f:
-        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if res.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed ({res.returncode}); see {log}")
-    seconds = time.perf_counter() - t0
-    print(f"  {seconds:6.0f}s  {' '.join(cmd[2:4])}: {log}", flush=True)
-    return seconds
+    return run_logged(cmd, log, " ".join(cmd[2:4]))
 
 
 def step_seconds(domain: str, argv: list[str], warmup: int = 2, timed: int = 6) -> float:
