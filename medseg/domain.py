@@ -19,7 +19,7 @@ from segcore.prepared import PreparedData
 from segcore.strategies import strategy_class
 from segcore.strategies.base import PretrainStrategy
 from segcore.strategies.baselines import BASELINES, build_baseline, settings_from_config
-from segcore.strategies.hyperpixel_ssl import HPCL_MOMENTUM, HPCL_QUEUE, HPCL_TEMPERATURE
+from segcore.strategies.hyperpixel_ssl import queue_settings
 from segcore.strategies.ssl_views import ViewOptions
 
 # the fine-tuning augmentation of the MRI slices: small rotations, scaling, flips, elastic
@@ -202,11 +202,7 @@ class MRIDomain:
     def _hyperpixel_setup(
         self, data: PreparedData, cfg: MRIPretrainConfig
     ) -> tuple[SegmentationNetwork, dict[str, Any], PretrainStrategy, dict[str, Any]]:
-        K = HPCL_QUEUE if cfg.queue_size is None else cfg.queue_size
-        m = HPCL_MOMENTUM if cfg.momentum is None else cfg.momentum
-        T = HPCL_TEMPERATURE if cfg.temperature is None else cfg.temperature
-        if K <= 0 or not 0.0 <= m <= 1.0 or T <= 0:
-            raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
+        K, m, T = queue_settings(cfg)
         spec = network_spec(data.in_channels, data.num_classes, parse_channels(cfg.channels))
         net = build_network(spec)
         if cfg.encoder_weights is not None:

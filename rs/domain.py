@@ -27,7 +27,7 @@ from segcore.prepared import PreparedData
 from segcore.strategies import strategy_class
 from segcore.strategies.base import PretrainStrategy
 from segcore.strategies.baselines import BASELINES, build_baseline, settings_from_config
-from segcore.strategies.hyperpixel_ssl import HPCL_MOMENTUM, HPCL_QUEUE, HPCL_TEMPERATURE
+from segcore.strategies.hyperpixel_ssl import queue_settings
 from segcore.strategies.ssl_views import ViewOptions
 
 # fine-tuning augmentation of tiles: flips and quarter turns only (north-up imagery, no resampling)
@@ -173,11 +173,7 @@ class RSDomain:
         if cfg.method in BASELINES:
             return self._baseline_setup(data, cfg)
         data.extra("superpixels")  # InputError when preprocessing did not write it
-        K = HPCL_QUEUE if cfg.queue_size is None else cfg.queue_size
-        m = HPCL_MOMENTUM if cfg.momentum is None else cfg.momentum
-        T = HPCL_TEMPERATURE if cfg.temperature is None else cfg.temperature
-        if K <= 0 or not 0.0 <= m <= 1.0 or T <= 0:
-            raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
+        K, m, T = queue_settings(cfg)
         names = list(data.manifest.get("channels") or [])
         jittered, terrain = self.view_channels(data, cfg)
         spec = network_spec(data, cfg.network)

@@ -54,6 +54,17 @@ log = logging.getLogger(__name__)
 HPCL_QUEUE, HPCL_MOMENTUM, HPCL_TEMPERATURE = 4096, 0.99, 0.1
 
 
+def queue_settings(cfg: Any) -> tuple[int, float, float]:
+    """K, m and T of a pretraining config (``queue_size``, ``momentum``, ``temperature``), the
+    HPCL defaults where it leaves them unset (None); an InputError for values no run can use."""
+    K = HPCL_QUEUE if cfg.queue_size is None else cfg.queue_size
+    m = HPCL_MOMENTUM if cfg.momentum is None else cfg.momentum
+    T = HPCL_TEMPERATURE if cfg.temperature is None else cfg.temperature
+    if K <= 0 or not 0.0 <= m <= 1.0 or T <= 0:
+        raise InputError(None, "need --queue-size > 0, 0 <= --momentum <= 1 and --temperature > 0")
+    return K, m, T
+
+
 class HyperPixelSSLStrategy(PretrainStrategy):
     """``K`` queue length, ``m`` EMA momentum, ``T`` temperature (named as in MoCo);
     ``max_anchors`` caps the hyper-pixels per step (random subset; 0 = all), whose keys are

@@ -73,9 +73,14 @@ def all_methods(section):
     return list(section["methods"]) + semi_methods(section)
 
 
+def _section_of(wildcards):
+    """The config section of a job: rs (its wildcards have pct) or mri."""
+    return rs_cfg() if "pct" in wildcards.keys() else mri_cfg()
+
+
 def semi_args(wildcards):
     """--semi and its options (config semi.options) for a semi-supervised cell, as shell words; [] otherwise."""
-    section = rs_cfg() if "pct" in wildcards.keys() else mri_cfg()
+    section = _section_of(wildcards)
     mode = split_semi(wildcards.method)[1]
     if mode is None:
         return []
@@ -93,7 +98,7 @@ def init_method(wildcards):
 
 def finetune_steps(wildcards):
     """--steps of a fine-tuning cell: semi.steps for semi-supervised cells when set, else finetune.steps."""
-    section = rs_cfg() if "pct" in wildcards.keys() else mri_cfg()
+    section = _section_of(wildcards)
     if split_semi(wildcards.method)[1] is not None and semi_cfg(section).get("steps"):
         return semi_cfg(section)["steps"]
     return section["finetune"]["steps"]
@@ -119,10 +124,6 @@ def check_pretrained_weights(domain, section):
             f"mri.encoder_weights: {weights!r} has no weights for the MRI U-Net; give a state-dict file of its encoder "
             "(docs/pretrained_encoders.md)"
         )
-
-
-def _section_of(wildcards):
-    return rs_cfg() if "pct" in wildcards.keys() else mri_cfg()
 
 
 def encoder_weights_file(wildcards):
