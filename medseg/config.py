@@ -18,8 +18,8 @@ DEFAULT_CHANNELS = "16,32,64,128,128"
 CHANNELS_HELP = "U-Net encoder widths, comma-separated (ignored with --init: taken from the checkpoint)"
 
 
-# the layouts medseg.layouts reads (auto: detect)
-LAYOUT_NAMES = ("nnunet", "msd", "acdc", "plain")
+# the dataset layouts medseg.layouts reads (its LAYOUTS); --layout also takes auto (detect)
+Layout = Literal["nnunet", "msd", "acdc", "plain"]
 
 
 @dataclass
@@ -28,7 +28,7 @@ class MRIPreprocessConfig:
 
     input: Path = option(Path("data/mri_phantoms"), "raw dataset folder (or one NIfTI file)")
     out: Path = option(Path("data/mri_prepared"), "prepared data folder to write")
-    layout: Literal["auto", "nnunet", "msd", "acdc", "plain"] = option("auto", "dataset layout (auto: detect)")
+    layout: Literal["auto", Layout] = option("auto", "dataset layout (auto: detect)")
     target_spacing: tuple[float, float] = option(
         (1.5, 1.5), "in-plane spacing after resampling, mm", metavar=("H_MM", "W_MM"), gt=0
     )

@@ -34,6 +34,7 @@ import csv
 import json
 import logging
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,13 +42,14 @@ from typing import Any
 
 import numpy as np
 
+from medseg.config import Layout
 from medseg.nifti import load_label
 from segcore.errors import InputError
 from segcore.labels import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("nnunet", "msd", "acdc", "plain")
+LAYOUTS: tuple[str, ...] = typing.get_args(Layout)
 # ACDC's patient names at the start of a case name: patient001_frame01 -> patient001
 ACDC_SUBJECT = re.compile(r"(patient\d+)(?:_|$)")
 ACDC_CLASSES = {0: "background", 1: "RV", 2: "MYO", 3: "LV"}
