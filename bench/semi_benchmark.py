@@ -5,6 +5,7 @@ init, each semi-supervised mode from random init, the best init with the best mo
 
     python bench/semi_benchmark.py --work DIR [--seeds 0 1 ... 9] [--jobs 2] [--domains mri rs]
         [--mri-steps 600] [--rs-steps 600] [--mri-modes ...] [--rs-modes ...] [--best-mode fixmatch]
+        [--mri-budgets 1 2]
         [--semi-args "--semi-threshold-mode adaptive"] [--curve]
 
 Runs the real stage CLIs with the demo config's settings (workflows/config/config.yaml: network,
@@ -56,7 +57,9 @@ def split_semi(method: str) -> tuple[str, str | None]:
 class Domain:
     """The commands of one domain with the demo config's settings."""
 
-    def __init__(self, name: str, work: Path, steps: int, semi_args: list[str]) -> None:
+    def __init__(
+        self, name: str, work: Path, steps: int, semi_args: list[str], mri_budgets: tuple[str, ...] = ("1", "2")
+    ) -> None:
         self.name, self.work, self.steps, self.semi_args = name, work / name, steps, semi_args
         cfg = demo_config()[name]
         self.cfg = cfg
@@ -67,7 +70,7 @@ class Domain:
         if name == "mri":
             self.best_init = "GD+LR"
             self.net = ["--channels", ",".join(str(c) for c in cfg["network"]["channels"])]
-            self.budgets = ["1", "2"]
+            self.budgets = list(mri_budgets)
             self.all_budget = "all"
             self.metric = "dice"
         else:
@@ -295,6 +298,7 @@ def main() -> None:
     ap.add_argument("--semi-args", default="", help="extra --semi-* options of every semi-supervised run")
     ap.add_argument("--mri-semi-args", default="", help="extra --semi-* options of the MRI semi-supervised runs")
     ap.add_argument("--rs-semi-args", default="", help="extra --semi-* options of the RS semi-supervised runs")
+    ap.add_argument("--mri-budgets", nargs="+", default=["1", "2"], help="labeled volumes of the MRI cells")
     ap.add_argument("--chunk", type=int, default=5, help="seeds per fine-tuning process")
     ap.add_argument("--pretrain-only", action="store_true", help="prepare the data and pretrain, nothing else")
     ap.add_argument(
@@ -307,7 +311,13 @@ def main() -> None:
     t0 = time.perf_counter()
     per_domain = {"mri": shlex.split(args.mri_semi_args), "rs": shlex.split(args.rs_semi_args)}
     domains = {
-        name: Domain(name, work, args.mri_steps if name == "mri" else args.rs_steps, semi_args + per_domain[name])
+        name: Domain(
+            name,
+            work,
+            args.mri_steps if name == "mri" else args.rs_steps,
+            semi_args + per_domain[name],
+            tuple(args.mri_budgets),
+        )
         for name in args.domains
     }
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

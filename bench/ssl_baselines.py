@@ -2,7 +2,7 @@
 self-supervised baselines (MoCo v2, BYOL, DenseCL, DetCon; docs/ssl_baselines.md) among them.
 
     python bench/ssl_baselines.py --work DIR [--seeds 0 1 ... 9] [--budget-seconds 120] [--jobs 2]
-        [--domains mri rs] [--mri-methods ...] [--rs-methods ...]
+        [--domains mri rs] [--mri-methods ...] [--rs-methods ...] [--mri-steps 600] [--rs-steps 200]
 
 Runs the real stage CLIs on the demo data of workflows/config/config.yaml (``bench/_demo_data.py``):
 
@@ -15,9 +15,12 @@ Runs the real stage CLIs on the demo data of workflows/config/config.yaml (``ben
    hpcl and DetCon on MRI) is outside the budget.
 2. **Pretraining**: one run per method (seed 0).
 3. **Fine-tuning**, identical for every method: the smallest label budget of the demo config
-   (MRI: 1 labeled subject, 300 steps, batch 8, lr 3e-3; scenes: 5 % of the labeled tiles, early
-   fusion, 200 steps, batch 16, lr 2e-3), best of the validations every 50 steps, 10 paired seeds
-   (seed s labels the same data for every method); one process per method trains every seed.
+   (MRI: 1 labeled subject, ``--mri-steps`` 600 steps, batch 8, lr 3e-3; scenes: 5 % of the labeled
+   tiles, early fusion, ``--rs-steps`` 200 steps, batch 16, lr 2e-3), best of the validations every
+   50 steps, 10 paired seeds (seed s labels the same data for every method); one process per method
+   trains every seed. The step counts are past the point where the from-scratch validation curve
+   is flat (docs/ssl_baselines.md), so the methods are compared converged; runs of other step
+   counts live in their own folders (``finetune_<steps>``, ``evaluate_<steps>``).
 4. **Evaluation** on the test split; the table: mean ± sd over seeds, paired differences against
    ``none`` and against the best generic baseline (mean ± sd, wins, paired t-test).
 
@@ -49,8 +52,11 @@ GENERIC = ("mocov2", "byol", "densecl", "detcon")
 MRI_METHODS = ["none", "GR", "GD-", "GD", "GD+LR", "GD+LD", "hpcl", *GENERIC]
 RS_METHODS = ["none", "hpcl-ssl", *GENERIC]
 LOCAL_STEPS = 100  # the demo's local stage
-MRI_FINETUNE = ["--budget", "1", "--steps", "300", "--batch-size", "8", "--lr", "0.003", "--val-every", "50"]
-RS_FINETUNE = ["--percent", "5", "--steps", "200", "--batch-size", "16", "--lr", "0.002", "--val-every", "50"]
+# fine-tuning steps: past the point where the from-scratch validation curve is flat (docs/ssl_baselines.md:
+# MRI within 0.01 of its plateau from 500 steps, scenes past their peak at 100-150 steps)
+FINETUNE_STEPS = {"mri": 600, "rs": 200}
+MRI_FINETUNE = ["--budget", "1", "--batch-size", "8", "--lr", "0.003", "--val-every", "50"]
+RS_FINETUNE = ["--percent", "5", "--batch-size", "16", "--lr", "0.002", "--val-every", "50"]
 # the generic baselines and hpcl at demo size: queue 4096 (a run of a few hundred steps of 16 images
 # never fills 65,536), EMA momentum 0.99 (0.999 barely moves the key encoder in a few hundred steps)
 SSL = [
@@ -197,7 +203,10 @@ def main() -> None:
     ap.add_argument("--domains", nargs="+", default=["mri", "rs"], choices=["mri", "rs"])
     ap.add_argument("--mri-methods", nargs="+", default=MRI_METHODS)
     ap.add_argument("--rs-methods", nargs="+", default=RS_METHODS)
+    ap.add_argument("--mri-steps", type=int, default=FINETUNE_STEPS["mri"], help="MRI fine-tuning steps")
+    ap.add_argument("--rs-steps", type=int, default=FINETUNE_STEPS["rs"], help="scene fine-tuning steps")
     args = ap.parse_args()
+    steps = {"mri": args.mri_steps, "rs": args.rs_steps}
     work = args.work.resolve()
     t_start = time.perf_counter()
     domains = {d: (args.mri_methods if d == "mri" else args.rs_methods) for d in args.domains}
@@ -232,22 +241,23 @@ def main() -> None:
         domain, method = job
         if method != "none":
             pretrain(domain, method)
-        ft = {s: work / domain / "finetune" / method / f"seed_{s}" for s in args.seeds}
-        ev = {s: work / domain / "evaluate" / method / f"seed_{s}" for s in args.seeds}
+        ft = {s: finetuned(work, domain, steps[domain], method, s) for s in args.seeds}
+        ev = {s: evaluated(work, domain, steps[domain], method, s) for s in args.seeds}
         todo = [s for s in args.seeds if not (ft[s] / "train.json").is_file()]  # seeds of an earlier call are kept
         if todo:
             cmd = [*CLI[domain], "finetune", "--data", str(data[domain]), "--out", *(str(ft[s]) for s in todo)]
             cmd += ["--seed", *map(str, todo), "--method", method, "--threads", "1", "--overwrite"]
+            cmd += ["--steps", str(steps[domain])]
             cmd += [*mri_network(), *MRI_FINETUNE] if domain == "mri" else [*rs_network(), *RS_FINETUNE]
             if method != "none":
                 cmd += ["--init", str(pretrained(domain, method))]
-            run(cmd, work / domain / "finetune" / f"{method}_{'_'.join(map(str, todo))}.log")
+            run(cmd, ft[todo[0]].parent.parent / f"{method}_{'_'.join(map(str, todo))}.log")
         todo = [s for s in args.seeds if not (ev[s] / "metrics.json").is_file()]
         if todo:
             cmd = [*CLI[domain], "evaluate", "--data", str(data[domain])]
             cmd += ["--model", *(str(ft[s] / "model.pt") for s in todo), "--out", *(str(ev[s]) for s in todo)]
             cmd += ["--threads", "1", "--overwrite"] + (["--no-save-predictions"] if domain == "mri" else [])
-            run(cmd, work / domain / "evaluate" / f"{method}_{'_'.join(map(str, todo))}.log")
+            run(cmd, ev[todo[0]].parent.parent / f"{method}_{'_'.join(map(str, todo))}.log")
 
     # in order of importance, so that a run cut short has the baselines' comparison first
     order = ["none", *GENERIC, "hpcl", "hpcl-ssl", "GD+LR", "GD", "GR", "GD-", "GD+LD"]
@@ -261,7 +271,16 @@ def main() -> None:
                 f.result()
             except RuntimeError as err:
                 print(f"FAILED: {err}", flush=True)
-    report(work, domains, args.seeds, cal, time.perf_counter() - t_start)
+    report(work, domains, args.seeds, steps, cal, time.perf_counter() - t_start)
+
+
+def finetuned(work: Path, domain: str, steps: int, method: str, seed: int) -> Path:
+    """The fine-tuning run of (method, seed) at ``steps`` steps (runs of other step counts kept apart)."""
+    return work / domain / f"finetune_{steps}" / method / f"seed_{seed}"
+
+
+def evaluated(work: Path, domain: str, steps: int, method: str, seed: int) -> Path:
+    return work / domain / f"evaluate_{steps}" / method / f"seed_{seed}"
 
 
 def _ms(v: list[float]) -> str:
@@ -285,20 +304,27 @@ def _paired(a: list[float], b: list[float], higher_better: bool = True) -> str:
     return f"{np.mean(d):+.3f} ± {np.std(d, ddof=1):.3f} ({wins}/{len(d)}, t {t.statistic:+.2f}, p {t.pvalue:.2f})"
 
 
-def report(work: Path, domains: dict[str, list[str]], seeds: list[int], cal: dict[str, Any], seconds: float) -> None:
+def report(
+    work: Path,
+    domains: dict[str, list[str]],
+    seeds: list[int],
+    steps: dict[str, int],
+    cal: dict[str, Any],
+    seconds: float,
+) -> None:
     metrics = {"mri": ("dice_mean", "hd95_mean", "Dice", "HD95 (mm)"), "rs": ("miou", "f1", "mIoU", "landslide F1")}
     lines = [
         f"SSL baselines benchmark: seeds {seeds} (paired), pretraining budget {cal['budget_seconds']:g} s per method",
         f"machine: {machine_description(1)}; {seconds:.0f} s for the missing runs",
     ]
-    table: dict[str, Any] = {"seeds": seeds, "calibration": cal, "domains": {}}
+    table: dict[str, Any] = {"seeds": seeds, "finetune_steps": steps, "calibration": cal, "domains": {}}
     for domain, methods in domains.items():
         primary, secondary, p_name, s_name = metrics[domain]
         scores: dict[str, dict[str, list[float]]] = {}
         done = [
             m
             for m in methods
-            if all((work / domain / "evaluate" / m / f"seed_{s}" / "metrics.json").is_file() for s in seeds)
+            if all((evaluated(work, domain, steps[domain], m, s) / "metrics.json").is_file() for s in seeds)
         ]
         if "none" not in done:
             continue
@@ -306,7 +332,7 @@ def report(work: Path, domains: dict[str, list[str]], seeds: list[int], cal: dic
         methods = done
         for m in methods:
             rows = [
-                json.loads((work / domain / "evaluate" / m / f"seed_{s}" / "metrics.json").read_text())["summary"]
+                json.loads((evaluated(work, domain, steps[domain], m, s) / "metrics.json").read_text())["summary"]
                 for s in seeds
             ]
             scores[m] = {
@@ -316,7 +342,7 @@ def report(work: Path, domains: dict[str, list[str]], seeds: list[int], cal: dic
         best = max(generic, key=lambda m: np.nanmean(scores[m][primary])) if generic else None
         lines += [
             "",
-            f"### {domain}: best generic baseline by mean {p_name}: {best}"
+            f"### {domain} ({steps[domain]} fine-tuning steps): best generic baseline by mean {p_name}: {best}"
             + (f" (not finished: {', '.join(missing)})" if missing else ""),
             "",
             f"| method | pretraining steps | pretext loss last / chance | {p_name} | {s_name} | Δ {p_name} vs none "
