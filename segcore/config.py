@@ -530,6 +530,12 @@ class SemiConfig:
         "classes get lower thresholds; on the MRI demo fixed tau pseudo-labeled mostly background); fixed: tau "
         "for every class (the textbook FixMatch)",
     )
+    align: Literal["none", "distribution"] = option(
+        "none",
+        "distribution: align the teacher's class probabilities with the class frequencies of the labeled pixels "
+        "before the argmax and threshold (ReMixMatch's distribution alignment: p x prior / moving mean of the "
+        "teacher's probabilities, renormalised), against a teacher that under-predicts a rare class; none: off",
+    )
     loss: Literal["auto", "ce", "dice-ce"] = option(
         "auto",
         "unlabeled loss: ce (cross-entropy summed over confident pixels / all in-image pixels, as UniMatch); "

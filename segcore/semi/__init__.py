@@ -22,7 +22,7 @@ from segcore.networks import SegmentationNetwork
 from segcore.prepared import PreparedData
 from segcore.semi.base import SemiMode
 from segcore.semi.fixmatch import FixMatch
-from segcore.semi.pool import unlabeled_dataset, unlabeled_groups
+from segcore.semi.pool import label_prior, unlabeled_dataset, unlabeled_groups
 from segcore.semi.self_training import SelfTraining
 from segcore.semi.unimatch import UniMatch
 
@@ -66,7 +66,8 @@ def build_semi_mode(
 ) -> SemiMode:
     """The mode ``cfg.mode`` for a run whose labeled set is ``labeled`` (group ids): its
     unlabeled stream is :func:`~segcore.semi.pool.unlabeled_dataset`, the intensity jitter of
-    its strong views changes the spectral channels (every channel of MRI slices)."""
+    its strong views changes the spectral channels (every channel of MRI slices); with
+    ``--semi-align distribution`` its class prior is that of the labeled set's pixels."""
     check_semi_config(cfg)
     if cfg.mode not in MODES:
         raise InputError(None, f"unknown --semi mode {cfg.mode!r} (choose from none, {', '.join(MODES)})")
@@ -79,4 +80,5 @@ def build_semi_mode(
         jitter_channels=data.spectral_channels,
         feature_channels=int(net.decoder_channels[-1]),
         batch_size=batch_size,
+        label_prior=label_prior(data, labeled) if cfg.align == "distribution" else None,
     )

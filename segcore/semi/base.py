@@ -26,7 +26,7 @@ from segcore.runtime.sampling import collate_samples
 from segcore.semi.augment import StrongAugment
 from segcore.semi.batchnorm import unlabeled_batchnorm
 from segcore.semi.contrast import PixelProjectionHead, pixel_contrast
-from segcore.semi.pseudo import ClassThresholds, pseudo_labels, unlabeled_loss
+from segcore.semi.pseudo import ClassThresholds, DistributionAlignment, pseudo_labels, unlabeled_loss
 
 
 @dataclass
@@ -59,7 +59,8 @@ class SemiMode(nn.Module):
     """The shared part of the modes (module docstring). ``unlabeled``: samples with ``image``
     (no label); ``jitter_channels``: the channels the strong view's intensity jitter changes;
     ``feature_channels``: width of the net's last decoder map (the contrastive term's input);
-    ``batch_size``: the labeled batch, the default unlabeled batch."""
+    ``batch_size``: the labeled batch, the default unlabeled batch; ``label_prior``: class
+    frequencies (K,) of the run's labeled pixels (needed by ``--semi-align distribution``)."""
 
     name = ""
 
@@ -74,6 +75,7 @@ class SemiMode(nn.Module):
         jitter_channels: Sequence[int],
         feature_channels: int,
         batch_size: int,
+        label_prior: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -94,6 +96,13 @@ class SemiMode(nn.Module):
         self.class_thresholds = (
             ClassThresholds(num_classes, cfg.threshold) if cfg.threshold_mode == "adaptive" else None
         )
+        if cfg.align == "distribution" and label_prior is None:
+            raise ValueError("--semi-align distribution needs the labeled class frequencies (label_prior)")
+        self.alignment = (
+            DistributionAlignment(torch.tensor(label_prior, dtype=torch.float32))
+            if cfg.align == "distribution"
+            else None
+        )
         self.contrast_weight = cfg.contrast
         self.contrast_head = (
             PixelProjectionHead(feature_channels, cfg.contrast_dim) if self.contrast_weight > 0 else None
@@ -111,9 +120,12 @@ class SemiMode(nn.Module):
 
     def pseudo(self, probs: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """Pseudo-labels and confidence mask of teacher ``probs`` (B, K, H, W) on ``valid`` pixels
-        with the configured threshold, and the step's coverage numbers: ``semi_coverage``
+        with the configured threshold (after distribution alignment, when on), and the step's
+        coverage numbers: ``semi_coverage``
         (confident / in-image pixels), ``semi_fg_confident`` (foreground share of the confident
         pixels), ``semi_fg_predicted`` (foreground share of the in-image pixels' argmax)."""
+        if self.alignment is not None:
+            probs = self.alignment(probs, valid)
         threshold: float | torch.Tensor = self.cfg.threshold
         if self.class_thresholds is not None:
             threshold = self.class_thresholds.update(probs, valid)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from segcore.errors import InputError
 from segcore.prepared import PreparedData, PreparedDataset
 
@@ -42,3 +44,15 @@ def unlabeled_dataset(data: PreparedData, labeled: Sequence[str]) -> PreparedDat
             data.folder, "semi-supervised fine-tuning needs unlabeled samples: the unlabeled pool is empty"
         )
     return PreparedDataset(data, indices, with_label=False)
+
+
+def label_prior(data: PreparedData, labeled: Sequence[str]) -> list[float]:
+    """Class frequencies (K,) of the labeled pixels of the groups ``labeled`` (the run's labeled
+    set, nothing else), ignored pixels left out, with one pseudo-count per class (Laplace), so a
+    class absent from the labeled set keeps a small positive frequency."""
+    k = data.num_classes
+    counts = np.ones(k, dtype=np.float64)
+    for i in data.sample_indices(labeled):
+        y = np.asarray(data.labels[i]).ravel()
+        counts += np.bincount(y[(y != data.ignore_index) & (y < k)], minlength=k)[:k]
+    return (counts / counts.sum()).tolist()

@@ -1,5 +1,6 @@
 """Pseudo-labels from a teacher's prediction: the confidence threshold (fixed, or per class from
-the teacher's class probabilities), the loss on confident pixels, the eval-mode teacher forward."""
+the teacher's class probabilities), distribution alignment of the teacher's probabilities to the
+labeled class frequencies, the loss on confident pixels, the eval-mode teacher forward."""
 
 from __future__ import annotations
 
@@ -64,6 +65,39 @@ class ClassThresholds(nn.Module):
 
     def thresholds(self) -> torch.Tensor:
         return self.tau * self.class_prob / self.class_prob.max()
+
+
+class DistributionAlignment(nn.Module):
+    """Distribution alignment of the teacher's class probabilities (ReMixMatch, Berthelot et al.,
+    ICLR 2020; per pixel): ``p~ = normalise(p * prior / mean)``, with ``prior`` (K,) the class
+    frequencies of the run's labeled pixels and ``mean`` a moving average (momentum
+    :data:`CLASS_PROB_MOMENTUM`) of the teacher's mean class probabilities over in-image unlabeled
+    pixels, starting at ``prior``. A teacher that predicts a rare class (landslide pixels,
+    2 % of a scene) less often than the labels hold it has that class's probabilities raised
+    until its predictions match the labeled frequencies again; argmax and thresholds then work on
+    the aligned probabilities. Both vectors are buffers: they are in every resume checkpoint."""
+
+    def __init__(self, prior: torch.Tensor, momentum: float = CLASS_PROB_MOMENTUM) -> None:
+        super().__init__()
+        prior = torch.as_tensor(prior, dtype=torch.float32)
+        if prior.dim() != 1 or bool((prior <= 0).any()):
+            raise ValueError(f"the class prior must be a vector of positive frequencies, got {prior.tolist()}")
+        self.momentum = momentum
+        self.register_buffer("prior", prior / prior.sum())
+        self.register_buffer("teacher_mean", self.prior.clone())
+
+    @torch.no_grad()
+    def forward(self, probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Fold this step's mean of ``probs`` (B, K, H, W) over ``valid`` (B, H, W) pixels into the
+        moving average; return the aligned probabilities (B, K, H, W), summing to 1 per pixel."""
+        w = valid.unsqueeze(1).to(probs.dtype)
+        n = w.sum()
+        if n > 0:
+            mean = (probs * w).sum(dim=(0, 2, 3)) / n
+            self.teacher_mean.mul_(self.momentum).add_(mean.to(self.teacher_mean), alpha=1 - self.momentum)
+        ratio = (self.prior / self.teacher_mean.clamp(min=1e-6)).to(probs)
+        aligned = probs * ratio.view(1, -1, 1, 1)
+        return aligned / aligned.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 def present_class_dice_ce(

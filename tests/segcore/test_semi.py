@@ -23,7 +23,14 @@ from segcore.semi.augment import StrongAugment, apply_cutmix, cutmix_boxes, gaus
 from segcore.semi.base import ramp
 from segcore.semi.batchnorm import unlabeled_batchnorm
 from segcore.semi.contrast import PixelProjectionHead, pixel_contrast
-from segcore.semi.pseudo import ClassThresholds, pseudo_labels, teacher_probabilities, unlabeled_loss
+from segcore.semi.pool import label_prior
+from segcore.semi.pseudo import (
+    ClassThresholds,
+    DistributionAlignment,
+    pseudo_labels,
+    teacher_probabilities,
+    unlabeled_loss,
+)
 from segcore.semi.unimatch import channel_dropout
 from segcore.tasks.segmentation import SegmentationTask
 from segcore.tasks.semi_segmentation import SemiSegmentationTask, semi_generator
@@ -74,6 +81,66 @@ def test_adaptive_thresholds_follow_the_moving_class_probabilities():
     assert torch.allclose(ct.class_prob, torch.tensor([0.7, 0.3]))
     assert torch.allclose(thr, torch.tensor([0.9, 0.9 * 0.3 / 0.7]))
     assert "class_prob" in ct.state_dict()  # resumed with the run
+
+
+def test_distribution_alignment_is_exact_on_a_hand_made_example():
+    da = DistributionAlignment(torch.tensor([1.0, 1.0]), momentum=0.5)  # prior normalised to [0.5, 0.5]
+    assert torch.allclose(da.teacher_mean, torch.tensor([0.5, 0.5]))  # starts at the prior
+    probs = torch.zeros(1, 2, 1, 4)
+    probs[0, 0] = torch.tensor([0.9, 0.9, 0.6, 0.3])
+    probs[0, 1] = 1 - probs[0, 0]
+    valid = torch.tensor([[[True, True, False, False]]])  # the mean is over the first two pixels: [0.9, 0.1]
+    aligned = da(probs, valid)
+    # mean = 0.5 * [0.5, 0.5] + 0.5 * [0.9, 0.1] = [0.7, 0.3]; p' ∝ p * [0.5 / 0.7, 0.5 / 0.3]
+    assert torch.allclose(da.teacher_mean, torch.tensor([0.7, 0.3]))
+    ratio = torch.tensor([0.5 / 0.7, 0.5 / 0.3])
+    expected = probs[0, :, 0].T * ratio
+    expected = expected / expected.sum(dim=1, keepdim=True)
+    assert torch.allclose(aligned[0, :, 0].T, expected)
+    assert torch.allclose(aligned.sum(dim=1), torch.ones(1, 1, 4))
+    assert aligned[0, :, 0, 2].argmax() == 1  # 0.6 / 0.4 for background becomes ~0.39 / 0.61: the rare class
+    assert {"prior", "teacher_mean"} <= set(da.state_dict())  # resumed with the run
+    with pytest.raises(ValueError, match="positive"):
+        DistributionAlignment(torch.tensor([1.0, 0.0]))
+
+
+def test_distribution_alignment_brings_a_biased_teacher_to_the_labeled_frequencies():
+    # a teacher that gives the rare class (10 % of the labeled pixels) 2 % on average
+    da = DistributionAlignment(torch.tensor([0.9, 0.1]), momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    valid = torch.ones(4, 8, 8, dtype=torch.bool)
+    for _ in range(200):
+        fg = torch.rand(4, 1, 8, 8, generator=g) * 0.04  # mean 0.02
+        aligned = da(torch.cat([1 - fg, fg], dim=1), valid)
+    assert abs(float(da.teacher_mean[1]) - 0.02) < 0.003
+    assert abs(float(aligned[:, 1].mean()) - 0.1) < 0.02  # the raw mean was 0.02
+
+
+class _Prepared:
+    """The four things label_prior reads of a PreparedData: 3 groups of one 2 x 3 label map each."""
+
+    num_classes, ignore_index = 3, 255
+    labels = torch.tensor([[[0, 0, 1], [1, 255, 0]], [[2, 2, 2], [2, 2, 2]], [[0, 1, 2], [255, 255, 0]]]).numpy()
+    group = ["a", "b", "c"]
+
+    def sample_indices(self, groups):
+        return [i for i, g in enumerate(self.group) if g in set(groups)]
+
+
+def test_label_prior_counts_the_labeled_set_only_with_one_pseudo_count():
+    # group a: classes 0 0 1 1 0 (one ignored) -> counts [3, 2, 0] + 1 = [4, 3, 1] / 8
+    assert label_prior(_Prepared(), ["a"]) == pytest.approx([4 / 8, 3 / 8, 1 / 8])
+    # groups a + c: [3 + 2, 2 + 1, 0 + 1] + 1 = [6, 4, 2] / 12; group b (all class 2) is not read
+    assert label_prior(_Prepared(), ["a", "c"]) == pytest.approx([6 / 12, 4 / 12, 2 / 12])
+
+
+def test_alignment_needs_the_labeled_prior():
+    net = UNet2D(1, 2, channels=(4, 8, 8))
+    with pytest.raises(ValueError, match="label_prior"):
+        _mode("fixmatch", net, align="distribution")
+    mode = _mode("fixmatch", net, align="distribution", label_prior=[0.8, 0.2])
+    assert torch.allclose(mode.alignment.prior, torch.tensor([0.8, 0.2]))
+    assert _mode("fixmatch", net).alignment is None
 
 
 def test_unlabeled_losses_on_confident_pixels_only():
@@ -296,7 +363,7 @@ class _Unlabeled(torch.utils.data.Dataset):
         return {"image": self.images[i], "meta": {"group": f"u{i}"}}
 
 
-def _mode(name: str, net: UNet2D, **options) -> SemiMode:
+def _mode(name: str, net: UNet2D, label_prior: list[float] | None = None, **options) -> SemiMode:
     cfg = SemiConfig(mode=name, **options)
     return MODES[name](
         cfg,
@@ -307,6 +374,7 @@ def _mode(name: str, net: UNet2D, **options) -> SemiMode:
         jitter_channels=[0],
         feature_channels=net.decoder_channels[-1],
         batch_size=4,
+        label_prior=label_prior,
     )
 
 

@@ -90,7 +90,8 @@ def test_pseudo_labels_never_come_from_labels_outside_the_labeled_set(prepared: 
     """Every label outside the run's labeled set (the unlabeled pool, the unselected labeled
     subjects, the test subjects) replaced by random classes: the run is bit-identical. Without
     --semi it differs from the semi-supervised run: the unlabeled stream did train it."""
-    semi = ("--semi", "fixmatch", "--semi-threshold", "0")  # every pixel pseudo-labeled
+    # every pixel pseudo-labeled; distribution alignment's class prior is read from labels too
+    semi = ("--semi", "fixmatch", "--semi-threshold", "0", "--semi-align", "distribution")
     assert _finetune(prepared, tmp_path / "ref", *semi) == 0
     record = json.loads((tmp_path / "ref" / "train.json").read_text())
     assert record["method"] == "none+fixmatch" and record["semi"]["mode"] == "fixmatch"
@@ -127,7 +128,7 @@ class _Interrupt(Exception):
     "options",
     [
         ("--semi", "self-training", "--semi-threshold-mode", "adaptive", "--semi-threshold", "0.6"),
-        ("--semi", "unimatch", "--semi-threshold", "0.5"),
+        ("--semi", "unimatch", "--semi-threshold", "0.5", "--semi-align", "distribution"),
     ],
     ids=["self-training", "unimatch"],
 )
@@ -136,8 +137,8 @@ def test_interrupted_semi_supervised_run_resumes_bit_identically(
 ) -> None:
     """Interrupted after step 7 (checkpoint at step 5) and started again: the same weights and
     history as the uninterrupted run (the teacher, the contrastive head and its optimiser state,
-    the class thresholds and the coverage record are restored; the unlabeled draws are a function
-    of the step)."""
+    the class thresholds, the alignment's moving mean and the coverage record are restored; the
+    unlabeled draws are a function of the step)."""
     extra = (*options, "--checkpoint-every", "5")
     assert _finetune(prepared, tmp_path / "ref", *extra, steps=16) == 0
 
