@@ -406,8 +406,9 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------- shared stage options
 
 
-def parse_workers(text: str | int) -> int | str:
-    """``--workers``: a count ≥ 0 or ``auto``."""
+def parse_loader_workers(text: str | int) -> int | str:
+    """``--workers`` of a training stage (data-loader processes): a count ≥ 0 or ``auto``; the
+    preprocess stages' ``--workers`` (processes, ≥ 1) is :func:`segcore.runtime.pool.parse_workers`."""
     if str(text) == "auto":
         return "auto"
     try:
@@ -444,7 +445,7 @@ class RuntimeConfig:
         action="bool",
     )
     workers: int | str = option(
-        "auto", "data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU", parse=parse_workers
+        "auto", "data-loader worker processes per device; auto: 0 on CPU, up to 4 per GPU", parse=parse_loader_workers
     )
     compile: bool = option(
         False,
