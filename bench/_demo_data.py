@@ -123,7 +123,7 @@ def training_commands(
     cfg = demo_config()
     mri, rs = cfg["mri"], cfg["rs"]
     channels = ",".join(str(c) for c in mri["network"]["channels"])
-    g, loc, ft, r = mri["pretrain"]["global"], mri["pretrain"]["local"], mri["finetune"], rs["finetune"]
+    ft, r = mri["finetune"], rs["finetune"]
     common = ["--threads", str(cfg["threads"]), "--steps", str(steps), "--seed", "0"]
     global_init = global_init or out / "mri_global" / "model.pt"
     commands = {
@@ -146,52 +146,9 @@ def training_commands(
             str(min(ft["val_every"], steps)),
             *common,
         ],
-        "MRI pretrain global GD": [
-            str(BIN / "medseg"),
-            "pretrain",
-            "--stage",
-            "global",
-            "--strategy",
-            "GD",
-            "--data",
-            str(mri_data),
-            "--out",
-            str(out / "mri_global"),
-            "--channels",
-            channels,
-            "--volumes-per-batch",
-            str(g["volumes_per_batch"]),
-            "--lr",
-            str(g["lr"]),
-            "--temperature",
-            str(g["temperature"]),
-            *common,
-        ],
-        "MRI pretrain local LR": [
-            str(BIN / "medseg"),
-            "pretrain",
-            "--stage",
-            "local",
-            "--strategy",
-            "LR",
-            "--data",
-            str(mri_data),
-            "--out",
-            str(out / "mri_local"),
-            "--init",
-            str(global_init),
-            "--volumes-per-batch",
-            str(loc["volumes_per_batch"]),
-            "--lr",
-            str(loc["lr"]),
-            "--temperature",
-            str(loc["temperature"]),
-            "--local-negatives",
-            loc["negatives"],
-            "--noise-std",
-            str(loc["noise_std"]),
-            *common,
-        ],
+        **mri_pretrain_commands(
+            mri_data, out / "mri_global", out / "mri_local", threads=cfg["threads"], steps=steps, init=global_init
+        ),
     }
     net = rs["network"]
     for fusion in rs["fusions"]:
@@ -221,6 +178,107 @@ def training_commands(
             *common,
         ]
     return commands
+
+
+def mri_pretrain_commands(
+    data: Path, out_global: Path, out_local: Path, threads: int, steps: int | None = None, init: Path | None = None
+) -> dict[str, list[str]]:
+    """argv of the demo's MRI pretraining as the rules pass it: ``MRI pretrain global GD`` (G^D into
+    ``out_global``) and ``MRI pretrain local LR`` (L^R into ``out_local`` from ``init``, default
+    ``out_global/model.pt``); the config's steps and seed unless ``steps`` is given."""
+    cfg = demo_config()["mri"]
+    p = cfg["pretrain"]
+    g, loc = p["global"], p["local"]
+    channels = ",".join(str(c) for c in cfg["network"]["channels"])
+    common = ["--threads", str(threads), "--seed", str(p["seed"])]
+    init = init or out_global / "model.pt"
+    return {
+        "MRI pretrain global GD": [
+            str(BIN / "medseg"),
+            "pretrain",
+            "--stage",
+            "global",
+            "--strategy",
+            "GD",
+            "--data",
+            str(data),
+            "--out",
+            str(out_global),
+            "--channels",
+            channels,
+            "--volumes-per-batch",
+            str(g["volumes_per_batch"]),
+            "--lr",
+            str(g["lr"]),
+            "--temperature",
+            str(g["temperature"]),
+            "--steps",
+            str(steps or g["steps"]),
+            *common,
+        ],
+        "MRI pretrain local LR": [
+            str(BIN / "medseg"),
+            "pretrain",
+            "--stage",
+            "local",
+            "--strategy",
+            "LR",
+            "--data",
+            str(data),
+            "--out",
+            str(out_local),
+            "--init",
+            str(init),
+            "--volumes-per-batch",
+            str(loc["volumes_per_batch"]),
+            "--lr",
+            str(loc["lr"]),
+            "--temperature",
+            str(loc["temperature"]),
+            "--local-negatives",
+            loc["negatives"],
+            "--noise-std",
+            str(loc["noise_std"]),
+            "--steps",
+            str(steps or loc["steps"]),
+            *common,
+        ],
+    }
+
+
+def rs_hpcl_pretrain_command(data: Path, out: Path, network: list[str], threads: int) -> list[str]:
+    """argv of the demo's remote-sensing hpcl pretraining (hpcl-ssl) with the network options
+    ``network`` (--fusion, --encoder ...), the config's steps and seed."""
+    p = demo_config()["rs"]["pretrain"]
+    return [
+        str(BIN / "rs"),
+        "pretrain",
+        "--method",
+        "hpcl",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *network,
+        "--steps",
+        str(p["steps"]),
+        "--batch-size",
+        str(p["batch_size"]),
+        "--lr",
+        str(p["lr"]),
+        "--queue-size",
+        str(p["queue_size"]),
+        "--momentum",
+        str(p["momentum"]),
+        "--temperature",
+        str(p["temperature"]),
+        "--crop-scale",
+        *[str(c) for c in p["crop_scale"]],
+        "--seed",
+        str(p["seed"]),
+        "--threads",
+        str(threads),
+    ]
 
 
 def prepare_demo(domain: str, root: Path, scale: int = 1) -> Path:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _demo_data import demo_config, prepare_demo
+from _demo_data import demo_config, mri_pretrain_commands, prepare_demo, rs_hpcl_pretrain_command
 from _machine import machine_description
 from _stage_runs import run_logged
 
@@ -98,105 +98,15 @@ class Domain:
     def pretrain(self) -> None:
         if self.pretrained().is_file():
             return
-        p = self.cfg["pretrain"]
         if self.name == "mri":
-            g, loc = p["global"], p["local"]
             gd = self.work / "pretrain" / "GD"
+            cmds = mri_pretrain_commands(self.prepared, gd, self.pretrained().parent, threads=1)
             if not (gd / "model.pt").is_file():
-                run(
-                    [
-                        self.cli,
-                        "pretrain",
-                        "--stage",
-                        "global",
-                        "--strategy",
-                        "GD",
-                        "--data",
-                        str(self.prepared),
-                        "--out",
-                        str(gd),
-                        *self.net,
-                        "--steps",
-                        str(g["steps"]),
-                        "--volumes-per-batch",
-                        str(g["volumes_per_batch"]),
-                        "--lr",
-                        str(g["lr"]),
-                        "--temperature",
-                        str(g["temperature"]),
-                        "--seed",
-                        str(p["seed"]),
-                        "--threads",
-                        "1",
-                    ],
-                    self.work / "logs" / "pretrain_GD.log",
-                )
-            run(
-                [
-                    self.cli,
-                    "pretrain",
-                    "--stage",
-                    "local",
-                    "--strategy",
-                    "LR",
-                    "--init",
-                    str(gd / "model.pt"),
-                    "--data",
-                    str(self.prepared),
-                    "--out",
-                    str(self.pretrained().parent),
-                    "--steps",
-                    str(loc["steps"]),
-                    "--volumes-per-batch",
-                    str(loc["volumes_per_batch"]),
-                    "--lr",
-                    str(loc["lr"]),
-                    "--temperature",
-                    str(loc["temperature"]),
-                    "--local-negatives",
-                    loc["negatives"],
-                    "--noise-std",
-                    str(loc["noise_std"]),
-                    "--seed",
-                    str(p["seed"]),
-                    "--threads",
-                    "1",
-                ],
-                self.work / "logs" / "pretrain_GD+LR.log",
-            )
+                run(cmds["MRI pretrain global GD"], self.work / "logs" / "pretrain_GD.log")
+            run(cmds["MRI pretrain local LR"], self.work / "logs" / "pretrain_GD+LR.log")
         else:
-            run(
-                [
-                    self.cli,
-                    "pretrain",
-                    "--method",
-                    "hpcl",
-                    "--data",
-                    str(self.prepared),
-                    "--out",
-                    str(self.pretrained().parent),
-                    *self.net,
-                    "--steps",
-                    str(p["steps"]),
-                    "--batch-size",
-                    str(p["batch_size"]),
-                    "--lr",
-                    str(p["lr"]),
-                    "--queue-size",
-                    str(p["queue_size"]),
-                    "--momentum",
-                    str(p["momentum"]),
-                    "--temperature",
-                    str(p["temperature"]),
-                    "--crop-scale",
-                    *[str(c) for c in p["crop_scale"]],
-                    "--seed",
-                    str(p["seed"]),
-                    "--threads",
-                    "1",
-                ],
-                self.work / "logs" / "pretrain_hpcl-ssl.log",
-            )
+            cmd = rs_hpcl_pretrain_command(self.prepared, self.pretrained().parent, self.net, threads=1)
+            run(cmd, self.work / "logs" / "pretrain_hpcl-ssl.log")
 
     # ------------------------------------------------------------------ fine-tuning and evaluation
 
