@@ -25,6 +25,26 @@ def demo_config() -> dict[str, Any]:
     return yaml.safe_load(CONFIG.read_text())
 
 
+def mri_network_args() -> list[str]:
+    """The demo MRI network's options (--channels) as the rules pass them."""
+    return ["--channels", ",".join(str(c) for c in demo_config()["mri"]["network"]["channels"])]
+
+
+def rs_network_args(fusion: str) -> list[str]:
+    """The demo scene network's options with ``fusion`` (early, dual ...) as the rules pass them."""
+    net = demo_config()["rs"]["network"]
+    return [
+        "--fusion",
+        fusion,
+        "--encoder",
+        net["encoder"],
+        "--encoder-depth",
+        str(net["encoder_depth"]),
+        "--decoder-channels",
+        ",".join(str(c) for c in net["decoder_channels"]),
+    ]
+
+
 def _words(values: list[Any]) -> list[str]:
     return [str(v) for v in values]
 
@@ -150,7 +170,6 @@ def training_commands(
             mri_data, out / "mri_global", out / "mri_local", threads=cfg["threads"], steps=steps, init=global_init
         ),
     }
-    net = rs["network"]
     for fusion in rs["fusions"]:
         commands[f"RS finetune {fusion}"] = [
             str(BIN / "rs"),
@@ -161,14 +180,7 @@ def training_commands(
             str(out / f"rs_finetune_{fusion}"),
             "--percent",
             str(r["budgets"][0]),
-            "--fusion",
-            fusion,
-            "--encoder",
-            net["encoder"],
-            "--encoder-depth",
-            str(net["encoder_depth"]),
-            "--decoder-channels",
-            ",".join(str(c) for c in net["decoder_channels"]),
+            *rs_network_args(fusion),
             "--batch-size",
             str(r["batch_size"]),
             "--lr",

@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _demo_data import demo_config, mri_pretrain_commands, prepare_demo, rs_hpcl_pretrain_command
+from _demo_data import (
+    demo_config,
+    mri_network_args,
+    mri_pretrain_commands,
+    prepare_demo,
+    rs_hpcl_pretrain_command,
+    rs_network_args,
+)
 from _machine import machine_description
 from _stage_runs import run_logged
 
@@ -69,23 +76,13 @@ class Domain:
         self.common = ["--batch-size", str(ft["batch_size"]), "--lr", str(ft["lr"]), "--val-every", "50"]
         if name == "mri":
             self.best_init = "GD+LR"
-            self.net = ["--channels", ",".join(str(c) for c in cfg["network"]["channels"])]
+            self.net = mri_network_args()
             self.budgets = list(mri_budgets)
             self.all_budget = "all"
             self.metric = "dice"
         else:
             self.best_init = "hpcl-ssl"
-            net = cfg["network"]
-            self.net = [  # early fusion: a third cheaper per step than dual on a CPU (bench/README.md)
-                "--fusion",
-                "early",
-                "--encoder",
-                net["encoder"],
-                "--encoder-depth",
-                str(net["encoder_depth"]),
-                "--decoder-channels",
-                ",".join(str(c) for c in net["decoder_channels"]),
-            ]
+            self.net = rs_network_args("early")  # a third cheaper per step than dual on a CPU (bench/README.md)
             self.budgets = [str(min(float(b) for b in ft["budgets"])).removesuffix(".0")]
             self.all_budget = "100"
             self.metric = "miou"

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _demo_data import demo_config, prepare_demo
+from _demo_data import mri_network_args, prepare_demo, rs_network_args
 from _machine import machine_description
 from _stage_runs import run_logged
 from scipy import stats
@@ -74,37 +74,19 @@ SSL = [
 ]
 
 
-def mri_network() -> list[str]:
-    return ["--channels", ",".join(str(c) for c in demo_config()["mri"]["network"]["channels"])]
-
-
-def rs_network() -> list[str]:
-    net = demo_config()["rs"]["network"]
-    return [
-        "--fusion",
-        "early",
-        "--encoder",
-        net["encoder"],
-        "--encoder-depth",
-        str(net["encoder_depth"]),
-        "--decoder-channels",
-        ",".join(str(c) for c in net["decoder_channels"]),
-    ]
-
-
 def pretrain_args(domain: str, method: str, data: Path, out: Path, init: Path | None = None) -> list[str]:
     """The pretraining options of ``method`` (no --steps): a stage name of the workflow (GR, GD+LR's
     local stage given ``init``, hpcl, hpcl-ssl) or a generic baseline."""
     common = ["pretrain", "--data", str(data), "--out", str(out), "--seed", "0", "--threads", "1"]
     if domain == "rs":
         name = "hpcl" if method == "hpcl-ssl" else method
-        return [*common, "--method", name, *rs_network(), *SSL]
+        return [*common, "--method", name, *rs_network_args("early"), *SSL]
     if method in ("GR", "GD-", "GD"):
-        return [*common, *mri_network(), "--stage", "global", "--strategy", method, "--volumes-per-batch", "4"]
+        return [*common, *mri_network_args(), "--stage", "global", "--strategy", method, "--volumes-per-batch", "4"]
     if "+" in method:
         local = method.split("+")[1]
         return [*common, "--stage", "local", "--strategy", local, "--init", str(init), "--volumes-per-batch", "4"]
-    return [*common, *mri_network(), "--method", method, *SSL]
+    return [*common, *mri_network_args(), "--method", method, *SSL]
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -248,7 +230,8 @@ def main() -> None:
             cmd = [*CLI[domain], "finetune", "--data", str(data[domain]), "--out", *(str(ft[s]) for s in todo)]
             cmd += ["--seed", *map(str, todo), "--method", method, "--threads", "1", "--overwrite"]
             cmd += ["--steps", str(steps[domain])]
-            cmd += [*mri_network(), *MRI_FINETUNE] if domain == "mri" else [*rs_network(), *RS_FINETUNE]
+            network = mri_network_args() if domain == "mri" else rs_network_args("early")
+            cmd += [*network, *(MRI_FINETUNE if domain == "mri" else RS_FINETUNE)]
             if method != "none":
                 cmd += ["--init", str(pretrained(domain, method))]
             run(cmd, ft[todo[0]].parent.parent / f"{method}_{'_'.join(map(str, todo))}.log")
