@@ -5,7 +5,7 @@ init, each semi-supervised mode from random init, the best init with the best mo
 
     python bench/semi_benchmark.py --work DIR [--seeds 0 1 ... 9] [--jobs 2] [--domains mri rs]
         [--mri-steps 600] [--rs-steps 600] [--mri-modes ...] [--rs-modes ...] [--best-mode fixmatch]
-        [--mri-budgets 1 2]
+        [--mri-budgets 1 2] [--methods none none+fixmatch ...]
         [--semi-args "--semi-threshold-mode adaptive"] [--curve]
 
 Runs the real stage CLIs with the demo config's settings (workflows/config/config.yaml: network,
@@ -206,6 +206,9 @@ def main() -> None:
     ap.add_argument("--mri-semi-args", default="", help="extra --semi-* options of the MRI semi-supervised runs")
     ap.add_argument("--rs-semi-args", default="", help="extra --semi-* options of the RS semi-supervised runs")
     ap.add_argument("--mri-budgets", nargs="+", default=["1", "2"], help="labeled volumes of the MRI cells")
+    ap.add_argument(
+        "--methods", nargs="+", default=None, help="run and tabulate only these methods (e.g. none none+fixmatch)"
+    )
     ap.add_argument("--chunk", type=int, default=5, help="seeds per fine-tuning process")
     ap.add_argument("--pretrain-only", action="store_true", help="prepare the data and pretrain, nothing else")
     ap.add_argument(
@@ -236,6 +239,8 @@ def main() -> None:
     for name, d in domains.items():
         modes = args.mri_modes if name == "mri" else args.rs_modes
         methods = ["none", d.best_init, *[f"none+{m}" for m in modes], f"{d.best_init}+{args.best_mode}"]
+        if args.methods:
+            methods = [m for m in methods if m in args.methods]
         plans[name] = [(m, b, args.seeds) for b in d.budgets for m in methods] + [("none", d.all_budget, all_seeds)]
     jobs = []
     for name, plan in plans.items():
