@@ -142,7 +142,6 @@ def training_commands(
     ``out/mri_global/model.pt``) pretraining, RS fine-tuning for each fusion."""
     cfg = demo_config()
     mri, rs = cfg["mri"], cfg["rs"]
-    channels = ",".join(str(c) for c in mri["network"]["channels"])
     ft, r = mri["finetune"], rs["finetune"]
     common = ["--threads", str(cfg["threads"]), "--steps", str(steps), "--seed", "0"]
     global_init = global_init or out / "mri_global" / "model.pt"
@@ -156,8 +155,7 @@ def training_commands(
             str(out / "mri_finetune"),
             "--budget",
             str(ft["budgets"][-1]),
-            "--channels",
-            channels,
+            *mri_network_args(),
             "--batch-size",
             str(ft["batch_size"]),
             "--lr",
@@ -201,7 +199,6 @@ def mri_pretrain_commands(
     cfg = demo_config()["mri"]
     p = cfg["pretrain"]
     g, loc = p["global"], p["local"]
-    channels = ",".join(str(c) for c in cfg["network"]["channels"])
     common = ["--threads", str(threads), "--seed", str(p["seed"])]
     init = init or out_global / "model.pt"
     return {
@@ -216,8 +213,7 @@ def mri_pretrain_commands(
             str(data),
             "--out",
             str(out_global),
-            "--channels",
-            channels,
+            *mri_network_args(),
             "--volumes-per-batch",
             str(g["volumes_per_batch"]),
             "--lr",

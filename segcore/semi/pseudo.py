@@ -39,6 +39,18 @@ def pseudo_labels(
     return labels, confident
 
 
+@torch.no_grad()
+def fold_class_mean(average: torch.Tensor, probs: torch.Tensor, valid: torch.Tensor, momentum: float) -> None:
+    """Fold the mean class probabilities of ``probs`` (B, K, H, W) over the ``valid`` (B, H, W)
+    pixels into the moving ``average`` (K,) in place: ``average = m * average + (1 - m) * mean``;
+    no change when no pixel is valid."""
+    w = valid.unsqueeze(1).to(probs.dtype)
+    n = w.sum()
+    if n > 0:
+        mean = (probs * w).sum(dim=(0, 2, 3)) / n
+        average.mul_(momentum).add_(mean.to(average), alpha=1 - momentum)
+
+
 class ClassThresholds(nn.Module):
     """Per-class thresholds ``tau * p_c / max_k p_k``, with ``p`` a moving average (momentum
     :data:`CLASS_PROB_MOMENTUM`) of the teacher's mean probability of each class over in-image
@@ -56,11 +68,7 @@ class ClassThresholds(nn.Module):
     def update(self, probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Fold this step's mean class probabilities (``probs`` (B, K, H, W) over ``valid`` (B, H, W)
         pixels) into the average; return the thresholds (K,) to use now."""
-        w = valid.unsqueeze(1).to(probs.dtype)
-        n = w.sum()
-        if n > 0:
-            mean = (probs * w).sum(dim=(0, 2, 3)) / n
-            self.class_prob.mul_(self.momentum).add_(mean.to(self.class_prob), alpha=1 - self.momentum)
+        fold_class_mean(self.class_prob, probs, valid, self.momentum)
         return self.thresholds()
 
     def thresholds(self) -> torch.Tensor:
@@ -90,11 +98,7 @@ class DistributionAlignment(nn.Module):
     def forward(self, probs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Fold this step's mean of ``probs`` (B, K, H, W) over ``valid`` (B, H, W) pixels into the
         moving average; return the aligned probabilities (B, K, H, W), summing to 1 per pixel."""
-        w = valid.unsqueeze(1).to(probs.dtype)
-        n = w.sum()
-        if n > 0:
-            mean = (probs * w).sum(dim=(0, 2, 3)) / n
-            self.teacher_mean.mul_(self.momentum).add_(mean.to(self.teacher_mean), alpha=1 - self.momentum)
+        fold_class_mean(self.teacher_mean, probs, valid, self.momentum)
         ratio = (self.prior / self.teacher_mean.clamp(min=1e-6)).to(probs)
         aligned = probs * ratio.view(1, -1, 1, 1)
         return aligned / aligned.sum(dim=1, keepdim=True).clamp(min=1e-12)
