@@ -6,7 +6,7 @@ init, each semi-supervised mode from random init, the best init with the best mo
     python bench/semi_benchmark.py --work DIR [--seeds 0 1 ... 9] [--jobs 2] [--domains mri rs]
         [--mri-steps 600] [--rs-steps 600] [--mri-modes ...] [--rs-modes ...] [--best-mode fixmatch]
         [--mri-budgets 1 2] [--methods none none+fixmatch ...]
-        [--semi-args "--semi-threshold-mode adaptive"] [--curve]
+        [--semi-args "--semi-threshold-mode adaptive"] [--variant NAME]
 
 Runs the real stage CLIs with the demo config's settings (workflows/config/config.yaml: network,
 batch, learning rate; bench/_demo_data.py generates and prepares the data): ``medseg pretrain``
@@ -19,8 +19,11 @@ is bit-identical for a given seed (same weights, same scores), so the table is r
 Seeds are paired: seed s labels the same volumes / tiles for every method (balanced nested draws,
 segcore/budget.py). Δ none: difference to random init per seed (mean ± sd, wins, paired t-test
 p); Δ init: a semi-supervised method against the same init without it; gap closed: (method −
-none) / (all labels − none). With ``--curve`` the table also gives the supervised baseline's mean
-validation score at every validation step, to show that it has flattened by the last step.
+none) / (all labels − none). Below the table, the mean validation score of none and of each
+semi-supervised method at every validation step, to show that the supervised baseline has flattened
+by the last step. The table goes to ``WORK/table[_VARIANT].md`` and ``.json``. ``--variant``
+keeps the semi-supervised runs of another option set apart from the defaults' (``<method>@NAME``)
+while they pair with the same supervised runs.
 """
 
 from __future__ import annotations
@@ -65,9 +68,16 @@ class Domain:
     """The commands of one domain with the demo config's settings."""
 
     def __init__(
-        self, name: str, work: Path, steps: int, semi_args: list[str], mri_budgets: tuple[str, ...] = ("1", "2")
+        self,
+        name: str,
+        work: Path,
+        steps: int,
+        semi_args: list[str],
+        mri_budgets: tuple[str, ...] = ("1", "2"),
+        variant: str = "",
     ) -> None:
         self.name, self.work, self.steps, self.semi_args = name, work / name, steps, semi_args
+        self.variant = variant
         cfg = demo_config()[name]
         self.cfg = cfg
         self.cli = str(BIN / ("medseg" if name == "mri" else "rs"))
@@ -108,6 +118,9 @@ class Domain:
     # ------------------------------------------------------------------ fine-tuning and evaluation
 
     def run_dir(self, method: str, budget: str, seed: int) -> Path:
+        """A run's folder; a semi-supervised method's runs of a ``--variant`` in ``<method>@<variant>``."""
+        if self.variant and split_semi(method)[1] is not None:
+            method = f"{method}@{self.variant}"
         return self.work / "finetune" / method / f"budget_{budget}" / f"seed_{seed}"
 
     def cell(self, method: str, budget: str, seeds: list[int]) -> None:
@@ -117,7 +130,7 @@ class Domain:
             return
         train = [s for s in todo if not (self.run_dir(method, budget, s) / "model.pt").is_file()]
         init, mode = split_semi(method)
-        tag = f"{method}_budget_{budget}_seeds_{'-'.join(map(str, todo))}"
+        tag = f"{self.run_dir(method, budget, 0).parent.parent.name}_budget_{budget}_seeds_{'-'.join(map(str, todo))}"
         if train:
             cmd = [
                 self.cli,
@@ -205,6 +218,12 @@ def main() -> None:
     ap.add_argument("--semi-args", default="", help="extra --semi-* options of every semi-supervised run")
     ap.add_argument("--mri-semi-args", default="", help="extra --semi-* options of the MRI semi-supervised runs")
     ap.add_argument("--rs-semi-args", default="", help="extra --semi-* options of the RS semi-supervised runs")
+    ap.add_argument(
+        "--variant",
+        default="",
+        help="name of this call's semi options: its semi-supervised runs go to <method>@<variant>, beside the "
+        "supervised runs they pair with, which are shared (the same work folder for several option sets)",
+    )
     ap.add_argument("--mri-budgets", nargs="+", default=["1", "2"], help="labeled volumes of the MRI cells")
     ap.add_argument(
         "--methods", nargs="+", default=None, help="run and tabulate only these methods (e.g. none none+fixmatch)"
@@ -227,6 +246,7 @@ def main() -> None:
             args.mri_steps if name == "mri" else args.rs_steps,
             semi_args + per_domain[name],
             tuple(args.mri_budgets),
+            args.variant,
         )
         for name in args.domains
     }
@@ -271,7 +291,8 @@ def main() -> None:
     lines = [
         "Semi-supervised fine-tuning benchmark (bench/semi_benchmark.py)",
         f"seeds {args.seeds} (paired), all labels: seeds {all_seeds}; semi options: {args.semi_args or 'defaults'}"
-        f"; MRI: {args.mri_semi_args or '-'}; RS: {args.rs_semi_args or '-'}",
+        f"; MRI: {args.mri_semi_args or '-'}; RS: {args.rs_semi_args or '-'}"
+        + (f"; semi runs of variant {args.variant!r} (<method>@{args.variant})" if args.variant else ""),
         f"machine: {machine_description(1)}; {wall:.0f}s for the missing runs",
         "",
     ]
@@ -348,8 +369,9 @@ def main() -> None:
             record["domains"][name]["budgets"][budget] = {m: values[m] for m in methods}
     text = "\n".join(lines)
     print(text)
-    (work / "table.md").write_text(text + "\n")
-    (work / "table.json").write_text(json.dumps(record, indent=1))
+    stem = f"table_{args.variant}" if args.variant else "table"
+    (work / f"{stem}.md").write_text(text + "\n")
+    (work / f"{stem}.json").write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

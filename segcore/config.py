@@ -537,6 +537,13 @@ class SemiConfig:
         "before the argmax and threshold (ReMixMatch's distribution alignment: p x prior / moving mean of the "
         "teacher's probabilities, renormalised), against a teacher that under-predicts a rare class; none: off",
     )
+    balance: Literal["none", "class"] = option(
+        "none",
+        "class: the cross-entropy on pseudo-labels weighs every pseudo-class present in the step equally (the mean "
+        "over classes of each class's mean over its confident pixels, times the share of confident pixels for ce), "
+        "as if equal numbers of pixels of each class were sampled, against a background that makes up nearly every "
+        "pseudo-label; none: every confident pixel weighs the same",
+    )
     loss: Literal["auto", "ce", "dice-ce"] = option(
         "auto",
         "unlabeled loss: ce (cross-entropy summed over confident pixels / all in-image pixels, as UniMatch); "

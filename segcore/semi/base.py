@@ -147,7 +147,7 @@ class SemiMode(nn.Module):
     def loss_on(
         self, logits: torch.Tensor, labels: torch.Tensor, confident: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
-        return unlabeled_loss(self.loss_kind, logits, labels, confident, valid)
+        return unlabeled_loss(self.loss_kind, logits, labels, confident, valid, balance=self.cfg.balance == "class")
 
     # ------------------------------------------------------------------ a step
 

@@ -104,22 +104,42 @@ class DistributionAlignment(nn.Module):
         return aligned / aligned.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
+def class_balanced_mean(
+    values: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Mean over the classes that have a pixel in ``mask`` of the mean of ``values`` over that
+    class's masked pixels (all (B, H, W); ``labels`` in 0..num_classes-1): every class present
+    weighs the same, whatever its pixel count; 0 (with a gradient path) when ``mask`` is empty."""
+    if not bool(mask.any()):
+        return values.sum() * 0.0
+    idx = labels[mask]
+    sums = values.new_zeros(num_classes).index_add(0, idx, values[mask])
+    counts = torch.bincount(idx, minlength=num_classes).to(values.dtype)
+    present = counts > 0
+    return (sums[present] / counts[present]).mean()
+
+
 def present_class_dice_ce(
-    logits: torch.Tensor, labels: torch.Tensor, confident: torch.Tensor, smooth: float = 1e-5
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    confident: torch.Tensor,
+    smooth: float = 1e-5,
+    balance: bool = False,
 ) -> torch.Tensor:
     """Soft Dice + cross-entropy of ``logits`` (B, K, H, W) against ``labels`` (B, H, W) over the
     ``confident`` pixels: CE = mean over confident pixels; Dice = batch-wise soft Dice of each
     foreground class (1..K-1) that has a confident pixel, averaged over those classes (0 terms:
     no Dice). The supervised loss (:class:`~segcore.losses.segmentation.SoftDiceCELoss`) counts
     a class absent from the target with Dice ~0, which on pseudo-labels, where a class is often
-    absent only because none of its pixels is confident yet, would push its probability to 0."""
+    absent only because none of its pixels is confident yet, would push its probability to 0.
+    ``balance``: the CE is :func:`class_balanced_mean` over the confident pixels."""
     k = logits.shape[1]
     w = confident.unsqueeze(1).to(logits.dtype)  # (B, 1, H, W)
     n = confident.sum()
     if n == 0:
         return logits.sum() * 0.0
     ce = F.cross_entropy(logits.float(), labels, reduction="none")
-    ce = torch.where(confident, ce, 0.0).sum() / n
+    ce = class_balanced_mean(ce, labels, confident, k) if balance else torch.where(confident, ce, 0.0).sum() / n
     probs = logits.float().softmax(dim=1) * w
     onehot = F.one_hot(labels, k).movedim(-1, 1).to(probs.dtype) * w
     inter = (probs * onehot).sum(dim=(0, 2, 3))[1:]  # (K-1,)
@@ -132,16 +152,27 @@ def present_class_dice_ce(
 
 
 def unlabeled_loss(
-    kind: str, logits: torch.Tensor, labels: torch.Tensor, confident: torch.Tensor, valid: torch.Tensor
+    kind: str,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    confident: torch.Tensor,
+    valid: torch.Tensor,
+    balance: bool = False,
 ) -> torch.Tensor:
     """The loss of ``logits`` (B, K, H, W) against pseudo-``labels`` (B, H, W) on ``confident``
     pixels. ``ce``: cross-entropy summed over confident pixels, divided by the number of
     ``valid`` (in-image) pixels, so the term grows with the share of confident pixels (UniMatch's
     normalisation); ``dice-ce``: :func:`present_class_dice_ce` (soft Dice of the foreground classes
-    that have confident pixels + CE over the confident pixels)."""
+    that have confident pixels + CE over the confident pixels). ``balance``: each pseudo-class
+    present weighs the same in the CE (:func:`class_balanced_mean`); for ``ce`` times the share of
+    confident pixels, so that the term still grows with the coverage and equals the unbalanced one
+    when every class has as many confident pixels."""
     if kind == "ce":
         ce = F.cross_entropy(logits.float(), labels, reduction="none")  # (B, H, W)
+        if balance:
+            share = confident.sum() / valid.sum().clamp(min=1)
+            return share * class_balanced_mean(ce, labels, confident, logits.shape[1])
         return torch.where(confident, ce, 0.0).sum() / valid.sum().clamp(min=1)
     if kind == "dice-ce":
-        return present_class_dice_ce(logits, labels, confident)
+        return present_class_dice_ce(logits, labels, confident, balance=balance)
     raise ValueError(f"unknown unlabeled loss {kind!r} (ce or dice-ce)")

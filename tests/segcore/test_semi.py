@@ -182,6 +182,48 @@ def test_unlabeled_losses_on_confident_pixels_only():
     assert float(unlabeled_loss("dice-ce", logits, labels, none, valid)) == 0.0
 
 
+def test_class_balanced_unlabeled_losses_weigh_each_pseudo_class_equally():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 5, 5, generator=g)
+    labels = torch.zeros(2, 5, 5, dtype=torch.long)
+    labels[0, :2, :2] = 1  # a rare class: 4 pixels against 46 background (class 2 never predicted)
+    confident = torch.rand(2, 5, 5, generator=g) > 0.2
+    confident[0, :2, :2] = True
+    valid = torch.ones(2, 5, 5, dtype=torch.bool)
+    valid[1, -1] = False
+    confident &= valid
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    per_class = [ce[confident & (labels == c)].mean() for c in (0, 1)]  # class 2 absent: no term
+    balanced_ce = float(sum(per_class) / 2)
+    share = float(confident.sum() / valid.sum())
+    got = float(unlabeled_loss("ce", logits, labels, confident, valid, balance=True))
+    assert math.isclose(got, share * balanced_ce, rel_tol=1e-6)
+    assert not math.isclose(got, float(unlabeled_loss("ce", logits, labels, confident, valid)), rel_tol=1e-3)
+    dice_part = float(unlabeled_loss("dice-ce", logits, labels, confident, valid)) - float(ce[confident].mean())
+    assert math.isclose(
+        float(unlabeled_loss("dice-ce", logits, labels, confident, valid, balance=True)),
+        balanced_ce + dice_part,
+        rel_tol=1e-5,
+    )
+    # with as many confident pixels of each class, balancing changes nothing
+    even = torch.zeros(1, 2, 4, dtype=torch.long)
+    even[0, 1] = 1
+    lg, ok = torch.randn(1, 2, 2, 4, generator=g), torch.ones(1, 2, 4, dtype=torch.bool)
+    assert math.isclose(
+        float(unlabeled_loss("ce", lg, even, ok, ok, balance=True)),
+        float(unlabeled_loss("ce", lg, even, ok, ok)),
+        rel_tol=1e-6,
+    )
+    # no confident pixel: 0, and the gradient flows (zero)
+    lg.requires_grad_(True)
+    zero = unlabeled_loss("ce", lg, even, torch.zeros_like(ok), ok, balance=True)
+    zero.backward()
+    assert float(zero.detach()) == 0.0 and lg.grad is not None and float(lg.grad.abs().sum()) == 0.0
+    # the option reaches the mode's loss
+    mode = _mode("fixmatch", UNet2D(1, 2, channels=(4, 8, 8)), balance="class")
+    assert math.isclose(float(mode.loss_on(logits, labels, confident, valid)), got, rel_tol=1e-6)
+
+
 def test_teacher_prediction_is_eval_mode_without_gradients():
     torch.manual_seed(0)
     net = UNet2D(1, 3, channels=(4, 8)).train()
