@@ -250,11 +250,6 @@ def main() -> None:
         )
         for name in args.domains
     }
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(lambda d: d.pretrain(), domains.values()))
-    if args.pretrain_only:
-        return
-
     plans: dict[str, list[tuple[str, str, list[int]]]] = {}
     for name, d in domains.items():
         modes = args.mri_modes if name == "mri" else args.rs_modes
@@ -262,6 +257,16 @@ def main() -> None:
         if args.methods:
             methods = [m for m in methods if m in args.methods]
         plans[name] = [(m, b, args.seeds) for b in d.budgets for m in methods] + [("none", d.all_budget, all_seeds)]
+    # pretraining only where a method of the plan starts from it (all with --pretrain-only)
+    pretrain = [
+        d
+        for name, d in domains.items()
+        if args.pretrain_only or any(split_semi(m)[0] != "none" for m, _, _ in plans[name])
+    ]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(lambda d: d.pretrain(), pretrain))
+    if args.pretrain_only:
+        return
     jobs = []
     for name, plan in plans.items():
         for method, budget, seeds in plan:
