@@ -13,8 +13,10 @@ batch, learning rate; bench/_demo_data.py generates and prepares the data): ``me
 G^D (1000 steps) then L^R (100 steps) and ``rs pretrain --method hpcl`` (200 steps, early fusion),
 once each and shared by every seed; ``medseg/rs finetune`` per (method, budget), the seeds of a
 cell in one process (each trains exactly as alone); ``medseg/rs evaluate``. Finished runs are
-reused, so a second call only prints the table. Every run uses one torch thread; on this CPU a run
-is bit-identical for a given seed (same weights, same scores), so the table is reproducible.
+reused, so a second call only prints the table. Every run uses one torch thread; on one machine a
+run is bit-identical for a given seed (same weights, same scores), so the table is reproducible
+there. Another processor (other SIMD kernels) gives other numbers for the same seed, at the level
+of seed noise: pair rows only with runs of the same machine, i.e. of one work folder.
 
 Seeds are paired: seed s labels the same volumes / tiles for every method (balanced nested draws,
 segcore/budget.py). Δ none: difference to random init per seed (mean ± sd, wins, paired t-test

@@ -25,7 +25,8 @@ Runs the real stage CLIs on the demo data of workflows/config/config.yaml (``ben
    ``none`` and against the best generic baseline (mean ± sd, wins, paired t-test).
 
 Finished runs are reused, so a second call only prints the table. CPU runs with the same seeds are
-bit-identical (same code, threads and kernels), so each seed is trained once.
+bit-identical on one machine (same code, threads and kernels), so each seed is trained once; another
+processor's kernels give other numbers, so runs pair only within one machine.
 """
 
 from __future__ import annotations
